@@ -1,0 +1,238 @@
+package caddymcp
+
+import (
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_auth", parseCaddyfile)
+	// With the other authentication directives: before any handle,
+	// reverse_proxy or file_server that could serve a protected path.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_auth", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(MCPAuth)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_auth {
+//		issuer            <url>
+//		github {
+//			client_id      <id>
+//			client_secret  <secret>
+//			enterprise_url <url>
+//			scopes         <scope...>
+//		}
+//		allow_users       <login...>
+//		allow_orgs        <org...>
+//		allow_teams       <org/team-slug...>
+//		protect           <path...> [{
+//			scopes <scope...>
+//		}]
+//		scopes_supported  <scope...>
+//		storage           <backend> [<args...>]
+//		access_token_ttl  <duration>
+//		refresh_token_ttl <duration>
+//		secret_key        <base64>
+//	}
+//
+// The list options may be repeated; their values add up. Each protect line
+// adds its paths, with the scopes of its block, if any.
+func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "issuer":
+			if err := oneArg(d, &m.Issuer); err != nil {
+				return err
+			}
+		case "github":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if m.GitHub != nil {
+				return d.Err("github may be given only once")
+			}
+			m.GitHub = new(GitHubConfig)
+			if err := m.GitHub.unmarshal(d); err != nil {
+				return err
+			}
+		case "allow_users":
+			if err := someArgs(d, &m.AllowUsers); err != nil {
+				return err
+			}
+		case "allow_orgs":
+			if err := someArgs(d, &m.AllowOrgs); err != nil {
+				return err
+			}
+		case "allow_teams":
+			if err := someArgs(d, &m.AllowTeams); err != nil {
+				return err
+			}
+		case "protect":
+			var paths, scopes []string
+			if err := someArgs(d, &paths); err != nil {
+				return err
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if d.Val() != "scopes" {
+					return d.Errf("unrecognized protect option %q", d.Val())
+				}
+				if err := someArgs(d, &scopes); err != nil {
+					return err
+				}
+			}
+			for _, p := range paths {
+				m.Protect = append(m.Protect, ProtectedPath{Path: p, Scopes: scopes})
+			}
+		case "scopes_supported":
+			if err := someArgs(d, &m.ScopesSupported); err != nil {
+				return err
+			}
+		case "storage":
+			if m.StorageRaw != nil {
+				return d.Err("storage may be given only once")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "mcp_auth.storage."+name)
+			if err != nil {
+				return err
+			}
+			m.StorageRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
+		case "access_token_ttl", "refresh_token_ttl":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: %q is not a positive duration", opt, s)
+			}
+			if opt == "access_token_ttl" {
+				m.AccessTokenTTL = caddy.Duration(dur)
+			} else {
+				m.RefreshTokenTTL = caddy.Duration(dur)
+			}
+		case "secret_key":
+			if err := oneArg(d, &m.SecretKey); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized mcp_auth option %q", opt)
+		}
+	}
+	return nil
+}
+
+func (g *GitHubConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "client_id":
+			if err := oneArg(d, &g.ClientID); err != nil {
+				return err
+			}
+		case "client_secret":
+			if err := oneArg(d, &g.ClientSecret); err != nil {
+				return err
+			}
+		case "enterprise_url":
+			if err := oneArg(d, &g.EnterpriseURL); err != nil {
+				return err
+			}
+		case "scopes":
+			if err := someArgs(d, &g.Scopes); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized github option %q", opt)
+		}
+	}
+	if g.ClientID == "" || g.ClientSecret == "" {
+		return d.Err("github needs client_id and client_secret")
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the bbolt storage. Syntax:
+//
+//	storage bbolt [<path>] [{
+//		lock_timeout <duration>
+//	}]
+func (b *BboltStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the backend name
+	if d.NextArg() {
+		b.Path = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "lock_timeout" {
+			return d.Errf("unrecognized bbolt option %q", d.Val())
+		}
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(s)
+		if err != nil || dur <= 0 {
+			return d.Errf("lock_timeout: %q is not a positive duration", s)
+		}
+		b.LockTimeout = caddy.Duration(dur)
+	}
+	return nil
+}
+
+// oneArg reads exactly one argument into dst; giving an option twice is an
+// error rather than a silent override.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	if *dst != "" {
+		return d.Errf("%s may be given only once", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// someArgs appends one or more arguments to dst.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	for _, a := range args {
+		if strings.TrimSpace(a) == "" {
+			return d.Errf("%s: empty value", d.Val())
+		}
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*MCPAuth)(nil)
+	_ caddyfile.Unmarshaler = (*BboltStorage)(nil)
+)

@@ -1,0 +1,312 @@
+// Package githubidp logs users in with GitHub or GitHub Enterprise Server
+// and decides whether the allow-lists admit them.
+//
+// It uses golang.org/x/oauth2 for the web flow and go-github for the REST
+// API, so the only GitHub-specific knowledge here is which URLs a
+// deployment lives at and what "admitted" means.
+package githubidp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/google/go-github/v75/github"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/endpoints"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// DefaultScopes are the GitHub scopes requested when none are configured:
+// enough to read the profile and see organization and team membership.
+var DefaultScopes = []string{"read:user", "read:org"}
+
+// ErrNotAllowed means GitHub identified the user but no allow-list admits
+// them. It is the authorization server's sentinel, so both packages agree.
+var ErrNotAllowed = oauth.ErrNotAllowed
+
+// maxPages bounds how many pages of organizations or teams are read while
+// checking an allow-list: 10 pages of 100 is far beyond any real member.
+const maxPages = 10
+
+// Config configures a Provider.
+type Config struct {
+	ClientID     string
+	ClientSecret string
+	// EnterpriseURL is the web address of a GitHub Enterprise Server,
+	// such as https://ghe.example.com. Empty means github.com.
+	EnterpriseURL string
+	// Scopes are requested from GitHub; DefaultScopes if empty.
+	Scopes []string
+
+	// AllowUsers, AllowOrgs and AllowTeams ("org/team-slug") admit a user
+	// when any of them matches. All empty admits every GitHub user.
+	AllowUsers []string
+	AllowOrgs  []string
+	AllowTeams []string
+
+	// HTTPClient makes the calls to GitHub; http.DefaultClient if nil.
+	HTTPClient *http.Client
+}
+
+// Provider is a configured GitHub identity provider.
+type Provider struct {
+	oauth   oauth2.Config
+	apiBase *url.URL
+	client  *http.Client
+
+	users map[string]bool // lower-cased logins
+	orgs  map[string]bool // lower-cased org logins
+	teams map[string]bool // lower-cased "org/slug"
+}
+
+// New validates cfg and returns a Provider.
+func New(cfg Config) (*Provider, error) {
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("githubidp: client_id and client_secret are required")
+	}
+	p := &Provider{
+		client: cfg.HTTPClient,
+		users:  lowerSet(cfg.AllowUsers),
+		orgs:   lowerSet(cfg.AllowOrgs),
+		teams:  lowerSet(cfg.AllowTeams),
+	}
+	if p.client == nil {
+		p.client = http.DefaultClient
+	}
+	for t := range p.teams {
+		if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
+			return nil, fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
+		}
+	}
+	scopes := cfg.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultScopes
+	}
+	endpoint := endpoints.GitHub
+	p.apiBase, _ = url.Parse("https://api.github.com/")
+	if cfg.EnterpriseURL != "" {
+		base, err := ParseEnterpriseURL(cfg.EnterpriseURL)
+		if err != nil {
+			return nil, err
+		}
+		endpoint = oauth2.Endpoint{
+			AuthURL:  base + "/login/oauth/authorize",
+			TokenURL: base + "/login/oauth/access_token",
+		}
+		p.apiBase, _ = url.Parse(base + "/api/v3/")
+	}
+	// GitHub accepts credentials in the body; saying so spares x/oauth2's
+	// auto-detection a failed round trip.
+	endpoint.AuthStyle = oauth2.AuthStyleInParams
+	p.oauth = oauth2.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Endpoint:     endpoint,
+		Scopes:       scopes,
+	}
+	return p, nil
+}
+
+// ParseEnterpriseURL checks a GitHub Enterprise Server address and returns
+// it without a trailing slash. It must be https, except on a loopback host
+// (a local stand-in for tests and demos), and carry no query or fragment.
+func ParseEnterpriseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("githubidp: enterprise_url %q must be an absolute URL such as https://ghe.example.com", raw)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return "", fmt.Errorf("githubidp: enterprise_url %q must use https", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// HasAllowLists reports whether any allow-list is configured, that is
+// whether admission needs more than a valid GitHub login.
+func (p *Provider) HasAllowLists() bool {
+	return len(p.users)+len(p.orgs)+len(p.teams) > 0
+}
+
+// AuthCodeURL is GitHub's authorization URL for our state and callback.
+func (p *Provider) AuthCodeURL(state, redirectURI string) string {
+	c := p.oauth
+	c.RedirectURL = redirectURI
+	return c.AuthCodeURL(state)
+}
+
+// Exchange trades the code GitHub sent to our callback for a GitHub token.
+func (p *Provider) Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error) {
+	c := p.oauth
+	c.RedirectURL = redirectURI
+	tok, err := c.Exchange(p.ctx(ctx), code)
+	if err != nil {
+		return nil, describe("exchanging the code", err)
+	}
+	return tok, nil
+}
+
+// Admit identifies the owner of tok and checks the allow-lists. It returns
+// ErrNotAllowed (with the identity) when GitHub knows the user but no list
+// admits them.
+func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, error) {
+	gh := p.api(ctx, tok)
+	u, _, err := gh.Users.Get(ctx, "")
+	if err != nil {
+		return store.Identity{}, describe("reading the user", err)
+	}
+	id := store.Identity{
+		ID:        u.GetID(),
+		Login:     u.GetLogin(),
+		Name:      u.GetName(),
+		Email:     u.GetEmail(),
+		AvatarURL: u.GetAvatarURL(),
+	}
+	if id.ID == 0 || id.Login == "" {
+		return store.Identity{}, errors.New("githubidp: GitHub returned a user without id or login")
+	}
+	ok, err := p.allowed(ctx, gh, id.Login)
+	if err != nil {
+		return id, err
+	}
+	if !ok {
+		return id, fmt.Errorf("githubidp: %s: %w", id.Login, ErrNotAllowed)
+	}
+	return id, nil
+}
+
+// Recheck confirms, when refreshing a grant, that the user still is who
+// the grant says and is still admitted. Without allow-lists there is
+// nothing to re-check and GitHub is not called.
+func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) error {
+	if !p.HasAllowLists() {
+		return nil
+	}
+	got, err := p.Admit(ctx, tok)
+	if err != nil {
+		return err
+	}
+	if got.ID != want.ID {
+		return errors.New("githubidp: the GitHub token now belongs to another user")
+	}
+	return nil
+}
+
+func (p *Provider) allowed(ctx context.Context, gh *github.Client, login string) (bool, error) {
+	if !p.HasAllowLists() || p.users[strings.ToLower(login)] {
+		return true, nil
+	}
+	if len(p.orgs) > 0 {
+		opt := &github.ListOptions{PerPage: 100}
+		for page := 0; page < maxPages; page++ {
+			orgs, resp, err := gh.Organizations.List(ctx, "", opt)
+			if err != nil {
+				return false, describe("listing organizations", err)
+			}
+			for _, o := range orgs {
+				if p.orgs[strings.ToLower(o.GetLogin())] {
+					return true, nil
+				}
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opt.Page = resp.NextPage
+		}
+	}
+	if len(p.teams) > 0 {
+		opt := &github.ListOptions{PerPage: 100}
+		for page := 0; page < maxPages; page++ {
+			teams, resp, err := gh.Teams.ListUserTeams(ctx, opt)
+			if err != nil {
+				return false, describe("listing teams", err)
+			}
+			for _, t := range teams {
+				key := strings.ToLower(t.GetOrganization().GetLogin() + "/" + t.GetSlug())
+				if p.teams[key] {
+					return true, nil
+				}
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opt.Page = resp.NextPage
+		}
+	}
+	return false, nil
+}
+
+// API returns a go-github client that acts as the owner of tok against
+// the configured GitHub.
+func (p *Provider) API(ctx context.Context, tok *oauth2.Token) *github.Client {
+	return p.api(ctx, tok)
+}
+
+func (p *Provider) api(ctx context.Context, tok *oauth2.Token) *github.Client {
+	hc := oauth2.NewClient(p.ctx(ctx), oauth2.StaticTokenSource(tok))
+	gh := github.NewClient(hc)
+	gh.BaseURL = p.apiBase
+	return gh
+}
+
+// ctx carries our HTTP client to x/oauth2.
+func (p *Provider) ctx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, p.client)
+}
+
+// describe turns an error from GitHub into one that says what we were
+// doing, and never repeats a token: x/oauth2's RetrieveError carries the
+// raw response body, which we drop in favour of its error code.
+func describe(doing string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		if re.ErrorCode != "" {
+			return fmt.Errorf("githubidp: GitHub refused %s: %s", doing, re.ErrorCode)
+		}
+		return fmt.Errorf("githubidp: GitHub refused %s with HTTP %d", doing, re.Response.StatusCode)
+	}
+	var er *github.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		if er.Response.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("githubidp: GitHub refused %s: %w", doing, oauth.ErrUpstreamRevoked)
+		}
+		return fmt.Errorf("githubidp: GitHub refused %s with HTTP %d: %s", doing, er.Response.StatusCode, er.Message)
+	}
+	var rl *github.RateLimitError
+	if errors.As(err, &rl) {
+		return fmt.Errorf("githubidp: GitHub rate limit reached while %s", doing)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// The URL of a GitHub API call carries no secret, but keep the
+		// message short and about the cause.
+		return fmt.Errorf("githubidp: could not reach GitHub while %s: %v", doing, ue.Err)
+	}
+	return fmt.Errorf("githubidp: %s: %v", doing, err)
+}
+
+func lowerSet(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		if x = strings.TrimSpace(x); x != "" {
+			m[strings.ToLower(x)] = true
+		}
+	}
+	return m
+}
+
+// isLoopbackHost reports whether host names this machine: "localhost" or a
+// loopback IP literal.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

@@ -1,0 +1,258 @@
+package caddymcp
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+)
+
+func init() {
+	caddy.RegisterModule(MCPAuth{})
+}
+
+// MCPAuth is an OAuth 2.1 authorization server for MCP, with GitHub as the
+// identity provider, and the gate in front of the MCP servers it protects.
+//
+// It serves the authorization server's endpoints at the site root
+// (/.well-known/oauth-authorization-server, /.well-known/oauth-protected-resource[/<path>],
+// /register, /authorize and /auth, /consent, /callback, /token, /revoke).
+// A request to a protected path needs a valid access token for that path's
+// resource; anything else passes through untouched.
+//
+// After a token is accepted, the client's Authorization header is removed
+// (tokens are never passed through) and these placeholders are set:
+//
+// Placeholder | Description
+// ------------|-------------
+// `{http.auth.user.id}` | GitHub numeric user ID
+// `{http.auth.user.login}` | GitHub login
+// `{http.auth.user.name}` | GitHub display name
+// `{http.auth.user.email}` | GitHub public email
+// `{mcp_auth.client_id}` | the OAuth client that holds the token
+// `{mcp_auth.scope}` | the token's scopes, space-separated
+type MCPAuth struct {
+	// Issuer is the authorization server's identifier, an https URL
+	// without a path. Default: the scheme and host of each request.
+	Issuer string `json:"issuer,omitempty"`
+
+	// GitHub configures login with GitHub. Required.
+	GitHub *GitHubConfig `json:"github,omitempty"`
+
+	// AllowUsers admits these GitHub logins. Default: empty.
+	AllowUsers []string `json:"allow_users,omitempty"`
+	// AllowOrgs admits members of these GitHub organizations. Default:
+	// empty.
+	AllowOrgs []string `json:"allow_orgs,omitempty"`
+	// AllowTeams admits members of these teams, written org/team-slug.
+	// Default: empty. When all three lists are empty, any GitHub user is
+	// admitted. The lists are re-checked at every refresh.
+	AllowTeams []string `json:"allow_teams,omitempty"`
+
+	// Protect lists the protected resources, each a path prefix with its
+	// own RFC 9728 document. A request belongs to the resource with the
+	// longest matching prefix. Default: /mcp, /sse and /messages.
+	Protect []ProtectedPath `json:"protect,omitempty"`
+
+	// ScopesSupported lists the scopes clients may request, in addition
+	// to those any protected path requires. Default: empty.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+
+	// StorageRaw selects where state is kept. Default: bbolt at
+	// mcp_auth/state.db in Caddy's data directory.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=mcp_auth.storage inline_key=backend"`
+
+	// AccessTokenTTL is the lifetime of access tokens. Default: 1h.
+	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+	// RefreshTokenTTL is how long a grant lives without being refreshed;
+	// each refresh extends it. Default: 30d.
+	RefreshTokenTTL caddy.Duration `json:"refresh_token_ttl,omitempty"`
+
+	// SecretKey is 32 random bytes in base64 that seal GitHub tokens at
+	// rest and sign cookies. Placeholders such as {env.*} and {file.*}
+	// are replaced. Default: a key generated once into
+	// mcp_auth/secret.key in Caddy's data directory (mode 0600).
+	SecretKey string `json:"secret_key,omitempty"`
+
+	server    *oauth.Server
+	resources []gatedResource // longest path first
+	storage   StorageBackend
+	logger    *zap.Logger
+}
+
+// GitHubConfig configures the GitHub OAuth app users log in through.
+type GitHubConfig struct {
+	// ClientID of the GitHub OAuth app. Required. Placeholders such as
+	// {env.*} and {file.*} are replaced.
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret of the GitHub OAuth app. Required. Placeholders such
+	// as {env.*} and {file.*} are replaced.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// EnterpriseURL is the address of a GitHub Enterprise Server, whose
+	// web flow is at <url>/login/oauth/* and API at <url>/api/v3/.
+	// Default: github.com.
+	EnterpriseURL string `json:"enterprise_url,omitempty"`
+	// Scopes are requested from GitHub. Default: read:user read:org.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// ProtectedPath is one protected resource.
+type ProtectedPath struct {
+	// Path is the path prefix, such as /mcp; the resource identifier is
+	// the issuer followed by Path.
+	Path string `json:"path"`
+	// Scopes must all be held by a token used on this path. Default:
+	// none.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// DefaultProtect are the protected paths when none are configured.
+var DefaultProtect = []string{"/mcp", "/sse", "/messages"}
+
+// gatedResource pairs a resource with Caddy's own path matcher, so the
+// gate matches requests exactly as `handle <path>*` does (case-insensitive,
+// cleaned, slashes merged) and nothing a handle block routes slips past.
+type gatedResource struct {
+	res     *oauth.Resource
+	matcher caddyhttp.MatchPath
+}
+
+// CaddyModule returns the Caddy module information.
+func (MCPAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_auth",
+		New: func() caddy.Module { return new(MCPAuth) },
+	}
+}
+
+// Provision sets up the authorization server.
+func (m *MCPAuth) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	if m.GitHub == nil {
+		return fmt.Errorf("mcp_auth: a github block with client_id and client_secret is required")
+	}
+	if len(m.Protect) == 0 {
+		for _, p := range DefaultProtect {
+			m.Protect = append(m.Protect, ProtectedPath{Path: p})
+		}
+	}
+
+	if m.StorageRaw == nil {
+		m.StorageRaw = json.RawMessage(`{"backend":"bbolt"}`)
+	}
+	mod, err := ctx.LoadModule(m, "StorageRaw")
+	if err != nil {
+		return fmt.Errorf("mcp_auth: loading storage: %w", err)
+	}
+	m.storage = mod.(StorageBackend)
+
+	key, err := masterKey(m.SecretKey, m.logger)
+	if err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+	keys, err := oauth.NewKeys(key)
+	if err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+
+	repl := caddy.NewReplacer()
+	idp, err := githubidp.New(githubidp.Config{
+		ClientID:      repl.ReplaceKnown(m.GitHub.ClientID, ""),
+		ClientSecret:  repl.ReplaceKnown(m.GitHub.ClientSecret, ""),
+		EnterpriseURL: repl.ReplaceKnown(m.GitHub.EnterpriseURL, ""),
+		Scopes:        m.GitHub.Scopes,
+		AllowUsers:    m.AllowUsers,
+		AllowOrgs:     m.AllowOrgs,
+		AllowTeams:    m.AllowTeams,
+		HTTPClient:    &http.Client{Timeout: 15 * time.Second},
+	})
+	if err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+
+	cfg := oauth.Config{
+		Issuer:          repl.ReplaceKnown(m.Issuer, ""),
+		ScopesSupported: m.ScopesSupported,
+		AccessTokenTTL:  time.Duration(m.AccessTokenTTL),
+		RefreshTokenTTL: time.Duration(m.RefreshTokenTTL),
+	}
+	for _, p := range m.Protect {
+		cfg.Resources = append(cfg.Resources, oauth.Resource{Path: p.Path, Scopes: p.Scopes})
+	}
+	m.server, err = oauth.New(cfg, m.storage.Store(), idp, keys, m.logger)
+	if err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+	for _, p := range m.Protect {
+		matcher := caddyhttp.MatchPath{p.Path + "*"}
+		if err := matcher.Provision(ctx); err != nil {
+			return err
+		}
+		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher})
+	}
+	slices.SortStableFunc(m.resources, func(a, b gatedResource) int { return len(b.res.Path) - len(a.res.Path) })
+	if !idp.HasAllowLists() {
+		m.logger.Warn("no allow_users, allow_orgs or allow_teams: every GitHub user can sign in")
+	}
+	return nil
+}
+
+// ServeHTTP serves the authorization server's endpoints, gates protected
+// paths, and passes everything else on.
+func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h := m.server.Endpoint(r.URL.Path); h != nil {
+		h(w, r)
+		return nil
+	}
+	res, err := m.resourceFor(r)
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		return next.ServeHTTP(w, r)
+	}
+	tok, refusal := m.server.Authenticate(r, res)
+	if refusal != nil {
+		refusal.Write(w)
+		return nil
+	}
+	r.Header.Del("Authorization")
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", strconv.FormatInt(tok.User.ID, 10))
+	repl.Set("http.auth.user.login", tok.User.Login)
+	repl.Set("http.auth.user.name", tok.User.Name)
+	repl.Set("http.auth.user.email", tok.User.Email)
+	repl.Set("mcp_auth.client_id", tok.ClientID)
+	repl.Set("mcp_auth.scope", tok.Scope)
+	return next.ServeHTTP(w, r)
+}
+
+// resourceFor returns the protected resource r falls under, longest
+// prefix first, or nil.
+func (m *MCPAuth) resourceFor(r *http.Request) (*oauth.Resource, error) {
+	for _, g := range m.resources {
+		ok, err := g.matcher.MatchWithError(r)
+		if err != nil {
+			return nil, caddyhttp.Error(http.StatusBadRequest, err)
+		}
+		if ok {
+			return g.res, nil
+		}
+	}
+	return nil, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*MCPAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*MCPAuth)(nil)
+)

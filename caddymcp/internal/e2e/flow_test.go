@@ -1,0 +1,337 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
+)
+
+// TestSDKClientFullFlow is the path every MCP client takes: a 401 with a
+// resource_metadata challenge, discovery, dynamic registration, consent,
+// GitHub login, PKCE, token exchange, and a tool call that reaches the
+// upstream with the user's identity and without the client's token.
+func TestSDKClientFullFlow(t *testing.T) {
+	e := start(t, options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	b := e.browser("alice")
+	session, err := e.connect(ctx, t, "/mcp", e.sdkHandler(t, b))
+	if err != nil {
+		t.Fatalf("connecting through the gate: %v", err)
+	}
+	defer session.Close()
+	if b.pages != 1 {
+		t.Errorf("consent pages shown: %d, want 1", b.pages)
+	}
+
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	if err != nil {
+		t.Fatalf("calling whoami: %v", err)
+	}
+	var who struct {
+		User          string `json:"user"`
+		UserID        string `json:"user_id"`
+		Client        string `json:"client"`
+		Authorization string `json:"authorization"`
+	}
+	raw, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(raw, &who); err != nil {
+		t.Fatalf("whoami result %s: %v", raw, err)
+	}
+	if who.User != "alice" || who.UserID != "1001" {
+		t.Errorf("upstream saw user %q id %q, want alice 1001", who.User, who.UserID)
+	}
+	if !strings.HasPrefix(who.Client, "mcp_client_") {
+		t.Errorf("upstream saw client %q, want a registered client id", who.Client)
+	}
+	if who.Authorization != "" {
+		t.Errorf("the client's Authorization header reached the upstream")
+	}
+	close(e.upstream.seen)
+	n := 0
+	for h := range e.upstream.seen {
+		n++
+		if h.Get("Authorization") != "" {
+			t.Errorf("upstream request %d carried an Authorization header", n)
+		}
+	}
+	if n == 0 {
+		t.Error("the upstream saw no request")
+	}
+}
+
+// oauthClient drives the endpoints by hand, to reach the corners the SDK
+// does not: refresh, reuse, revocation, bad input.
+type oauthClient struct {
+	e        *env
+	http     *http.Client
+	id       string
+	secret   string
+	redirect string
+}
+
+// register registers a public client (or a confidential one if secret).
+func (e *env) register(t *testing.T, confidential bool) *oauthClient {
+	t.Helper()
+	method := "none"
+	if confidential {
+		method = "client_secret_basic"
+	}
+	body := `{"client_name":"raw test client","redirect_uris":["http://127.0.0.1:9999/cb"],"token_endpoint_auth_method":"` + method + `"}`
+	resp, err := e.httpClient(nil).Post(e.site+"/register", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("register: %s %s", resp.Status, b)
+	}
+	var reg struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reg); err != nil {
+		t.Fatal(err)
+	}
+	if confidential == (reg.ClientSecret == "") {
+		t.Fatalf("confidential=%v but a client_secret was issued: %v", confidential, reg.ClientSecret != "")
+	}
+	e.logs.addSecret(reg.ClientSecret)
+	return &oauthClient{e: e, http: e.httpClient(nil), id: reg.ClientID, secret: reg.ClientSecret, redirect: "http://127.0.0.1:9999/cb"}
+}
+
+func (c *oauthClient) config() *oauth2.Config {
+	style := oauth2.AuthStyleInParams
+	if c.secret != "" {
+		style = oauth2.AuthStyleInHeader
+	}
+	return &oauth2.Config{
+		ClientID:     c.id,
+		ClientSecret: c.secret,
+		RedirectURL:  c.redirect,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   c.e.site + "/authorize",
+			TokenURL:  c.e.site + "/token",
+			AuthStyle: style,
+		},
+	}
+}
+
+// login runs the authorization code flow for resource as the browser's
+// user and returns the tokens.
+func (c *oauthClient) login(t *testing.T, b *browser, resource string) *oauth2.Token {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if resource != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("resource", resource))
+	}
+	final, err := b.authorize(context.Background(), c.config().AuthCodeURL("st-"+resource, opts...))
+	if err != nil {
+		t.Fatalf("authorize: %v", err)
+	}
+	q := final.Query()
+	if q.Get("error") != "" {
+		t.Fatalf("authorize refused: %s: %s", q.Get("error"), q.Get("error_description"))
+	}
+	if q.Get("state") != "st-"+resource || q.Get("iss") != c.e.site {
+		t.Fatalf("redirect state %q iss %q, want st-%s and %s", q.Get("state"), q.Get("iss"), resource, c.e.site)
+	}
+	c.e.logs.addSecret(q.Get("code"))
+	c.e.logs.addSecret(verifier)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
+	xopts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
+	if resource != "" {
+		xopts = append(xopts, oauth2.SetAuthURLParam("resource", resource))
+	}
+	tok, err := c.config().Exchange(ctx, q.Get("code"), xopts...)
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	c.e.logs.addSecret(tok.AccessToken)
+	c.e.logs.addSecret(tok.RefreshToken)
+	return tok
+}
+
+// form posts to a token-endpoint-like URL with the client's credentials.
+func (c *oauthClient) form(t *testing.T, path string, v url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.e.site+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.secret != "" {
+		req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
+	} else if !v.Has("client_id") {
+		v.Set("client_id", c.id)
+		req.Body = io.NopCloser(strings.NewReader(v.Encode()))
+		req.ContentLength = int64(len(v.Encode()))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s answered non-JSON %s: %s", path, resp.Status, b)
+		}
+	}
+	if resp.StatusCode >= 500 {
+		t.Errorf("%s answered %s", path, resp.Status)
+	}
+	return resp.StatusCode, out
+}
+
+func (c *oauthClient) refresh(t *testing.T, refreshToken string) (int, map[string]any) {
+	t.Helper()
+	return c.form(t, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+}
+
+// mcpPost sends an MCP initialize request to path with the given
+// Authorization header value ("" for none) and returns the response.
+func (e *env) mcpPost(t *testing.T, path, authz string) *http.Response {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := e.httpClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestRefreshRotationReuseAndRevocation(t *testing.T) {
+	e := start(t, options{})
+	for _, confidential := range []bool{false, true} {
+		name := "public"
+		if confidential {
+			name = "confidential"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := e.register(t, confidential)
+			b := e.browser("alice")
+			tok := c.login(t, b, e.site+"/mcp")
+			if resp := e.mcpPost(t, "/mcp", "Bearer "+tok.AccessToken); resp.StatusCode != http.StatusOK {
+				t.Fatalf("fresh token refused: %s", resp.Status)
+			}
+
+			status, out := c.refresh(t, tok.RefreshToken)
+			if status != http.StatusOK {
+				t.Fatalf("refresh: %d %v", status, out)
+			}
+			at2, rt2 := out["access_token"].(string), out["refresh_token"].(string)
+			e.logs.addSecret(at2)
+			e.logs.addSecret(rt2)
+			if rt2 == "" || rt2 == tok.RefreshToken || at2 == tok.AccessToken {
+				t.Fatal("refresh did not rotate both tokens")
+			}
+			if resp := e.mcpPost(t, "/mcp", "Bearer "+at2); resp.StatusCode != http.StatusOK {
+				t.Fatalf("refreshed token refused: %s", resp.Status)
+			}
+
+			// Reusing the rotated refresh token revokes the whole grant.
+			status, out = c.refresh(t, tok.RefreshToken)
+			if status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Fatalf("reuse of a rotated refresh token: %d %v, want 400 invalid_grant", status, out)
+			}
+			if resp := e.mcpPost(t, "/mcp", "Bearer "+at2); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("access token of a revoked grant: %s, want 401", resp.Status)
+			}
+			if status, _ := c.refresh(t, rt2); status != http.StatusBadRequest {
+				t.Errorf("newest refresh token of a revoked grant: %d, want 400", status)
+			}
+
+			// A new login, then RFC 7009 revocation of its refresh token.
+			tok = c.login(t, b, e.site+"/mcp")
+			if b.pages != 1 {
+				t.Errorf("consent shown %d times; the approval should be remembered", b.pages)
+			}
+			if status, out := c.form(t, "/revoke", url.Values{"token": {tok.RefreshToken}}); status != http.StatusOK {
+				t.Fatalf("revoke: %d %v", status, out)
+			}
+			if resp := e.mcpPost(t, "/mcp", "Bearer "+tok.AccessToken); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("access token after its refresh token was revoked: %s, want 401", resp.Status)
+			}
+			if status, _ := c.refresh(t, tok.RefreshToken); status != http.StatusBadRequest {
+				t.Errorf("revoked refresh token: %d, want 400", status)
+			}
+		})
+	}
+}
+
+func TestGateRefusals(t *testing.T) {
+	e := start(t, options{})
+	c := e.register(t, false)
+	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
+	sseTok := c.login(t, e.browser("alice"), e.site+"/sse")
+
+	prm := e.site + "/.well-known/oauth-protected-resource/mcp"
+	for name, tc := range map[string]struct {
+		path, authz string
+		status      int
+		errCode     string
+	}{
+		"no token":             {"/mcp", "", 401, ""},
+		"basic scheme":         {"/mcp", "Basic YTpi", 401, ""},
+		"unknown token":        {"/mcp", "Bearer mcp_at_not-a-real-token", 401, "invalid_token"},
+		"oversized token":      {"/mcp", "Bearer " + strings.Repeat("x", 5000), 401, "invalid_token"},
+		"other resource token": {"/mcp", "Bearer " + sseTok.AccessToken, 401, "invalid_token"},
+		"upper-case path":      {"/MCP", "", 401, ""},
+		"doubled slash":        {"//mcp", "", 401, ""},
+		"dot segment":          {"/x/../mcp", "", 401, ""},
+		"prefix without slash": {"/mcpextra", "", 401, ""},
+		"token in the query":   {"/mcp?access_token=" + tok.AccessToken, "", 400, "invalid_request"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := e.mcpPost(t, tc.path, tc.authz)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %s, want %d", resp.Status, tc.status)
+			}
+			chal := resp.Header.Get("WWW-Authenticate")
+			if !strings.HasPrefix(chal, `Bearer resource_metadata="`+prm+`"`) {
+				t.Errorf("challenge %q does not name %s", chal, prm)
+			}
+			if tc.errCode != "" && !strings.Contains(chal, `error="`+tc.errCode+`"`) {
+				t.Errorf("challenge %q lacks error=%q", chal, tc.errCode)
+			}
+			if tc.errCode == "" && strings.Contains(chal, "error=") {
+				t.Errorf("challenge %q has an error code for a request without credentials", chal)
+			}
+		})
+	}
+	// The /sse token works where it belongs.
+	resp := e.mcpPost(t, "/sse", "Bearer "+sseTok.AccessToken)
+	if resp.StatusCode == http.StatusUnauthorized {
+		t.Errorf("a /sse token was refused at /sse")
+	}
+	// A token requested without a resource is good on every protected path.
+	any := c.login(t, e.browser("alice"), "")
+	if resp := e.mcpPost(t, "/mcp", "Bearer "+any.AccessToken); resp.StatusCode != http.StatusOK {
+		t.Errorf("site-wide token at /mcp: %s", resp.Status)
+	}
+}
+
+func pkceChallenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}

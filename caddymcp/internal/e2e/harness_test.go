@@ -1,0 +1,418 @@
+// Package e2e tests caddymcp end to end: a real Caddy server started from a
+// Caddyfile, with real TLS from Caddy's own local CA (verified, never
+// skipped), a real bbolt file, upstream MCP servers and clients built with
+// the official Go MCP SDK. The only stand-in is GitHub.
+//
+// Caddy runs in-process and is a process-wide singleton, so tests in this
+// package do not run in parallel; each starts its own server on fresh ports.
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	_ "github.com/caddymcp/caddymcp/caddymcp"
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
+)
+
+// GitHub OAuth app credentials the stand-in knows.
+const (
+	ghClientID     = "Iv1.e2e-client"
+	ghClientSecret = "e2e-github-app-secret-value"
+)
+
+// Users of the stand-in.
+var (
+	alice = fakegithub.User{ID: 1001, Login: "alice", Name: "Alice Liddell", Email: "alice@example.com",
+		AvatarURL: "https://avatars.example.com/alice", Orgs: []string{"acme"}, Teams: []fakegithub.Team{{Org: "acme", Slug: "platform"}}}
+	bob = fakegithub.User{ID: 1002, Login: "bob", Name: "Bob", Email: "bob@example.com", Orgs: []string{"other"}}
+)
+
+// env is one running Caddy with mcp_auth, the GitHub stand-in, and an
+// upstream MCP server behind the gate.
+type env struct {
+	t        *testing.T
+	site     string // https://localhost:PORT, the issuer
+	dir      string
+	gh       *fakegithub.Server
+	ghURL    string
+	roots    *x509.CertPool
+	upstream *upstream
+	logs     *logBuffer
+}
+
+// options shape the Caddyfile of a test.
+type options struct {
+	// authExtra is added inside the mcp_auth block.
+	authExtra string
+	// siteExtra is added inside the site block.
+	siteExtra string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start brings up the stand-in, an upstream MCP server and Caddy.
+func start(t *testing.T, o options) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir()}
+	port := freePort(t)
+	e.site = fmt.Sprintf("https://localhost:%d", port)
+
+	e.gh = fakegithub.New(fakegithub.Options{
+		Apps:  []fakegithub.App{{ClientID: ghClientID, ClientSecret: ghClientSecret, CallbackURL: e.site + "/callback"}},
+		Users: []fakegithub.User{alice, bob},
+	})
+	var err error
+	e.ghURL, err = e.gh.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.gh.Close() })
+
+	e.upstream = startUpstream(t)
+
+	t.Setenv("E2E_GITHUB_SECRET", ghClientSecret)
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	t.Setenv("E2E_MCP_AUTH_KEY", base64.StdEncoding.EncodeToString(key))
+
+	e.logs = captureLogs(t, filepath.Join(e.dir, "caddy.log"))
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	http_port %d
+	https_port %d
+	default_bind 127.0.0.1
+	storage file_system %s
+	skip_install_trust
+	log {
+		output file %s
+		level DEBUG
+		format json
+	}
+}
+
+localhost:%d {
+	tls internal
+	mcp_auth {
+		github {
+			client_id %s
+			client_secret {env.E2E_GITHUB_SECRET}
+			enterprise_url %s
+		}
+		storage bbolt %s
+		secret_key {env.E2E_MCP_AUTH_KEY}
+		%s
+	}
+	handle /mcp* {
+		reverse_proxy %s {
+			header_up X-Forwarded-User {http.auth.user.login}
+			header_up X-Forwarded-User-Id {http.auth.user.id}
+			header_up X-MCP-Client {mcp_auth.client_id}
+		}
+	}
+	%s
+}
+`, freePort(t), port, filepath.Join(e.dir, "caddy"), e.logs.path, port, ghClientID, e.ghURL,
+		filepath.Join(e.dir, "state.db"), o.authExtra, e.upstream.addr, o.siteExtra)
+	e.load(caddyfile)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+		e.logs.assertNoSecrets(t)
+	})
+
+	root, err := os.ReadFile(filepath.Join(e.dir, "caddy", "pki", "authorities", "local", "root.crt"))
+	if err != nil {
+		t.Fatalf("reading Caddy's local CA root: %v", err)
+	}
+	e.roots = x509.NewCertPool()
+	if !e.roots.AppendCertsFromPEM(root) {
+		t.Fatal("Caddy's local CA root is not PEM")
+	}
+	e.waitReady()
+	return e
+}
+
+// waitReady waits until the site answers over TLS verified against the
+// local CA: Caddy issues the certificate in the background after Load.
+func (e *env) waitReady() {
+	e.t.Helper()
+	c := e.httpClient(nil)
+	c.Timeout = 2 * time.Second
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var resp *http.Response
+		resp, err = c.Get(e.site + "/.well-known/oauth-authorization-server")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("metadata: %s", resp.Status)
+		}
+	}
+	e.t.Fatalf("Caddy did not become ready: %v", err)
+}
+
+// load adapts a Caddyfile and runs it.
+func (e *env) load(caddyfile string) {
+	e.t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		e.t.Fatalf("adapting the Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "not formatted") {
+			e.t.Logf("adapter warning: %v", w)
+		}
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		e.t.Fatalf("loading the config: %v", err)
+	}
+}
+
+// httpClient trusts Caddy's local CA and nothing else, and does not follow
+// redirects, so tests see every hop.
+func (e *env) httpClient(jar http.CookieJar) *http.Client {
+	return &http.Client{
+		Jar:     jar,
+		Timeout: 20 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: e.roots},
+			ForceAttemptHTTP2: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// browser is a user agent with cookies, signed in to the stand-in as a
+// given GitHub user.
+type browser struct {
+	e      *env
+	client *http.Client
+	// consent decides what the user clicks on the consent page.
+	consent string // "approve" (default) or "deny"
+	// pages counts consent pages shown, to check remembered approval.
+	pages int
+}
+
+func (e *env) browser(login string) *browser {
+	jar, _ := cookiejar.New(nil)
+	gh, _ := url.Parse(e.ghURL)
+	jar.SetCookies(gh, []*http.Cookie{{Name: "fakegithub_login", Value: login, Path: "/"}})
+	return &browser{e: e, client: e.httpClient(jar), consent: "approve"}
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// authorize plays the user in a browser: it follows the authorization URL
+// through the consent page and GitHub back to the client's redirect URI,
+// and returns that final URL.
+func (b *browser) authorize(ctx context.Context, authURL string) (*url.URL, error) {
+	next := authURL
+	for hop := 0; hop < 10; hop++ {
+		resp, err := b.client.Get(next)
+		if err != nil {
+			return nil, err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusFound:
+			loc, err := resp.Location()
+			if err != nil {
+				return nil, err
+			}
+			if !strings.HasPrefix(loc.String(), b.e.site) && !strings.HasPrefix(loc.String(), b.e.ghURL) {
+				return loc, nil // back at the client
+			}
+			next = loc.String()
+		case resp.StatusCode == http.StatusOK && strings.Contains(string(body), `action="/consent"`):
+			b.pages++
+			form := url.Values{}
+			for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
+				form.Set(m[1], htmlUnescape(m[2]))
+			}
+			form.Set("action", b.consent)
+			resp, err := b.client.PostForm(b.e.site+"/consent", form)
+			if err != nil {
+				return nil, err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusFound {
+				return nil, fmt.Errorf("consent POST: %s", resp.Status)
+			}
+			loc, _ := resp.Location()
+			if !strings.HasPrefix(loc.String(), b.e.site) && !strings.HasPrefix(loc.String(), b.e.ghURL) {
+				return loc, nil
+			}
+			next = loc.String()
+		default:
+			return nil, fmt.Errorf("GET %s: %s: %s", next, resp.Status, body)
+		}
+	}
+	return nil, errors.New("too many redirects")
+}
+
+// fetcher adapts a browser to the SDK's AuthorizationCodeFetcher.
+func (b *browser) fetcher() auth.AuthorizationCodeFetcher {
+	return func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+		final, err := b.authorize(ctx, args.URL)
+		if err != nil {
+			return nil, err
+		}
+		q := final.Query()
+		if e := q.Get("error"); e != "" {
+			return nil, fmt.Errorf("authorization refused: %s: %s", e, q.Get("error_description"))
+		}
+		return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+	}
+}
+
+// sdkClient is an MCP client of the official SDK that logs in through b,
+// registering dynamically.
+func (e *env) sdkHandler(t *testing.T, b *browser) *auth.AuthorizationCodeHandler {
+	t.Helper()
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{
+			Metadata: &oauthex.ClientRegistrationMetadata{
+				ClientName:              "e2e SDK client",
+				RedirectURIs:            []string{"http://127.0.0.1:33418/callback"},
+				TokenEndpointAuthMethod: "none",
+				GrantTypes:              []string{"authorization_code", "refresh_token"},
+				ResponseTypes:           []string{"code"},
+			},
+		},
+		RedirectURL:              "http://127.0.0.1:33418/callback",
+		AuthorizationCodeFetcher: b.fetcher(),
+		Client:                   e.httpClient(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// connect opens an MCP session to path through the gate with handler h.
+func (e *env) connect(ctx context.Context, t *testing.T, path string, h auth.OAuthHandler) (*mcp.ClientSession, error) {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	return client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:     e.site + path,
+		HTTPClient:   e.httpClient(nil),
+		OAuthHandler: h,
+	}, nil)
+}
+
+// upstream is an MCP server built with the SDK, reached through
+// reverse_proxy, that reports the request headers it received.
+type upstream struct {
+	addr string
+	seen chan http.Header
+}
+
+func startUpstream(t *testing.T) *upstream {
+	u := &upstream{seen: make(chan http.Header, 100)}
+	server := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil)
+	type whoamiOut struct {
+		User          string `json:"user"`
+		UserID        string `json:"user_id"`
+		Client        string `json:"client"`
+		Authorization string `json:"authorization"`
+	}
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
+			h := req.Extra.Header
+			return nil, whoamiOut{
+				User:          h.Get("X-Forwarded-User"),
+				UserID:        h.Get("X-Forwarded-User-Id"),
+				Client:        h.Get("X-MCP-Client"),
+				Authorization: h.Get("Authorization"),
+			}, nil
+		})
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case u.seen <- r.Header.Clone():
+		default:
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	u.addr = strings.TrimPrefix(srv.URL, "http://")
+	return u
+}
+
+// logBuffer is Caddy's log file, read back to check that no secret was
+// ever written.
+type logBuffer struct {
+	path    string
+	secrets []string
+}
+
+func captureLogs(t *testing.T, path string) *logBuffer {
+	return &logBuffer{path: path, secrets: []string{ghClientSecret}}
+}
+
+// addSecret registers a value that must never appear in any log line.
+func (l *logBuffer) addSecret(s string) {
+	if s != "" {
+		l.secrets = append(l.secrets, s)
+	}
+}
+
+func (l *logBuffer) assertNoSecrets(t *testing.T) {
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		t.Errorf("reading Caddy's log: %v", err)
+		return
+	}
+	if len(b) == 0 {
+		t.Error("Caddy's log is empty; the secret check would prove nothing")
+	}
+	for _, s := range l.secrets {
+		if strings.Contains(string(b), s) {
+			t.Errorf("a secret (%.8s…) appears in Caddy's log", s)
+		}
+	}
+}
+
+func htmlUnescape(s string) string {
+	r := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`)
+	return r.Replace(s)
+}

@@ -1,0 +1,299 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// authzRequest is a validated authorization request.
+type authzRequest struct {
+	client      *store.Client
+	redirectURI string
+	state       string
+	challenge   string
+	resource    string // "" for the whole site
+	scope       string // granted scope, space-separated
+}
+
+// authzError is a refused authorization request. If redirect is false the
+// client or redirect URI could not be trusted, and the browser is shown a
+// page instead of being sent anywhere.
+type authzError struct {
+	redirect    bool
+	code        string
+	description string
+}
+
+func (e *authzError) Error() string { return e.code + ": " + e.description }
+
+func pageError(description string) *authzError {
+	return &authzError{code: "invalid_request", description: description}
+}
+
+func redirectError(code, description string) *authzError {
+	return &authzError{redirect: true, code: code, description: description}
+}
+
+// serveAuthorize validates an authorization request, then either shows the
+// consent page or, for a client this browser already approved, sends the
+// browser on to GitHub.
+func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "The authorization endpoint takes GET requests.")
+		return
+	}
+	req, aerr := s.parseAuthzRequest(r, r.URL.Query())
+	if aerr != nil {
+		s.refuseAuthz(w, r, req, aerr)
+		return
+	}
+	browser := s.browserID(w, r)
+	if s.approved(r, req.client.ID) {
+		s.sendToGitHub(w, r, req, browser)
+		return
+	}
+	s.showConsent(w, r, req, browser)
+}
+
+// parseAuthzRequest validates the parameters of an authorization request.
+// It returns a partially filled request with the error once the redirect
+// URI is trusted, so the error can be sent there.
+func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest, *authzError) {
+	for _, name := range []string{"client_id", "redirect_uri"} {
+		if _, dup := single(q, name); dup {
+			return nil, pageError("the parameter " + name + " was sent more than once")
+		}
+	}
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		return nil, pageError("the request has no client_id")
+	}
+	if len(clientID) > maxParamLen {
+		return nil, pageError("the client_id is too long")
+	}
+	client, err := s.store.GetClient(r.Context(), clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, pageError("the client is not registered with this server; it must register again")
+	}
+	if err != nil {
+		s.log.Error("looking up a client", zapErr(err))
+		return nil, &authzError{code: "temporarily_unavailable", description: "the server could not look up the client; try again"}
+	}
+	redirectURI := q.Get("redirect_uri")
+	switch {
+	case redirectURI == "" && len(client.RedirectURIs) == 1:
+		redirectURI = client.RedirectURIs[0]
+	case redirectURI == "":
+		return nil, pageError("the request has no redirect_uri and the client registered several")
+	case !matchRedirectURI(client.RedirectURIs, redirectURI):
+		return nil, pageError("the redirect_uri is not one the client registered")
+	}
+	req := &authzRequest{client: client, redirectURI: redirectURI}
+
+	// From here on, errors go back to the client's redirect URI, with its
+	// state when that is sound enough to echo.
+	state, dupState := single(q, "state")
+	if !dupState && len(state) <= maxParamLen {
+		req.state = state
+	}
+	for _, name := range []string{"state", "response_type", "code_challenge", "code_challenge_method", "scope", "resource"} {
+		if _, dup := single(q, name); dup {
+			return req, redirectError("invalid_request", "the parameter "+name+" was sent more than once")
+		}
+	}
+	if len(state) > maxParamLen {
+		return req, redirectError("invalid_request", "the state is too long")
+	}
+	if rt := q.Get("response_type"); rt != "code" {
+		return req, redirectError("unsupported_response_type", "only response_type=code is supported")
+	}
+	req.challenge = q.Get("code_challenge")
+	if req.challenge == "" {
+		return req, redirectError("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+	}
+	if m := q.Get("code_challenge_method"); m != "S256" {
+		return req, redirectError("invalid_request", "code_challenge_method must be S256")
+	}
+	if !validChallenge(req.challenge) {
+		return req, redirectError("invalid_request", "code_challenge must be the 43-character base64url SHA-256 of the verifier")
+	}
+	res, aerr := s.requestedResource(r, q.Get("resource"), q.Has("resource"))
+	if aerr != nil {
+		return req, aerr
+	}
+	if res != nil {
+		req.resource = s.resourceURL(r, res)
+	}
+	req.scope, aerr = s.grantScope(q.Get("scope"), res)
+	if aerr != nil {
+		return req, aerr
+	}
+	return req, nil
+}
+
+// requestedResource validates an RFC 8707 resource parameter. Absent means
+// the whole site (documented: such tokens work on every protected path).
+func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*Resource, *authzError) {
+	if !present {
+		return nil, nil
+	}
+	if raw == "" || len(raw) > maxParamLen {
+		return nil, redirectError("invalid_target", "the resource parameter is empty or too long")
+	}
+	res, ok := s.resourceByURL(r, raw)
+	if !ok {
+		return nil, redirectError("invalid_target", "this server protects no resource "+quote(raw))
+	}
+	return res, nil
+}
+
+// grantScope decides the scope to grant for a request: the requested
+// scopes this server supports (others are dropped, as RFC 6749 section 3.3
+// allows), or, when none were requested, those the resource requires.
+func (s *Server) grantScope(requested string, res *Resource) (string, *authzError) {
+	if len(requested) > maxScopeLen {
+		return "", redirectError("invalid_scope", "the scope parameter is too long")
+	}
+	var granted []string
+	for _, sc := range strings.Fields(requested) {
+		if slices.Contains(s.scopes, sc) && !slices.Contains(granted, sc) {
+			granted = append(granted, sc)
+		}
+	}
+	if requested == "" {
+		if res != nil {
+			granted = slices.Clone(res.Scopes)
+		} else {
+			for _, rr := range s.cfg.Resources {
+				granted = append(granted, rr.Scopes...)
+			}
+		}
+	}
+	slices.Sort(granted)
+	return strings.Join(slices.Compact(granted), " "), nil
+}
+
+// refuseAuthz reports an authorization error: by redirect when the redirect
+// URI is trusted, else on a page.
+func (s *Server) refuseAuthz(w http.ResponseWriter, r *http.Request, req *authzRequest, e *authzError) {
+	if req == nil || !e.redirect {
+		status := http.StatusBadRequest
+		if e.code == "temporarily_unavailable" {
+			status = http.StatusServiceUnavailable
+		}
+		writeErrorPage(w, status, "This sign-in request cannot be used", capitalize(e.description)+".")
+		return
+	}
+	s.redirectToClient(w, r, req.redirectURI, url.Values{
+		"error":             {e.code},
+		"error_description": {e.description},
+	}, req.state)
+}
+
+// redirectToClient sends the browser back to the client with params, the
+// client's state and our issuer (RFC 9207) on every response.
+func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values, state string) {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		// Only validated URIs get here; refuse rather than guess.
+		writeErrorPage(w, http.StatusBadRequest, "This sign-in request cannot be used", "The redirect URI is invalid.")
+		return
+	}
+	q := u.Query()
+	for k, vs := range params {
+		q[k] = vs
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	q.Set("iss", s.issuer(r))
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// sendToGitHub records the request under a fresh state bound to this
+// browser and redirects the browser to GitHub.
+func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string) {
+	state := newSecret("")
+	p := &store.Pending{
+		StateHash:     hashSecret(state),
+		ClientID:      req.client.ID,
+		RedirectURI:   req.redirectURI,
+		ClientState:   req.state,
+		CodeChallenge: req.challenge,
+		Resource:      req.resource,
+		Scope:         req.scope,
+		BrowserHash:   hashSecret(browser),
+		ExpiresAt:     s.now().Add(pendingTTL),
+	}
+	if err := s.store.PutPending(r.Context(), p); err != nil {
+		s.log.Error("storing a pending authorization", zapErr(err))
+		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, s.idp.AuthCodeURL(state, s.issuer(r)+pathCallback), http.StatusFound)
+}
+
+// validChallenge checks the form of an S256 code challenge: the unpadded
+// base64url encoding of 32 bytes.
+func validChallenge(c string) bool {
+	if len(c) != 43 {
+		return false
+	}
+	return isBase64URL(c)
+}
+
+// validVerifier checks RFC 7636 section 4.1: 43 to 128 unreserved characters.
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validScopeToken checks RFC 6749 section 3.3's scope-token grammar.
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

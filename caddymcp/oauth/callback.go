@@ -1,0 +1,148 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// serveCallback is where GitHub sends the browser back. It consumes our
+// state, logs the user in with GitHub, checks the allow-lists, and sends
+// the browser to the client with an authorization code.
+func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "GitHub returns here with GET.")
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > maxSecretLen {
+		writeErrorPage(w, http.StatusBadRequest, "Sign-in failed", "GitHub returned without a valid state. Start again from your MCP client.")
+		return
+	}
+	p, err := s.store.TakePending(r.Context(), hashSecret(state), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		writeErrorPage(w, http.StatusBadRequest, "Sign-in failed", "This sign-in has expired or was already completed. Start again from your MCP client.")
+		return
+	}
+	if err != nil {
+		s.log.Error("taking a pending authorization", zapErr(err))
+		writeErrorPage(w, http.StatusServiceUnavailable, "Sign-in failed", "The server could not complete the sign-in. Try again.")
+		return
+	}
+	// The state was consumed above whatever happens next, so a second
+	// attempt with it fails even if this one is refused.
+	browser, ok := browserCookie(r)
+	if !ok || !constantTimeEqual(string(hashSecret(browser)), string(p.BrowserHash)) {
+		s.log.Warn("callback from a browser that did not start the sign-in", zap.String("client_id", p.ClientID))
+		writeErrorPage(w, http.StatusForbidden, "Sign-in failed", "This sign-in was started in another browser. Start again from your MCP client in this browser.")
+		return
+	}
+	fail := func(code, description string) {
+		s.redirectToClient(w, r, p.RedirectURI, url.Values{"error": {code}, "error_description": {description}}, p.ClientState)
+	}
+	if e := q.Get("error"); e != "" {
+		// GitHub's access_denied is the user pressing Cancel.
+		s.log.Info("GitHub login not completed", zap.String("client_id", p.ClientID), zap.String("github_error", cleanText(e, 64)))
+		fail("access_denied", "the GitHub login was not completed")
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxSecretLen {
+		fail("access_denied", "GitHub returned no code")
+		return
+	}
+	ghTok, err := s.idp.Exchange(r.Context(), code, s.issuer(r)+pathCallback)
+	if err != nil {
+		s.log.Warn("GitHub code exchange failed", zap.String("client_id", p.ClientID), zapErr(err))
+		fail("access_denied", "GitHub did not complete the login")
+		return
+	}
+	who, err := s.idp.Admit(r.Context(), ghTok)
+	if err != nil {
+		if errors.Is(err, ErrNotAllowed) {
+			s.log.Info("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
+			fail("access_denied", "the GitHub user "+who.Login+" is not allowed to use this server")
+			return
+		}
+		s.log.Warn("GitHub user lookup failed", zap.String("client_id", p.ClientID), zapErr(err))
+		fail("temporarily_unavailable", "GitHub could not be asked who you are; try again")
+		return
+	}
+	sealed, err := s.sealGitHubToken(ghTok, who.ID)
+	if err != nil {
+		s.log.Error("sealing the GitHub token", zapErr(err))
+		fail("server_error", "the login could not be recorded")
+		return
+	}
+	authCode := newSecret(prefixCode)
+	err = s.store.PutCode(r.Context(), &store.Code{
+		Hash:          hashSecret(authCode),
+		ClientID:      p.ClientID,
+		RedirectURI:   p.RedirectURI,
+		CodeChallenge: p.CodeChallenge,
+		Resource:      p.Resource,
+		Scope:         p.Scope,
+		User:          who,
+		GitHubToken:   sealed,
+		ExpiresAt:     s.now().Add(codeTTL),
+	})
+	if err != nil {
+		s.log.Error("storing an authorization code", zapErr(err))
+		fail("temporarily_unavailable", "the login could not be recorded; try again")
+		return
+	}
+	s.log.Info("user authorized client",
+		zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login),
+		zap.String("resource", p.Resource), zap.String("scope", p.Scope))
+	s.redirectToClient(w, r, p.RedirectURI, url.Values{"code": {authCode}}, p.ClientState)
+}
+
+// githubTokenAD binds a sealed GitHub token to the user it belongs to, so
+// a ciphertext copied onto another user's record does not open.
+func githubTokenAD(userID int64) []byte {
+	return []byte("github-token:" + strconv.FormatInt(userID, 10))
+}
+
+func (s *Server) sealGitHubToken(tok *oauth2.Token, userID int64) ([]byte, error) {
+	plain, err := json.Marshal(struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type,omitempty"`
+		RefreshToken string `json:"refresh_token,omitempty"`
+		Expiry       int64  `json:"expiry,omitempty"`
+	}{tok.AccessToken, tok.TokenType, tok.RefreshToken, unixOrZero(tok)})
+	if err != nil {
+		return nil, err
+	}
+	return s.keys.Seal(plain, githubTokenAD(userID)), nil
+}
+
+// GitHubToken opens the GitHub token sealed on a grant or code.
+func (s *Server) GitHubToken(sealed []byte, userID int64) (*oauth2.Token, error) {
+	plain, err := s.keys.Open(sealed, githubTokenAD(userID))
+	if err != nil {
+		return nil, err
+	}
+	var t struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type,omitempty"`
+		RefreshToken string `json:"refresh_token,omitempty"`
+		Expiry       int64  `json:"expiry,omitempty"`
+	}
+	if err := json.Unmarshal(plain, &t); err != nil {
+		return nil, errUnseal
+	}
+	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken}
+	if t.Expiry != 0 {
+		tok.Expiry = timeFromUnix(t.Expiry)
+	}
+	return tok, nil
+}

@@ -1,0 +1,251 @@
+package oauth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Cookies. Both are __Host- cookies: Secure, Path=/, no Domain, so no other
+// host or path can set or read them.
+const (
+	// cookieBrowser identifies this browser for the length of a sign-in:
+	// a pending request and the consent form are bound to it, so a link
+	// to GitHub or to the consent form that someone else started does not
+	// work in a victim's browser.
+	cookieBrowser = "__Host-mcp_browser"
+	// cookieApproved lists the clients this browser approved, signed.
+	cookieApproved = "__Host-mcp_approved"
+)
+
+// Consent approvals are remembered for this long, for at most this many
+// clients per browser.
+const (
+	approvalTTL  = 30 * 24 * time.Hour
+	maxApprovals = 20
+)
+
+func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(maxAge / time.Second),
+		Secure:   true,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// browserID returns this browser's binding value, setting the cookie if
+// the browser has none yet.
+func (s *Server) browserID(w http.ResponseWriter, r *http.Request) string {
+	if id, ok := browserCookie(r); ok {
+		return id
+	}
+	id := newSecret("")
+	// A session cookie: it only needs to outlive one sign-in.
+	s.setCookie(w, cookieBrowser, id, 0)
+	return id
+}
+
+// browserCookie returns the binding value if the request carries a
+// well-formed one.
+func browserCookie(r *http.Request) (string, bool) {
+	c, err := r.Cookie(cookieBrowser)
+	if err != nil || len(c.Value) != 43 || !isBase64URL(c.Value) {
+		return "", false
+	}
+	return c.Value, true
+}
+
+// approval is one remembered consent.
+type approval struct {
+	ClientID string `json:"c"`
+	Expires  int64  `json:"e"`
+}
+
+// approvals reads the signed approval cookie, dropping expired entries.
+func (s *Server) approvals(r *http.Request) []approval {
+	c, err := r.Cookie(cookieApproved)
+	if err != nil || len(c.Value) > 4096 {
+		return nil
+	}
+	payload, ok := s.keys.verify(cookieApproved, c.Value)
+	if !ok {
+		return nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return nil
+	}
+	var list []approval
+	if json.Unmarshal(raw, &list) != nil {
+		return nil
+	}
+	now := s.now().Unix()
+	live := list[:0]
+	for _, a := range list {
+		if a.Expires > now {
+			live = append(live, a)
+		}
+	}
+	return live
+}
+
+func (s *Server) approved(r *http.Request, clientID string) bool {
+	for _, a := range s.approvals(r) {
+		if a.ClientID == clientID {
+			return true
+		}
+	}
+	return false
+}
+
+// remember adds clientID to the approval cookie, keeping the newest
+// maxApprovals entries.
+func (s *Server) remember(w http.ResponseWriter, r *http.Request, clientID string) {
+	list := []approval{{ClientID: clientID, Expires: s.now().Add(approvalTTL).Unix()}}
+	for _, a := range s.approvals(r) {
+		if a.ClientID != clientID && len(list) < maxApprovals {
+			list = append(list, a)
+		}
+	}
+	raw, _ := json.Marshal(list)
+	s.setCookie(w, cookieApproved, s.keys.sign(cookieApproved, base64.RawURLEncoding.EncodeToString(raw)), approvalTTL)
+}
+
+// csrfToken binds the consent form to this browser and to the exact
+// request shown, so neither can be swapped under the user's click.
+func (s *Server) csrfToken(browser string, req *authzRequest) string {
+	return base64.RawURLEncoding.EncodeToString(s.keys.mac("consent",
+		browser, req.client.ID, req.redirectURI, req.state, req.challenge, req.resource, req.scope))
+}
+
+type consentData struct {
+	ClientName   string
+	ClientID     string
+	ClientURI    string
+	RedirectHost string
+	Resource     string
+	Scopes       []string
+	Params       map[string]string
+	CSRF         string
+}
+
+var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Authorize {{.ClientName}}</title>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}.host{font-size:1.2rem;font-weight:700;word-break:break-all}
+code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-all}
+.buttons{display:flex;gap:1rem;margin-top:2rem}button{font-size:1rem;padding:.6rem 1.4rem;border-radius:6px;border:1px solid #888;cursor:pointer}
+button.approve{background:#1f6feb;color:#fff;border-color:#1f6feb}
+</style></head><body>
+<h1>{{.ClientName}} wants to use this MCP server as you</h1>
+<p>After you approve, you sign in with GitHub and are sent back to:</p>
+<p class="host">{{.RedirectHost}}</p>
+<p>Only approve if you started this from a client you trust and that address belongs to it.</p>
+<ul>
+<li>Client ID: <code>{{.ClientID}}</code>{{if .ClientURI}} (<code>{{.ClientURI}}</code>){{end}}</li>
+<li>Resource: <code>{{.Resource}}</code></li>
+<li>Scopes: {{if .Scopes}}{{range .Scopes}}<code>{{.}}</code> {{end}}{{else}}none beyond your identity{{end}}</li>
+</ul>
+<form method="post" action="/consent">
+{{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<input type="hidden" name="csrf" value="{{.CSRF}}">
+<div class="buttons"><button class="approve" type="submit" name="action" value="approve">Approve</button>
+<button type="submit" name="action" value="deny">Deny</button></div>
+</form></body></html>
+`))
+
+func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string) {
+	name := req.client.Name
+	if name == "" {
+		name = "An unnamed client"
+	}
+	resource := req.resource
+	if resource == "" {
+		resource = s.issuer(r) + " (every protected path)"
+	}
+	redirectHost := req.redirectURI
+	if u, err := url.Parse(req.redirectURI); err == nil && u.Host != "" {
+		redirectHost = u.Scheme + "://" + u.Host
+	}
+	setPageHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	_ = consentPage.Execute(w, consentData{
+		ClientName:   name,
+		ClientID:     req.client.ID,
+		ClientURI:    req.client.ClientURI,
+		RedirectHost: redirectHost,
+		Resource:     resource,
+		Scopes:       strings.Fields(req.scope),
+		Params:       req.params(),
+		CSRF:         s.csrfToken(browser, req),
+	})
+}
+
+// params re-encodes a validated request for the consent form. The scope
+// is the granted one, so the POST asks for exactly what the page showed.
+func (req *authzRequest) params() map[string]string {
+	p := map[string]string{
+		"client_id":             req.client.ID,
+		"redirect_uri":          req.redirectURI,
+		"response_type":         "code",
+		"code_challenge":        req.challenge,
+		"code_challenge_method": "S256",
+		"scope":                 req.scope,
+	}
+	if req.state != "" {
+		p["state"] = req.state
+	}
+	if req.resource != "" {
+		p["resource"] = req.resource
+	}
+	return p
+}
+
+// serveConsent takes the user's answer on the consent page.
+func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "The consent form is submitted with POST.")
+		return
+	}
+	form, msg := parseForm(w, r)
+	if msg != "" {
+		writeErrorPage(w, http.StatusBadRequest, "This consent form cannot be used", capitalize(msg)+".")
+		return
+	}
+	req, aerr := s.parseAuthzRequest(r, form)
+	if aerr != nil {
+		s.refuseAuthz(w, r, req, aerr)
+		return
+	}
+	browser, ok := browserCookie(r)
+	if !ok || !constantTimeEqual(form.Get("csrf"), s.csrfToken(browser, req)) {
+		writeErrorPage(w, http.StatusForbidden, "This consent form cannot be used",
+			"It was not issued to this browser, or it has been changed. Start again from your MCP client (cookies must be enabled).")
+		return
+	}
+	switch form.Get("action") {
+	case "approve":
+		s.remember(w, r, req.client.ID)
+		s.log.Info("consent approved", clientFields(req.client)...)
+		s.sendToGitHub(w, r, req, browser)
+	case "deny":
+		s.log.Info("consent denied", clientFields(req.client)...)
+		s.redirectToClient(w, r, req.redirectURI, url.Values{
+			"error":             {"access_denied"},
+			"error_description": {"the user denied the request"},
+		}, req.state)
+	default:
+		writeErrorPage(w, http.StatusBadRequest, "This consent form cannot be used", "It did not say whether to approve or deny.")
+	}
+}

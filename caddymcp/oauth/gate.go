@@ -1,0 +1,123 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// Refusal is the answer to a request for a protected resource that did not
+// carry an acceptable access token: a 401 or 403 with an RFC 6750
+// challenge that names the resource's RFC 9728 metadata document, so an
+// MCP client can discover where to get one.
+type Refusal struct {
+	Status      int
+	Code        string // "", invalid_request, invalid_token or insufficient_scope
+	Description string
+	challenge   string
+}
+
+// Write sends the refusal.
+func (f *Refusal) Write(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("WWW-Authenticate", f.challenge)
+	if f.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
+	}
+	if f.Code == "" {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(f.Status)
+		_, _ = w.Write([]byte("an access token is required\n"))
+		return
+	}
+	writeOAuthError(w, f.Status, f.Code, f.Description)
+}
+
+// Authenticate checks the bearer token of a request to the protected
+// resource res. On success it returns the token; otherwise the refusal to
+// send. Tokens are accepted only in the Authorization header (RFC 6750
+// section 2.1): one in the query string is refused, never used.
+func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToken, *Refusal) {
+	refuse := func(status int, code, description string) *Refusal {
+		return s.refusal(r, res, status, code, description)
+	}
+	if r.URL.Query().Has("access_token") {
+		return nil, refuse(http.StatusBadRequest, "invalid_request", "send the access token in the Authorization header, not the URL")
+	}
+	hdrs := r.Header.Values("Authorization")
+	if len(hdrs) == 0 {
+		return nil, refuse(http.StatusUnauthorized, "", "")
+	}
+	if len(hdrs) > 1 {
+		return nil, refuse(http.StatusBadRequest, "invalid_request", "send one Authorization header")
+	}
+	scheme, tok, ok := strings.Cut(hdrs[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, refuse(http.StatusUnauthorized, "", "")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || len(tok) > maxSecretLen {
+		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token is malformed")
+	}
+	at, err := s.store.GetAccessToken(r.Context(), hashSecret(tok), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+	}
+	if err != nil {
+		s.log.Error("looking up an access token", zapErr(err))
+		return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
+	}
+	if at.Resource != "" && at.Resource != s.resourceURL(r, res) {
+		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
+	}
+	if len(res.Scopes) > 0 {
+		have := strings.Fields(at.Scope)
+		for _, need := range res.Scopes {
+			if !slices.Contains(have, need) {
+				return nil, refuse(http.StatusForbidden, "insufficient_scope", "the access token lacks a scope this resource requires")
+			}
+		}
+	}
+	return at, nil
+}
+
+// refusal builds the RFC 6750 section 3 challenge. Descriptions are our
+// own constant strings, so they need no escaping beyond what they have.
+func (s *Server) refusal(r *http.Request, res *Resource, status int, code, description string) *Refusal {
+	var b strings.Builder
+	b.WriteString(`Bearer resource_metadata="`)
+	b.WriteString(s.metadataURL(r, res))
+	b.WriteByte('"')
+	if len(res.Scopes) > 0 {
+		b.WriteString(`, scope="`)
+		b.WriteString(strings.Join(res.Scopes, " "))
+		b.WriteByte('"')
+	}
+	if code != "" && code != "temporarily_unavailable" {
+		b.WriteString(`, error="`)
+		b.WriteString(code)
+		b.WriteString(`", error_description="`)
+		b.WriteString(description)
+		b.WriteByte('"')
+	}
+	return &Refusal{Status: status, Code: code, Description: description, challenge: b.String()}
+}
+
+// ResourceFor returns the protected resource a cleaned request path falls
+// under by the longest matching prefix, or nil. Prefixes match as plain
+// string prefixes, like Caddy's `path /mcp*`, so that the gate covers at
+// least everything a `handle /mcp*` block routes.
+func (s *Server) ResourceFor(path string) *Resource {
+	var best *Resource
+	for i := range s.cfg.Resources {
+		res := &s.cfg.Resources[i]
+		if strings.HasPrefix(path, res.Path) && (best == nil || len(res.Path) > len(best.Path)) {
+			best = res
+		}
+	}
+	return best
+}

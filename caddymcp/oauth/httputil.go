@@ -1,0 +1,126 @@
+package oauth
+
+import (
+	"encoding/json"
+	"html/template"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// maxBodyBytes bounds every request body the authorization server reads.
+// The largest legitimate one is a registration with many redirect URIs.
+const maxBodyBytes = 64 << 10
+
+// maxParamLen bounds any single request parameter we keep or echo.
+const maxParamLen = 2048
+
+// writeJSON writes v as the response. Every response of the authorization
+// server is uncacheable: they carry secrets or per-request decisions.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// oauthError is the RFC 6749 section 5.2 error body.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+// allowMethods answers 405 unless r uses one of the methods, and answers
+// CORS preflight requests. The endpoints it guards use no cookies, so any
+// origin may call them: browser-based clients such as the MCP Inspector
+// discover, register and redeem codes from their own origin.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", strings.Join(methods, ", "))
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	h.Set("Allow", strings.Join(methods, ", "))
+	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method "+r.Method+" is not allowed here")
+	return false
+}
+
+// parseForm reads an application/x-www-form-urlencoded POST body, bounded,
+// and returns its parameters (never the query string's: OAuth credentials
+// belong in the body).
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, string) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/x-www-form-urlencoded" {
+		return nil, "the body must be application/x-www-form-urlencoded"
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		if _, ok := err.(*http.MaxBytesError); ok {
+			return nil, "the request body is too large"
+		}
+		return nil, "the request body is not a valid form"
+	}
+	return r.PostForm, ""
+}
+
+// single returns the one value of a parameter. RFC 6749 section 3.1: a
+// parameter sent more than once is an invalid request, so dup is true then.
+func single(v url.Values, name string) (val string, dup bool) {
+	vs := v[name]
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], false
+	}
+	return "", true
+}
+
+// pageData fills the plain HTML page used for errors a browser sees that
+// must not be redirected to a client (RFC 6749 section 4.1.2.1).
+type pageData struct {
+	Title   string
+	Message string
+}
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+`))
+
+// writeErrorPage shows a browser an error it cannot be redirected with.
+func writeErrorPage(w http.ResponseWriter, status int, title, message string) {
+	setPageHeaders(w)
+	w.WriteHeader(status)
+	_ = errorPage.Execute(w, pageData{Title: title, Message: message})
+}
+
+// setPageHeaders makes an HTML page of ours uncacheable, unframeable and
+// unable to load anything but its own inline style.
+func setPageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+}

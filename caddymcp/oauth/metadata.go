@@ -1,0 +1,100 @@
+package oauth
+
+import (
+	"net/http"
+	"strings"
+)
+
+// authServerMetadata is the RFC 8414 document.
+type authServerMetadata struct {
+	Issuer                                     string   `json:"issuer"`
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
+	TokenEndpoint                              string   `json:"token_endpoint"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint"`
+	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported                     []string `json:"response_types_supported"`
+	ResponseModesSupported                     []string `json:"response_modes_supported"`
+	GrantTypesSupported                        []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+// protectedResourceMetadata is the RFC 9728 document.
+type protectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+}
+
+var clientAuthMethods = []string{authMethodBasic, authMethodPost, authMethodNone}
+
+func (s *Server) serveASMetadata(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	iss := s.issuer(r)
+	writeJSON(w, http.StatusOK, authServerMetadata{
+		Issuer:                                     iss,
+		AuthorizationEndpoint:                      iss + pathAuthorize,
+		TokenEndpoint:                              iss + pathToken,
+		RegistrationEndpoint:                       iss + pathRegister,
+		RevocationEndpoint:                         iss + pathRevoke,
+		ScopesSupported:                            s.scopes,
+		ResponseTypesSupported:                     []string{"code"},
+		ResponseModesSupported:                     []string{"query"},
+		GrantTypesSupported:                        []string{grantAuthorizationCode, grantRefreshToken},
+		TokenEndpointAuthMethodsSupported:          clientAuthMethods,
+		RevocationEndpointAuthMethodsSupported:     clientAuthMethods,
+		CodeChallengeMethodsSupported:              []string{"S256"},
+		AuthorizationResponseIssParameterSupported: true,
+	})
+}
+
+// servePRM serves the root document, whose resource is the whole site (the
+// issuer), and one document per protected path at the path-aware URL.
+func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	iss := s.issuer(r)
+	doc := protectedResourceMetadata{
+		AuthorizationServers:   []string{iss},
+		BearerMethodsSupported: []string{"header"},
+	}
+	if sub := strings.TrimPrefix(r.URL.Path, pathPRM); sub == "" {
+		doc.Resource = iss
+		doc.ScopesSupported = s.scopes
+	} else {
+		res := s.resourceByPath(sub)
+		if res == nil {
+			writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at "+sub)
+			return
+		}
+		doc.Resource = s.resourceURL(r, res)
+		doc.ScopesSupported = s.scopes
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// resourceByPath returns the resource whose Path is exactly p.
+func (s *Server) resourceByPath(p string) *Resource {
+	for i := range s.cfg.Resources {
+		if s.cfg.Resources[i].Path == p {
+			return &s.cfg.Resources[i]
+		}
+	}
+	return nil
+}
+
+// metadataURL is where a resource's RFC 9728 document lives; nil means the
+// root document.
+func (s *Server) metadataURL(r *http.Request, res *Resource) string {
+	if res == nil {
+		return s.issuer(r) + pathPRM
+	}
+	return s.issuer(r) + pathPRM + res.Path
+}

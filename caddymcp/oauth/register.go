@@ -1,0 +1,260 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// Client authentication methods at the token and revocation endpoints.
+const (
+	authMethodBasic = "client_secret_basic"
+	authMethodPost  = "client_secret_post"
+	authMethodNone  = "none"
+)
+
+// Grant types.
+const (
+	grantAuthorizationCode = "authorization_code"
+	grantRefreshToken      = "refresh_token"
+)
+
+// Application types (OpenID Connect Dynamic Client Registration, which
+// RFC 7591 clients such as the MCP SDKs send).
+const (
+	appTypeWeb    = "web"
+	appTypeNative = "native"
+)
+
+// Bounds on registration metadata.
+const (
+	maxClientNameLen = 200
+	maxURLFieldLen   = 2048
+	maxScopeLen      = 1024
+)
+
+// registrationRequest is the RFC 7591 client metadata we act on. Unknown
+// members are ignored, as RFC 7591 section 2 asks.
+type registrationRequest struct {
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	ApplicationType         string   `json:"application_type"`
+	ClientName              string   `json:"client_name"`
+	ClientURI               string   `json:"client_uri"`
+	LogoURI                 string   `json:"logo_uri"`
+	Scope                   string   `json:"scope"`
+	SoftwareID              string   `json:"software_id"`
+	SoftwareVersion         string   `json:"software_version"`
+}
+
+// registrationResponse is the RFC 7591 section 3.2.1 response.
+type registrationResponse struct {
+	ClientID                string   `json:"client_id"`
+	ClientSecret            string   `json:"client_secret,omitempty"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	ApplicationType         string   `json:"application_type"`
+	ClientName              string   `json:"client_name,omitempty"`
+	ClientURI               string   `json:"client_uri,omitempty"`
+	LogoURI                 string   `json:"logo_uri,omitempty"`
+	Scope                   string   `json:"scope,omitempty"`
+	SoftwareID              string   `json:"software_id,omitempty"`
+	SoftwareVersion         string   `json:"software_version,omitempty"`
+}
+
+func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
+		return
+	}
+	var req registrationRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_client_metadata", "the registration request is too large")
+			return
+		}
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body is not a JSON object of client metadata")
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must hold exactly one JSON object")
+		return
+	}
+	c, code, msg := s.newClient(&req)
+	if code != "" {
+		writeOAuthError(w, http.StatusBadRequest, code, msg)
+		return
+	}
+	var secret string
+	if c.TokenEndpointAuthMethod != authMethodNone {
+		secret = newSecret(prefixClientSecret)
+		c.SecretHash = hashSecret(secret)
+	}
+	if err := s.store.PutClient(r.Context(), c); err != nil {
+		s.log.Error("storing a registered client", zapErr(err))
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+		return
+	}
+	s.log.Info("client registered", clientFields(c)...)
+	resp := registrationResponse{
+		ClientID:                c.ID,
+		ClientSecret:            secret,
+		ClientIDIssuedAt:        c.CreatedAt.Unix(),
+		RedirectURIs:            c.RedirectURIs,
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		GrantTypes:              c.GrantTypes,
+		ResponseTypes:           c.ResponseTypes,
+		ApplicationType:         c.ApplicationType,
+		ClientName:              c.Name,
+		ClientURI:               c.ClientURI,
+		LogoURI:                 c.LogoURI,
+		Scope:                   c.Scope,
+		SoftwareID:              c.SoftwareID,
+		SoftwareVersion:         c.SoftwareVersion,
+	}
+	if secret != "" {
+		never := int64(0)
+		resp.ClientSecretExpiresAt = &never
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+// newClient validates registration metadata and returns the client to
+// store, or an RFC 7591 error code and message.
+func (s *Server) newClient(req *registrationRequest) (c *store.Client, code, msg string) {
+	c = &store.Client{
+		ID:                      newClientID(),
+		TokenEndpointAuthMethod: req.TokenEndpointAuthMethod,
+		GrantTypes:              req.GrantTypes,
+		ResponseTypes:           req.ResponseTypes,
+		ApplicationType:         req.ApplicationType,
+		CreatedAt:               s.now().UTC().Truncate(1e9),
+	}
+	if c.ApplicationType == "" {
+		c.ApplicationType = appTypeWeb
+	}
+	if c.ApplicationType != appTypeWeb && c.ApplicationType != appTypeNative {
+		return nil, "invalid_client_metadata", `application_type must be "web" or "native"`
+	}
+	if len(req.RedirectURIs) == 0 {
+		return nil, "invalid_redirect_uri", "redirect_uris is required"
+	}
+	if len(req.RedirectURIs) > maxRedirectURIs {
+		return nil, "invalid_redirect_uri", "too many redirect_uris"
+	}
+	for _, u := range req.RedirectURIs {
+		if err := checkRedirectURI(u, c.ApplicationType); err != nil {
+			return nil, "invalid_redirect_uri", err.Error()
+		}
+	}
+	c.RedirectURIs = slices.Compact(slices.Clone(req.RedirectURIs))
+
+	if c.TokenEndpointAuthMethod == "" {
+		c.TokenEndpointAuthMethod = authMethodBasic // RFC 7591 section 2
+	}
+	if !slices.Contains(clientAuthMethods, c.TokenEndpointAuthMethod) {
+		return nil, "invalid_client_metadata", "token_endpoint_auth_method must be one of " + strings.Join(clientAuthMethods, ", ")
+	}
+	// Without grant_types we assume the client wants both grants we offer,
+	// rather than RFC 7591's authorization_code alone: MCP clients that
+	// omit it still expect to stay signed in.
+	if len(c.GrantTypes) == 0 {
+		c.GrantTypes = []string{grantAuthorizationCode, grantRefreshToken}
+	}
+	for _, g := range c.GrantTypes {
+		if g != grantAuthorizationCode && g != grantRefreshToken {
+			return nil, "invalid_client_metadata", "grant type " + quote(g) + " is not supported; use authorization_code and refresh_token"
+		}
+	}
+	if !slices.Contains(c.GrantTypes, grantAuthorizationCode) {
+		return nil, "invalid_client_metadata", "grant_types must include authorization_code"
+	}
+	c.GrantTypes = slices.Compact(slices.Sorted(slices.Values(c.GrantTypes)))
+	if len(c.ResponseTypes) == 0 {
+		c.ResponseTypes = []string{"code"}
+	}
+	for _, rt := range c.ResponseTypes {
+		if rt != "code" {
+			return nil, "invalid_client_metadata", "response type " + quote(rt) + " is not supported; only code is"
+		}
+	}
+	c.ResponseTypes = []string{"code"}
+
+	c.Name = cleanText(req.ClientName, maxClientNameLen)
+	var ok bool
+	if c.ClientURI, ok = httpsURL(req.ClientURI); !ok {
+		return nil, "invalid_client_metadata", "client_uri must be an https URL"
+	}
+	if c.LogoURI, ok = httpsURL(req.LogoURI); !ok {
+		return nil, "invalid_client_metadata", "logo_uri must be an https URL"
+	}
+	if len(req.Scope) > maxScopeLen {
+		return nil, "invalid_client_metadata", "scope is too long"
+	}
+	c.Scope = strings.Join(strings.Fields(req.Scope), " ")
+	c.SoftwareID = cleanText(req.SoftwareID, maxClientNameLen)
+	c.SoftwareVersion = cleanText(req.SoftwareVersion, maxClientNameLen)
+	return c, "", ""
+}
+
+// newClientID is an unguessable identifier. Client IDs are not secrets,
+// but unguessable ones cannot be enumerated.
+func newClientID() string {
+	return newSecret("mcp_client_")[:len("mcp_client_")+22]
+}
+
+// cleanText trims s, drops control and format characters (which could
+// disguise a name on the consent page), and bounds its length in runes.
+func cleanText(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range strings.TrimSpace(s) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			continue
+		}
+		if n == max {
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// httpsURL accepts an empty value or an https URL of bounded length.
+func httpsURL(s string) (string, bool) {
+	if s == "" {
+		return "", true
+	}
+	u, err := url.Parse(s)
+	if err != nil || len(s) > maxURLFieldLen || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return "", false
+	}
+	return s, true
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return `"` + cleanText(s, 64) + `"`
+}

@@ -1,0 +1,71 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// serveRevoke is RFC 7009 revocation. Revoking a refresh token revokes its
+// whole grant (section 2.1 invites this), so every access token issued
+// from it stops working at once; revoking an access token revokes that
+// token. Unknown tokens, and tokens of other clients, get the same empty
+// 200 as success, so the endpoint says nothing about tokens it was not
+// given the right to revoke.
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	form, client, terr := s.readTokenRequest(w, r)
+	if terr != nil {
+		terr.write(w)
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		badRequest("invalid_request", "token is required").write(w)
+		return
+	}
+	if len(tok) <= maxSecretLen {
+		if err := s.revoke(r, client, tok); err != nil {
+			s.log.Error("revoking a token", zapErr(err))
+			errUnavailable.write(w)
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// revoke finds the token by its prefix rather than token_type_hint, which
+// RFC 7009 makes advisory.
+func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error {
+	ctx, h := r.Context(), hashSecret(tok)
+	switch {
+	case strings.HasPrefix(tok, prefixAccessToken):
+		at, err := s.store.GetAccessToken(ctx, h, s.now())
+		if errors.Is(err, store.ErrNotFound) || (err == nil && at.ClientID != client.ID) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.log.Info("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
+		return s.store.RevokeAccessToken(ctx, h)
+	case strings.HasPrefix(tok, prefixRefreshToken):
+		rt, _, err := s.store.GetRefreshToken(ctx, h, s.now())
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.log.Info("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
+		return s.store.RevokeGrant(ctx, rt.GrantID)
+	}
+	return nil
+}

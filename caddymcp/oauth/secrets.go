@@ -1,0 +1,140 @@
+package oauth
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+)
+
+// Prefixes make our secrets recognisable to secret scanners and to people
+// reading a leaked log, without weakening them: the random part is 256 bits.
+const (
+	prefixAccessToken  = "mcp_at_"
+	prefixRefreshToken = "mcp_rt_"
+	prefixCode         = "mcp_ac_"
+	prefixClientSecret = "mcp_cs_"
+)
+
+// maxSecretLen bounds every secret we accept from a request before hashing
+// it: ours are 50 characters, so anything much longer is not one of ours.
+const maxSecretLen = 256
+
+// newSecret returns prefix followed by 256 random bits in base64url
+// (43 characters).
+func newSecret(prefix string) string {
+	var b [32]byte
+	rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// hashSecret is how a secret is stored and looked up: its SHA-256.
+func hashSecret(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// Keys holds the key material derived from the one master key the operator
+// configures (or that is generated once into Caddy's data directory).
+type Keys struct {
+	aead      cipher.AEAD
+	cookieKey []byte
+}
+
+// KeySize is the length of the master key in bytes.
+const KeySize = 32
+
+// NewKeys derives independent keys for sealing GitHub tokens and for
+// signing cookies from master, so that one secret is all an operator keeps.
+func NewKeys(master []byte) (*Keys, error) {
+	if len(master) != KeySize {
+		return nil, fmt.Errorf("oauth: master key must be %d bytes, got %d", KeySize, len(master))
+	}
+	encKey, err := hkdf.Key(sha256.New, master, nil, "caddymcp github-token sealing v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	cookieKey, err := hkdf.Key(sha256.New, master, nil, "caddymcp cookie signing v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Keys{aead: aead, cookieKey: cookieKey}, nil
+}
+
+// Seal encrypts plaintext with AES-GCM. The associated data binds the
+// ciphertext to its purpose so that it cannot be moved to another record.
+func (k *Keys) Seal(plaintext, associated []byte) []byte {
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	rand.Read(nonce)
+	return k.aead.Seal(nonce, nonce, plaintext, associated)
+}
+
+var errUnseal = errors.New("oauth: sealed value is corrupt or was sealed under another key")
+
+// Open decrypts what Seal produced.
+func (k *Keys) Open(sealed, associated []byte) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n+k.aead.Overhead() {
+		return nil, errUnseal
+	}
+	out, err := k.aead.Open(nil, sealed[:n], sealed[n:], associated)
+	if err != nil {
+		return nil, errUnseal
+	}
+	return out, nil
+}
+
+// mac returns the HMAC-SHA256 of the parts under the cookie key, with each
+// part length-prefixed so that ("ab","c") and ("a","bc") differ.
+func (k *Keys) mac(purpose string, parts ...string) []byte {
+	h := hmac.New(sha256.New, k.cookieKey)
+	write := func(s string) {
+		var n [4]byte
+		n[0], n[1], n[2], n[3] = byte(len(s)>>24), byte(len(s)>>16), byte(len(s)>>8), byte(len(s))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	write(purpose)
+	for _, p := range parts {
+		write(p)
+	}
+	return h.Sum(nil)
+}
+
+// sign returns value.signature for a cookie of the given purpose.
+func (k *Keys) sign(purpose, value string) string {
+	return value + "." + base64.RawURLEncoding.EncodeToString(k.mac(purpose, value))
+}
+
+// verify checks a value produced by sign and returns the value.
+func (k *Keys) verify(purpose, signed string) (string, bool) {
+	i := len(signed) - base64.RawURLEncoding.EncodedLen(sha256.Size) - 1
+	if i < 0 || signed[i] != '.' {
+		return "", false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(signed[i+1:])
+	if err != nil {
+		return "", false
+	}
+	value := signed[:i]
+	return value, hmac.Equal(sig, k.mac(purpose, value))
+}
+
+// constantTimeEqual compares two strings without leaking where they differ.
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

@@ -1,0 +1,262 @@
+// Package oauth is the OAuth 2.1 authorization server of caddymcp: discovery
+// metadata (RFC 8414, RFC 9728), client registration (RFC 7591), the
+// authorization endpoint with consent and GitHub login, the token endpoint
+// (authorization code with PKCE, refresh rotation), revocation (RFC 7009)
+// and the bearer-token gate for protected resources (RFC 6750, RFC 8707).
+//
+// It knows nothing of Caddy: it is plain net/http over a store.Store and an
+// IdentityProvider, so it can be tested and reasoned about on its own.
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// Fixed lifetimes. Codes and states are short-lived by specification; there
+// is nothing an operator gains by tuning them.
+const (
+	codeTTL    = 10 * time.Minute
+	pendingTTL = 10 * time.Minute
+)
+
+// Defaults for the configurable lifetimes.
+const (
+	DefaultAccessTokenTTL  = time.Hour
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+)
+
+// IdentityProvider logs users in upstream (GitHub) and admits them.
+type IdentityProvider interface {
+	// AuthCodeURL is where the browser is sent to log in; redirectURI is
+	// our callback.
+	AuthCodeURL(state, redirectURI string) string
+	// Exchange trades the upstream code for the upstream token.
+	Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error)
+	// Admit identifies the token's owner and checks that they may use
+	// this server. It wraps ErrNotAllowed (returning the identity) when
+	// they may not, and ErrUpstreamRevoked when the token is refused.
+	Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, error)
+	// Recheck confirms on refresh that the user is still admitted, with
+	// the same errors as Admit.
+	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) error
+}
+
+// Errors an IdentityProvider wraps to say why it refused.
+var (
+	// ErrNotAllowed means the upstream identified the user but no
+	// allow-list admits them.
+	ErrNotAllowed = errors.New("the user is not on any allow-list")
+	// ErrUpstreamRevoked means the upstream no longer accepts the user's
+	// token (it was revoked, or the app was deauthorized).
+	ErrUpstreamRevoked = errors.New("the upstream no longer accepts the user's token")
+)
+
+// Resource is a protected resource: a path prefix of the site whose
+// resource identifier is the issuer followed by Path.
+type Resource struct {
+	// Path is the path prefix, such as "/mcp".
+	Path string
+	// Scopes must all be granted to a token used on this resource.
+	Scopes []string
+}
+
+// Config configures a Server.
+type Config struct {
+	// Issuer is the authorization server's identifier (scheme://host).
+	// Empty means the scheme and host of each request.
+	Issuer string
+	// Resources are the protected resources. At least one is required.
+	Resources []Resource
+	// ScopesSupported lists the scopes clients may request; requested
+	// scopes outside it are dropped. Resources' scopes are added to it.
+	ScopesSupported []string
+	// AccessTokenTTL and RefreshTokenTTL default to one hour and 30 days.
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+}
+
+// Server serves the authorization server's endpoints and authenticates
+// requests to protected resources. Create it with New.
+type Server struct {
+	cfg    Config
+	scopes []string // supported scopes, sorted, deduplicated
+	store  store.Store
+	idp    IdentityProvider
+	keys   *Keys
+	log    *zap.Logger
+	now    func() time.Time
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.Logger) (*Server, error) {
+	if st == nil || idp == nil || keys == nil {
+		return nil, errors.New("oauth: store, identity provider and keys are required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Issuer != "" {
+		iss, err := ParseIssuer(cfg.Issuer)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Issuer = iss
+	}
+	if len(cfg.Resources) == 0 {
+		return nil, errors.New("oauth: at least one protected resource is required")
+	}
+	seen := map[string]bool{}
+	scopes := slices.Clone(cfg.ScopesSupported)
+	for _, r := range cfg.Resources {
+		if err := checkResourcePath(r.Path); err != nil {
+			return nil, err
+		}
+		if seen[r.Path] {
+			return nil, fmt.Errorf("oauth: protected path %q is listed twice", r.Path)
+		}
+		seen[r.Path] = true
+		scopes = append(scopes, r.Scopes...)
+	}
+	for _, sc := range scopes {
+		if !validScopeToken(sc) {
+			return nil, fmt.Errorf("oauth: %q is not a valid scope", sc)
+		}
+	}
+	slices.Sort(scopes)
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if cfg.RefreshTokenTTL <= 0 {
+		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	return &Server{
+		cfg:    cfg,
+		scopes: slices.Compact(scopes),
+		store:  st,
+		idp:    idp,
+		keys:   keys,
+		log:    log,
+		now:    time.Now,
+	}, nil
+}
+
+// SetClock replaces the clock; for tests.
+func (s *Server) SetClock(now func() time.Time) { s.now = now }
+
+// Endpoint returns the handler for one of the authorization server's own
+// paths, or nil if path is not one of them.
+func (s *Server) Endpoint(path string) http.HandlerFunc {
+	switch path {
+	case pathASMetadata:
+		return s.serveASMetadata
+	case pathRegister:
+		return s.serveRegister
+	case pathAuthorize, pathAuthorizeAlias:
+		return s.serveAuthorize
+	case pathConsent:
+		return s.serveConsent
+	case pathCallback:
+		return s.serveCallback
+	case pathToken:
+		return s.serveToken
+	case pathRevoke:
+		return s.serveRevoke
+	}
+	if path == pathPRM || strings.HasPrefix(path, pathPRM+"/") {
+		return s.servePRM
+	}
+	return nil
+}
+
+// The endpoints, at the site root.
+const (
+	pathASMetadata     = "/.well-known/oauth-authorization-server"
+	pathPRM            = "/.well-known/oauth-protected-resource"
+	pathRegister       = "/register"
+	pathAuthorize      = "/authorize"
+	pathAuthorizeAlias = "/auth"
+	pathConsent        = "/consent"
+	pathCallback       = "/callback"
+	pathToken          = "/token"
+	pathRevoke         = "/revoke"
+)
+
+// issuer is the configured issuer or, by default, the scheme and host the
+// request came in on.
+func (s *Server) issuer(r *http.Request) string {
+	if s.cfg.Issuer != "" {
+		return s.cfg.Issuer
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + strings.ToLower(r.Host)
+}
+
+// resourceURL is the identifier of a protected resource.
+func (s *Server) resourceURL(r *http.Request, res *Resource) string {
+	return s.issuer(r) + res.Path
+}
+
+// resourceByURL finds the protected resource a `resource` parameter names.
+// The issuer itself (with or without a trailing slash) names all of them,
+// which is what clients that discover the root metadata document ask for;
+// it is returned as a nil Resource and ok true.
+func (s *Server) resourceByURL(r *http.Request, u string) (res *Resource, ok bool) {
+	iss := s.issuer(r)
+	if u == iss || u == iss+"/" {
+		return nil, true
+	}
+	for i := range s.cfg.Resources {
+		if u == iss+s.cfg.Resources[i].Path {
+			return &s.cfg.Resources[i], true
+		}
+	}
+	return nil, false
+}
+
+// ParseIssuer checks an issuer identifier (RFC 8414 section 2: https, no
+// query or fragment; http only for a loopback host, for local testing) and
+// returns it without a trailing slash.
+func ParseIssuer(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Contains(raw, "?") {
+		return "", fmt.Errorf("oauth: issuer %q must be an absolute URL such as https://mcp.example.com", raw)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return "", fmt.Errorf("oauth: issuer %q must use https", raw)
+	}
+	if u.Path != "" && u.Path != "/" {
+		// The endpoints and well-known documents live at the site root,
+		// so an issuer with a path would name documents we do not serve.
+		return "", fmt.Errorf("oauth: issuer %q must not have a path", raw)
+	}
+	u.Path = ""
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host), nil
+}
+
+// checkResourcePath validates a protected path prefix.
+func checkResourcePath(p string) error {
+	if !strings.HasPrefix(p, "/") || p == "/" || strings.ContainsAny(p, "?#*%\\ \t\r\n") || strings.Contains(p, "//") ||
+		strings.Contains(p, "/./") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+		return fmt.Errorf("oauth: protected path %q must be a clean path prefix such as /mcp (not / and without wildcards)", p)
+	}
+	if strings.HasPrefix(p, "/.well-known/") || p == pathRegister || p == pathToken || p == pathRevoke || p == pathCallback ||
+		p == pathAuthorize || p == pathAuthorizeAlias || p == pathConsent {
+		return fmt.Errorf("oauth: protected path %q overlaps an endpoint of the authorization server", p)
+	}
+	return nil
+}

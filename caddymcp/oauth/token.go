@@ -1,0 +1,368 @@
+package oauth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// tokenResponse is the RFC 6749 section 5.1 response.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// tokenError is a refusal at the token or revocation endpoint.
+type tokenError struct {
+	status      int
+	code        string
+	description string
+	basic       bool // the client tried HTTP Basic: answer with a Basic challenge
+}
+
+func (e *tokenError) write(w http.ResponseWriter) {
+	if e.status == http.StatusUnauthorized && e.basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_auth"`)
+	}
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeOAuthError(w, e.status, e.code, e.description)
+}
+
+func badRequest(code, description string) *tokenError {
+	return &tokenError{status: http.StatusBadRequest, code: code, description: description}
+}
+
+var errUnavailable = &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "the server could not complete the request; try again"}
+
+// tokenParams are the parameters the token and revocation endpoints read;
+// each may appear at most once (RFC 6749 section 3.2).
+var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "resource",
+	"client_id", "client_secret", "token", "token_type_hint"}
+
+// readTokenRequest parses and authenticates a request to the token or
+// revocation endpoint.
+func (s *Server) readTokenRequest(w http.ResponseWriter, r *http.Request) (url.Values, *store.Client, *tokenError) {
+	form, msg := parseForm(w, r)
+	if msg != "" {
+		return nil, nil, badRequest("invalid_request", msg)
+	}
+	for _, name := range tokenParams {
+		if _, dup := single(form, name); dup {
+			return nil, nil, badRequest("invalid_request", "the parameter "+name+" was sent more than once")
+		}
+	}
+	client, terr := s.authenticateClient(r, form)
+	return form, client, terr
+}
+
+// authenticateClient identifies the client by HTTP Basic credentials, by
+// client_id and client_secret in the body, or, for a public client, by
+// client_id alone (RFC 6749 section 2.3, RFC 7591 "none").
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Client, *tokenError) {
+	id, secret := form.Get("client_id"), form.Get("client_secret")
+	basicID, basicSecret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 section 2.3.1: both are form-encoded before Basic.
+		var err1, err2 error
+		basicID, err1 = url.QueryUnescape(basicID)
+		basicSecret, err2 = url.QueryUnescape(basicSecret)
+		if err1 != nil || err2 != nil {
+			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "the Basic credentials are malformed", basic: true}
+		}
+		if secret != "" {
+			return nil, badRequest("invalid_request", "use one client authentication method, not Basic and client_secret together")
+		}
+		if id != "" && id != basicID {
+			return nil, badRequest("invalid_request", "client_id differs from the Basic credentials")
+		}
+		id, secret = basicID, basicSecret
+	}
+	if id == "" {
+		return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "the client did not identify itself", basic: basic}
+	}
+	refuse := &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "client authentication failed", basic: basic}
+	if len(id) > maxParamLen || len(secret) > maxSecretLen {
+		return nil, refuse
+	}
+	client, err := s.store.GetClient(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		refuse.description = "the client is not registered with this server"
+		return nil, refuse
+	}
+	if err != nil {
+		s.log.Error("looking up a client", zapErr(err))
+		return nil, errUnavailable
+	}
+	if client.SecretHash == nil {
+		if secret != "" {
+			refuse.description = "this client is public and has no secret"
+			return nil, refuse
+		}
+		return client, nil
+	}
+	if secret == "" || !constantTimeEqual(string(hashSecret(secret)), string(client.SecretHash)) {
+		return nil, refuse
+	}
+	return client, nil
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if !allowMethods(w, r, http.MethodPost) {
+		return
+	}
+	form, client, terr := s.readTokenRequest(w, r)
+	if terr != nil {
+		terr.write(w)
+		return
+	}
+	var resp *tokenResponse
+	switch gt := form.Get("grant_type"); gt {
+	case grantAuthorizationCode:
+		resp, terr = s.exchangeCode(r, form, client)
+	case grantRefreshToken:
+		resp, terr = s.refresh(r, form, client)
+	case "":
+		terr = badRequest("invalid_request", "grant_type is required")
+	default:
+		terr = badRequest("unsupported_grant_type", "grant type "+quote(gt)+" is not supported")
+	}
+	if terr != nil {
+		terr.write(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// exchangeCode is the authorization_code grant with PKCE.
+func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
+	code, verifier := form.Get("code"), form.Get("code_verifier")
+	if code == "" {
+		return nil, badRequest("invalid_request", "code is required")
+	}
+	if verifier == "" {
+		return nil, badRequest("invalid_request", "code_verifier is required (PKCE)")
+	}
+	if len(code) > maxSecretLen {
+		return nil, badRequest("invalid_grant", "the authorization code is invalid")
+	}
+	codeHash := hashSecret(code)
+	c, err := s.store.RedeemCode(r.Context(), codeHash, s.now())
+	switch {
+	case errors.Is(err, store.ErrCodeReplayed):
+		s.log.Warn("authorization code replayed; the grant issued from it is revoked", zap.String("client_id", client.ID))
+		return nil, badRequest("invalid_grant", "the authorization code was already used; tokens issued from it are revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, badRequest("invalid_grant", "the authorization code is invalid or expired")
+	case err != nil:
+		s.log.Error("redeeming an authorization code", zapErr(err))
+		return nil, errUnavailable
+	}
+	// The code is used up from here on, whatever the outcome: a code
+	// presented with the wrong verifier or client must not stay usable.
+	if c.ClientID != client.ID {
+		return nil, badRequest("invalid_grant", "the authorization code was issued to another client")
+	}
+	if ru := form.Get("redirect_uri"); ru != "" && ru != c.RedirectURI {
+		return nil, badRequest("invalid_grant", "redirect_uri differs from the authorization request")
+	}
+	if !validVerifier(verifier) {
+		return nil, badRequest("invalid_grant", "code_verifier must be 43 to 128 unreserved characters")
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	if !constantTimeEqual(base64.RawURLEncoding.EncodeToString(sum[:]), c.CodeChallenge) {
+		return nil, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
+	}
+	resource, terr := s.narrowResource(r, form, c.Resource)
+	if terr != nil {
+		return nil, terr
+	}
+	now := s.now()
+	g := &store.Grant{
+		ID:          newSecret("")[:22],
+		ClientID:    client.ID,
+		User:        c.User,
+		Scope:       c.Scope,
+		Resource:    c.Resource,
+		GitHubToken: c.GitHubToken,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(s.cfg.RefreshTokenTTL),
+	}
+	access, at := s.newAccessToken(g, resource, c.Scope, now)
+	refresh, rt := s.newRefreshToken(g)
+	if err := s.store.CreateGrant(r.Context(), g, at, rt, codeHash); err != nil {
+		s.log.Error("storing a grant", zapErr(err))
+		return nil, errUnavailable
+	}
+	s.log.Info("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
+		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", c.Scope))
+	return s.tokenResponse(access, refresh, at), nil
+}
+
+// refresh is the refresh_token grant: rotate the refresh token, issue a
+// new access token, after re-checking that the user is still admitted.
+func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
+	old := form.Get("refresh_token")
+	if old == "" {
+		return nil, badRequest("invalid_request", "refresh_token is required")
+	}
+	if len(old) > maxSecretLen {
+		return nil, badRequest("invalid_grant", "the refresh token is invalid")
+	}
+	oldHash := hashSecret(old)
+	now := s.now()
+	rt, g, err := s.store.GetRefreshToken(r.Context(), oldHash, now)
+	switch {
+	case errors.Is(err, store.ErrRefreshReused):
+		s.log.Warn("rotated refresh token reused; grant revoked", zap.String("client_id", client.ID))
+		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
+	case err != nil:
+		s.log.Error("looking up a refresh token", zapErr(err))
+		return nil, errUnavailable
+	}
+	if rt.ClientID != client.ID {
+		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
+	}
+	scope := g.Scope
+	if req := form.Get("scope"); req != "" {
+		granted := strings.Fields(g.Scope)
+		for _, sc := range strings.Fields(req) {
+			if !slices.Contains(granted, sc) {
+				return nil, badRequest("invalid_scope", "scope "+quote(sc)+" was not granted")
+			}
+		}
+		scope = normalizeScope(req)
+	}
+	resource, terr := s.narrowResource(r, form, g.Resource)
+	if terr != nil {
+		return nil, terr
+	}
+	if terr := s.recheck(r, g); terr != nil {
+		return nil, terr
+	}
+	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
+	access, at := s.newAccessToken(g, resource, scope, now)
+	refresh, newRT := s.newRefreshToken(g)
+	err = s.store.RotateRefresh(r.Context(), oldHash, now, g, at, newRT)
+	switch {
+	case errors.Is(err, store.ErrRefreshReused):
+		s.log.Warn("refresh token used twice at once; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
+		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
+	case err != nil:
+		s.log.Error("rotating a refresh token", zapErr(err))
+		return nil, errUnavailable
+	}
+	s.log.Info("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
+		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
+	return s.tokenResponse(access, refresh, at), nil
+}
+
+// recheck asks GitHub, with the token stored at login, whether the grant's
+// user is still admitted, and revokes the grant when not.
+func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
+	ghTok, err := s.GitHubToken(g.GitHubToken, g.User.ID)
+	if err != nil {
+		// The key changed or the record is damaged: the only way forward
+		// is a new login.
+		s.log.Warn("GitHub token of a grant cannot be opened; revoking", zap.String("grant", g.ID), zapErr(err))
+		_ = s.store.RevokeGrant(r.Context(), g.ID)
+		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
+	}
+	err = s.idp.Recheck(r.Context(), ghTok, g.User)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotAllowed):
+		s.log.Info("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
+		_ = s.store.RevokeGrant(r.Context(), g.ID)
+		return badRequest("invalid_grant", "the user is no longer allowed to use this server")
+	default:
+		s.log.Warn("re-checking the user with GitHub failed", zap.String("grant", g.ID), zapErr(err))
+		if errors.Is(err, ErrUpstreamRevoked) {
+			_ = s.store.RevokeGrant(r.Context(), g.ID)
+			return badRequest("invalid_grant", "GitHub no longer accepts this login; sign in again")
+		}
+		return errUnavailable
+	}
+}
+
+// narrowResource applies a token request's `resource` parameter: it must
+// name the resource the grant is for, or, for a grant covering the whole
+// site, may narrow the token to one protected resource (RFC 8707 section 2.2).
+func (s *Server) narrowResource(r *http.Request, form url.Values, granted string) (string, *tokenError) {
+	raw, present := form.Get("resource"), form.Has("resource")
+	if !present {
+		return granted, nil
+	}
+	res, ok := s.resourceByURL(r, raw)
+	if !ok {
+		return "", badRequest("invalid_target", "this server protects no resource "+quote(raw))
+	}
+	want := ""
+	if res != nil {
+		want = s.resourceURL(r, res)
+	}
+	switch {
+	case want == granted:
+		return granted, nil
+	case granted == "":
+		return want, nil
+	}
+	return "", badRequest("invalid_target", "the grant is for another resource")
+}
+
+func (s *Server) newAccessToken(g *store.Grant, resource, scope string, now time.Time) (string, *store.AccessToken) {
+	tok := newSecret(prefixAccessToken)
+	return tok, &store.AccessToken{
+		Hash:      hashSecret(tok),
+		GrantID:   g.ID,
+		ClientID:  g.ClientID,
+		User:      g.User,
+		Scope:     scope,
+		Resource:  resource,
+		ExpiresAt: now.Add(s.cfg.AccessTokenTTL),
+	}
+}
+
+func (s *Server) newRefreshToken(g *store.Grant) (string, *store.RefreshToken) {
+	tok := newSecret(prefixRefreshToken)
+	return tok, &store.RefreshToken{
+		Hash:      hashSecret(tok),
+		GrantID:   g.ID,
+		ClientID:  g.ClientID,
+		ExpiresAt: g.ExpiresAt,
+	}
+}
+
+func (s *Server) tokenResponse(access, refresh string, at *store.AccessToken) *tokenResponse {
+	return &tokenResponse{
+		AccessToken:  access,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(s.cfg.AccessTokenTTL / time.Second),
+		RefreshToken: refresh,
+		Scope:        at.Scope,
+	}
+}
+
+func normalizeScope(s string) string {
+	f := strings.Fields(s)
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " ")
+}

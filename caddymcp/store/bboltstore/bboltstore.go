@@ -1,0 +1,1097 @@
+// Package bboltstore is the embedded store.Store backend: one bbolt file,
+// opened once per process.
+//
+// # Layout
+//
+// One bucket per record kind, keyed by the record's digest (raw bytes) or ID
+// (string bytes):
+//
+//	clients   client ID  -> Client
+//	pending   state hash -> Pending
+//	codes     code hash  -> Code (+ a replay marker)
+//	grants    grant ID   -> Grant
+//	access    token hash -> AccessToken
+//	refresh   token hash -> RefreshToken
+//
+// Every value is an 8-byte big-endian expiry (Unix nanoseconds) followed by
+// the record as JSON. The expiry prefix lets Sweep find expired records
+// without decoding JSON.
+//
+// Two index buckets hold only keys, with empty values:
+//
+//	client_grants  len16(client ID) | grant ID          so DeleteClient finds the grants
+//	grant_tokens   len16(grant ID) | 'a'|'r' | hash     so RevokeGrant finds the tokens
+//
+// The length prefix keeps one ID from being a key prefix of another.
+//
+// A meta bucket holds the schema version.
+//
+// # Revocation
+//
+// RevokeGrant (and DeleteClient, a replayed code, a reused refresh token,
+// and Sweep of a lapsed grant) deletes the grant, its access tokens and its
+// current refresh token in one transaction. Rotated refresh tokens are kept
+// until they expire, so that presenting one again is still recognised as
+// reuse after the grant is gone. Lookups of access and refresh tokens also
+// check that the grant exists, so a token can never outlive its grant even
+// if an index entry were missing.
+//
+// # Writes
+//
+// Writes go through bbolt's DB.Batch, which groups concurrent writers into
+// one transaction and one fsync. A batched function may run more than once
+// and a returned error rolls back the whole group, so functions here report
+// the caller's outcome (ErrNotFound, ErrCodeReplayed, ...) through a variable
+// they reset on entry and return nil; they only return an error for real
+// failures, and they make every check before their first write.
+package bboltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// schemaVersion is the layout version this code reads and writes. Bump it
+// (and add a migration in initSchema) when the layout changes.
+const schemaVersion = 1
+
+// DefaultLockTimeout is how long Open waits for another process to release
+// the file when Options.LockTimeout is zero.
+const DefaultLockTimeout = 2 * time.Second
+
+// Limits on keys, well inside bbolt's 32 KiB key limit and the 16-bit length
+// prefix of index keys. Real IDs and SHA-256 digests are far shorter.
+const (
+	maxIDLen  = 1024
+	maxKeyLen = 1024
+)
+
+var (
+	bucketMeta         = []byte("meta")
+	bucketClients      = []byte("clients")
+	bucketPending      = []byte("pending")
+	bucketCodes        = []byte("codes")
+	bucketGrants       = []byte("grants")
+	bucketAccess       = []byte("access")
+	bucketRefresh      = []byte("refresh")
+	bucketClientGrants = []byte("client_grants")
+	bucketGrantTokens  = []byte("grant_tokens")
+
+	keySchemaVersion = []byte("schema_version")
+
+	dataBuckets = [][]byte{
+		bucketClients, bucketPending, bucketCodes, bucketGrants,
+		bucketAccess, bucketRefresh, bucketClientGrants, bucketGrantTokens,
+	}
+)
+
+// Kinds of token in the grant_tokens index.
+const (
+	kindAccess  = 'a'
+	kindRefresh = 'r'
+)
+
+// ErrLocked is matched (with errors.Is) by the error Open returns when
+// another process or handle holds the file.
+var ErrLocked = errors.New("bboltstore: file is locked")
+
+// lockedError is Open's error for a file held by someone else; its message
+// tells an operator what to look for.
+type lockedError struct{ path string }
+
+func (e *lockedError) Error() string {
+	return fmt.Sprintf("bboltstore: open %s: the file is locked by another process (is another Caddy instance using it?)", e.path)
+}
+
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+// Options tune Open.
+type Options struct {
+	// LockTimeout is how long Open waits for the file lock when another
+	// process (or another handle in this process) has the file open.
+	// Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// Store is a store.Store in a bbolt file. It is safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the store file at path. The parent directory is
+// created (mode 0700) if missing and a new file gets mode 0600, because the
+// file holds token digests and sealed GitHub tokens. Open fails with an error
+// matching ErrLocked if the file stays locked for opts.LockTimeout, and
+// refuses files written by a newer schema version or by something else.
+func Open(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("bboltstore: open: empty path")
+	}
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bboltstore: open %s: create directory: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The hashmap freelist stays fast as the file grows and fragments;
+		// not syncing the freelist means fewer pages written per commit,
+		// at the cost of a freelist rebuild when the file is opened.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, &lockedError{path: path}
+		}
+		return nil, fmt.Errorf("bboltstore: open %s: %w", path, err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bboltstore: open %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// initSchema checks the schema version of an existing file, or stamps a new
+// one, and creates missing buckets. It checks before it writes, so a file
+// it refuses is left untouched.
+func initSchema(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		foreign := false
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error {
+			foreign = true
+			return nil
+		})
+		if foreign {
+			return errors.New("the file holds data but no caddymcp schema version; is it a caddymcp state file?")
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return err
+		}
+		if err := meta.Put(keySchemaVersion, []byte(strconv.Itoa(schemaVersion))); err != nil {
+			return err
+		}
+	} else {
+		raw := meta.Get(keySchemaVersion)
+		v, err := strconv.ParseUint(string(raw), 10, 32)
+		if err != nil {
+			return fmt.Errorf("invalid schema version %q in the file", raw)
+		}
+		if v > schemaVersion {
+			return fmt.Errorf("the file has schema version %d, newer than this build of caddymcp supports (%d); upgrade caddymcp or use another file", v, schemaVersion)
+		}
+		// v < schemaVersion: migrations go here once there is a version 2.
+	}
+	for _, name := range dataBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Path returns the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file. It waits for running transactions; calling it
+// again is a no-op.
+func (s *Store) Close() error { return s.db.Close() }
+
+// --- encoding --------------------------------------------------------------
+
+// The range of instants that fit in int64 Unix nanoseconds; expiries outside
+// it are clamped, which keeps their order against any `now` in range.
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// neverExpires is the expiry prefix of records that do not expire (clients).
+const neverExpires = math.MaxInt64
+
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minNanoTime):
+		return math.MinInt64
+	case t.After(maxNanoTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// expired reports whether a record expiring at exp is dead at now: records
+// are live strictly before their expiry.
+func expired(exp, now time.Time) bool { return !now.Before(exp) }
+
+var errCorrupt = errors.New("bboltstore: corrupt record (value shorter than its header)")
+
+// encode builds a value: expiry prefix, then v as JSON.
+func encode(exp int64, v any) ([]byte, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("bboltstore: encode: %w", err)
+	}
+	buf := make([]byte, 8+len(js))
+	binary.BigEndian.PutUint64(buf, uint64(exp))
+	copy(buf[8:], js)
+	return buf, nil
+}
+
+// valueExp returns the expiry prefix of a stored value.
+func valueExp(raw []byte) (int64, error) {
+	if len(raw) < 8 {
+		return 0, errCorrupt
+	}
+	return int64(binary.BigEndian.Uint64(raw)), nil
+}
+
+// get decodes the value under key into v and reports whether it was there.
+func get(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	if len(key) == 0 {
+		return false, nil
+	}
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if len(raw) < 8 {
+		return false, errCorrupt
+	}
+	if err := json.Unmarshal(raw[8:], v); err != nil {
+		return false, fmt.Errorf("bboltstore: decode record: %w", err)
+	}
+	return true, nil
+}
+
+// lenPrefix returns len16(s) | s, the start of an index key.
+func lenPrefix(s string, extra int) []byte {
+	k := make([]byte, 2, 2+len(s)+extra)
+	binary.BigEndian.PutUint16(k, uint16(len(s)))
+	return append(k, s...)
+}
+
+func clientGrantKey(clientID, grantID string) []byte {
+	return append(lenPrefix(clientID, len(grantID)), grantID...)
+}
+
+func grantTokenKey(grantID string, kind byte, hash []byte) []byte {
+	k := append(lenPrefix(grantID, 1+len(hash)), kind)
+	return append(k, hash...)
+}
+
+// prefixKeys returns copies of the keys of b that start with prefix. They
+// are copied because deleting while a cursor walks is unsafe in bbolt and
+// keys point into pages that a write may change.
+func prefixKeys(b *bolt.Bucket, prefix []byte) [][]byte {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	return keys
+}
+
+// --- validation ------------------------------------------------------------
+
+func checkID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("bboltstore: %s is empty", what)
+	case len(id) > maxIDLen:
+		return fmt.Errorf("bboltstore: %s is longer than %d bytes", what, maxIDLen)
+	}
+	return nil
+}
+
+func checkKey(what string, key []byte) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("bboltstore: %s is empty", what)
+	case len(key) > maxKeyLen:
+		return fmt.Errorf("bboltstore: %s is longer than %d bytes", what, maxKeyLen)
+	}
+	return nil
+}
+
+// lookupKey reports whether key can name a stored record; callers answer
+// ErrNotFound (or nothing) for one that cannot, instead of asking bbolt.
+func lookupKey(key []byte) bool { return len(key) > 0 && len(key) <= maxKeyLen }
+
+// lookupID is lookupKey for string IDs.
+func lookupID(id string) bool { return id != "" && len(id) <= maxIDLen }
+
+// checkTokens validates a grant and its new token pair: present, keyed, and
+// bound to the grant and its client.
+func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	switch {
+	case g == nil:
+		return errors.New("bboltstore: nil grant")
+	case at == nil:
+		return errors.New("bboltstore: nil access token")
+	case rt == nil:
+		return errors.New("bboltstore: nil refresh token")
+	}
+	if err := checkID("grant ID", g.ID); err != nil {
+		return err
+	}
+	if err := checkID("client ID", g.ClientID); err != nil {
+		return err
+	}
+	if err := checkKey("access token hash", at.Hash); err != nil {
+		return err
+	}
+	if err := checkKey("refresh token hash", rt.Hash); err != nil {
+		return err
+	}
+	if at.GrantID != g.ID || rt.GrantID != g.ID {
+		return fmt.Errorf("bboltstore: tokens name grant %q/%q, not %q", at.GrantID, rt.GrantID, g.ID)
+	}
+	if at.ClientID != g.ClientID || rt.ClientID != g.ClientID {
+		return fmt.Errorf("bboltstore: tokens name client %q/%q, not the grant's %q", at.ClientID, rt.ClientID, g.ClientID)
+	}
+	if bytes.Equal(at.Hash, rt.Hash) {
+		return errors.New("bboltstore: access and refresh token have the same hash")
+	}
+	return nil
+}
+
+// --- transactions ----------------------------------------------------------
+
+// update runs fn in a batched write transaction. fn must follow the rules in
+// the package comment: reset its outputs on entry, return nil for outcomes.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.db.Batch(fn); err != nil {
+		return fmt.Errorf("bboltstore: %w", err)
+	}
+	return nil
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.db.View(fn); err != nil {
+		return fmt.Errorf("bboltstore: %w", err)
+	}
+	return nil
+}
+
+// exists is a read-only pre-check used before write transactions whose key
+// comes from the network: a random or forged value is answered without a
+// write transaction (and its fsync).
+func (s *Store) exists(ctx context.Context, bucket, key []byte) (bool, error) {
+	var ok bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucket).Get(key) != nil
+		return nil
+	})
+	return ok, err
+}
+
+// revokeGrant deletes a grant, its index entry, its access tokens and its
+// current refresh token, and returns how many records it deleted. Rotated
+// refresh tokens stay until Sweep removes them at expiry, so their reuse is
+// still recognised. An unknown grant is not an error.
+func revokeGrant(tx *bolt.Tx, grantID string) (int, error) {
+	if !lookupID(grantID) {
+		return 0, nil
+	}
+	n := 0
+	grants := tx.Bucket(bucketGrants)
+	var g store.Grant
+	ok, err := get(grants, []byte(grantID), &g)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		if err := grants.Delete([]byte(grantID)); err != nil {
+			return 0, err
+		}
+		n++
+		if lookupID(g.ClientID) {
+			if err := tx.Bucket(bucketClientGrants).Delete(clientGrantKey(g.ClientID, grantID)); err != nil {
+				return 0, err
+			}
+		}
+	}
+
+	idx := tx.Bucket(bucketGrantTokens)
+	access := tx.Bucket(bucketAccess)
+	refresh := tx.Bucket(bucketRefresh)
+	prefix := lenPrefix(grantID, 0)
+	for _, k := range prefixKeys(idx, prefix) {
+		if len(k) > len(prefix) {
+			kind, hash := k[len(prefix)], k[len(prefix)+1:]
+			switch kind {
+			case kindAccess:
+				if access.Get(hash) != nil {
+					if err := access.Delete(hash); err != nil {
+						return 0, err
+					}
+					n++
+				}
+			case kindRefresh:
+				var rt store.RefreshToken
+				ok, err := get(refresh, hash, &rt)
+				if err != nil {
+					return 0, err
+				}
+				if ok && !rt.Rotated {
+					if err := refresh.Delete(hash); err != nil {
+						return 0, err
+					}
+					n++
+				}
+			}
+		}
+		if err := idx.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// --- clients ---------------------------------------------------------------
+
+// PutClient implements store.Store.
+func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
+	if c == nil {
+		return errors.New("bboltstore: nil client")
+	}
+	if err := checkID("client ID", c.ID); err != nil {
+		return err
+	}
+	val, err := encode(neverExpires, c)
+	if err != nil {
+		return err
+	}
+	key := []byte(c.ID)
+	var res error
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		b := tx.Bucket(bucketClients)
+		if b.Get(key) != nil {
+			res = store.ErrExists
+			return nil
+		}
+		return b.Put(key, val)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// GetClient implements store.Store.
+func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
+	if !lookupID(id) {
+		return nil, store.ErrNotFound
+	}
+	var c store.Client
+	var ok bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		ok, err = get(tx.Bucket(bucketClients), []byte(id), &c)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return &c, nil
+}
+
+// DeleteClient implements store.Store. The client's grants are found
+// through the client_grants index and revoked in the same transaction.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if !lookupID(id) {
+		return store.ErrNotFound
+	}
+	key := []byte(id)
+	var res error
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		clients := tx.Bucket(bucketClients)
+		if clients.Get(key) == nil {
+			res = store.ErrNotFound
+			return nil
+		}
+		prefix := lenPrefix(id, 0)
+		for _, k := range prefixKeys(tx.Bucket(bucketClientGrants), prefix) {
+			// revokeGrant also deletes this index entry.
+			if _, err := revokeGrant(tx, string(k[len(prefix):])); err != nil {
+				return err
+			}
+		}
+		return clients.Delete(key)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// --- pending ---------------------------------------------------------------
+
+// PutPending implements store.Store. A state digest already stored is
+// ErrExists: overwriting would let one request replace another.
+func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
+	if p == nil {
+		return errors.New("bboltstore: nil pending request")
+	}
+	if err := checkKey("state hash", p.StateHash); err != nil {
+		return err
+	}
+	val, err := encode(unixNano(p.ExpiresAt), p)
+	if err != nil {
+		return err
+	}
+	var res error
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		b := tx.Bucket(bucketPending)
+		if b.Get(p.StateHash) != nil {
+			res = store.ErrExists
+			return nil
+		}
+		return b.Put(p.StateHash, val)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// TakePending implements store.Store.
+func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time) (*store.Pending, error) {
+	if !lookupKey(stateHash) {
+		return nil, store.ErrNotFound
+	}
+	if ok, err := s.exists(ctx, bucketPending, stateHash); err != nil || !ok {
+		return nil, orNotFound(err)
+	}
+	var out *store.Pending
+	var res error
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		out, res = nil, nil
+		b := tx.Bucket(bucketPending)
+		var p store.Pending
+		ok, err := get(b, stateHash, &p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res = store.ErrNotFound
+			return nil
+		}
+		// Delete even an expired one: it is dead either way, and this
+		// saves Sweep the work.
+		if err := b.Delete(stateHash); err != nil {
+			return err
+		}
+		if expired(p.ExpiresAt, now) {
+			res = store.ErrNotFound
+			return nil
+		}
+		out = &p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, res
+}
+
+// orNotFound turns a nil error of a failed lookup into ErrNotFound.
+func orNotFound(err error) error {
+	if err != nil {
+		return err
+	}
+	return store.ErrNotFound
+}
+
+// --- codes -----------------------------------------------------------------
+
+// codeRecord is a Code as stored: the Code's own fields plus a marker of
+// this backend.
+type codeRecord struct {
+	store.Code
+	// Replayed is set when a used code is presented again. CreateGrant
+	// refuses a replayed code, which closes the window between the first
+	// redemption and CreateGrant, when there is no grant to revoke yet.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// PutCode implements store.Store. A code digest already stored is
+// ErrExists: overwriting a used code would reset its single use.
+func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
+	if c == nil {
+		return errors.New("bboltstore: nil code")
+	}
+	if err := checkKey("code hash", c.Hash); err != nil {
+		return err
+	}
+	// The caller's Used and GrantID are ignored: the store maintains them.
+	rec := codeRecord{Code: *c}
+	rec.Used, rec.GrantID = false, ""
+	val, err := encode(unixNano(c.ExpiresAt), &rec)
+	if err != nil {
+		return err
+	}
+	var res error
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		b := tx.Bucket(bucketCodes)
+		if b.Get(c.Hash) != nil {
+			res = store.ErrExists
+			return nil
+		}
+		return b.Put(c.Hash, val)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// RedeemCode implements store.Store. A used code is checked before expiry,
+// so that a replay is treated as one (and revokes) until Sweep removes the
+// code.
+func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
+	if !lookupKey(codeHash) {
+		return nil, store.ErrNotFound
+	}
+	if ok, err := s.exists(ctx, bucketCodes, codeHash); err != nil || !ok {
+		return nil, orNotFound(err)
+	}
+	var out *store.Code
+	var res error
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		out, res = nil, nil
+		b := tx.Bucket(bucketCodes)
+		var rec codeRecord
+		ok, err := get(b, codeHash, &rec)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res = store.ErrNotFound
+			return nil
+		}
+		if rec.Used {
+			// Commit the revocation, then report the replay.
+			if !rec.Replayed {
+				rec.Replayed = true
+				if err := putCode(b, &rec); err != nil {
+					return err
+				}
+			}
+			if _, err := revokeGrant(tx, rec.GrantID); err != nil {
+				return err
+			}
+			res = store.ErrCodeReplayed
+			return nil
+		}
+		if expired(rec.ExpiresAt, now) {
+			res = store.ErrNotFound
+			return nil
+		}
+		rec.Used = true
+		if err := putCode(b, &rec); err != nil {
+			return err
+		}
+		c := rec.Code
+		out = &c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, res
+}
+
+func putCode(b *bolt.Bucket, rec *codeRecord) error {
+	val, err := encode(unixNano(rec.ExpiresAt), rec)
+	if err != nil {
+		return err
+	}
+	return b.Put(rec.Hash, val)
+}
+
+// --- grants ----------------------------------------------------------------
+
+// putTokens stores a new access/refresh pair and their index entries.
+func putTokens(tx *bolt.Tx, at *store.AccessToken, atVal []byte, rt *store.RefreshToken, rtVal []byte) error {
+	if err := tx.Bucket(bucketAccess).Put(at.Hash, atVal); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketRefresh).Put(rt.Hash, rtVal); err != nil {
+		return err
+	}
+	idx := tx.Bucket(bucketGrantTokens)
+	if err := idx.Put(grantTokenKey(at.GrantID, kindAccess, at.Hash), nil); err != nil {
+		return err
+	}
+	return idx.Put(grantTokenKey(rt.GrantID, kindRefresh, rt.Hash), nil)
+}
+
+// tokenExists reports whether either new token digest is taken.
+func tokenExists(tx *bolt.Tx, at *store.AccessToken, rt *store.RefreshToken) bool {
+	return tx.Bucket(bucketAccess).Get(at.Hash) != nil || tx.Bucket(bucketRefresh).Get(rt.Hash) != nil
+}
+
+// CreateGrant implements store.Store. Beyond the interface's rules: the
+// client must exist (ErrNotFound otherwise), so that a grant can never be
+// created behind a DeleteClient; a codeHash that is not stored is
+// ErrNotFound; a code that was replayed is ErrCodeReplayed; a code already
+// bound to a grant is ErrExists. The code is marked used if it was not.
+func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
+	if err := checkTokens(g, at, rt); err != nil {
+		return err
+	}
+	withCode := len(codeHash) > 0
+	if withCode && !lookupKey(codeHash) {
+		return store.ErrNotFound
+	}
+	gVal, err := encode(unixNano(g.ExpiresAt), g)
+	if err != nil {
+		return err
+	}
+	atVal, err := encode(unixNano(at.ExpiresAt), at)
+	if err != nil {
+		return err
+	}
+	rtVal, err := encode(unixNano(rt.ExpiresAt), rt)
+	if err != nil {
+		return err
+	}
+	gKey := []byte(g.ID)
+	var res error
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		if tx.Bucket(bucketClients).Get([]byte(g.ClientID)) == nil {
+			res = store.ErrNotFound
+			return nil
+		}
+		grants := tx.Bucket(bucketGrants)
+		if grants.Get(gKey) != nil || tokenExists(tx, at, rt) {
+			res = store.ErrExists
+			return nil
+		}
+		var rec codeRecord
+		if withCode {
+			ok, err := get(tx.Bucket(bucketCodes), codeHash, &rec)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !ok:
+				res = store.ErrNotFound
+			case rec.Replayed:
+				res = store.ErrCodeReplayed
+			case rec.GrantID != "":
+				res = fmt.Errorf("bboltstore: code already produced grant %q: %w", rec.GrantID, store.ErrExists)
+			case rec.ClientID != g.ClientID:
+				res = fmt.Errorf("bboltstore: code was issued to client %q, not %q", rec.ClientID, g.ClientID)
+			}
+			if res != nil {
+				return nil
+			}
+		}
+
+		// All checks passed; from here on, only writes.
+		if withCode {
+			rec.Used = true
+			rec.GrantID = g.ID
+			if err := putCode(tx.Bucket(bucketCodes), &rec); err != nil {
+				return err
+			}
+		}
+		if err := grants.Put(gKey, gVal); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketClientGrants).Put(clientGrantKey(g.ClientID, g.ID), nil); err != nil {
+			return err
+		}
+		return putTokens(tx, at, atVal, rt, rtVal)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// --- tokens ----------------------------------------------------------------
+
+// GetAccessToken implements store.Store. This is the per-request hot path:
+// one read-only transaction, two Gets, no writes.
+func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*store.AccessToken, error) {
+	if !lookupKey(hash) {
+		return nil, store.ErrNotFound
+	}
+	var at store.AccessToken
+	var res error
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		res = store.ErrNotFound
+		raw := tx.Bucket(bucketAccess).Get(hash)
+		if raw == nil {
+			return nil
+		}
+		// Reject an expired token from its prefix, before decoding.
+		exp, err := valueExp(raw)
+		if err != nil {
+			return err
+		}
+		if unixNano(now) >= exp {
+			return nil
+		}
+		if err := json.Unmarshal(raw[8:], &at); err != nil {
+			return fmt.Errorf("decode access token: %w", err)
+		}
+		if expired(at.ExpiresAt, now) {
+			return nil
+		}
+		// Revocation deletes the grant; a token without one is dead.
+		if !lookupID(at.GrantID) || tx.Bucket(bucketGrants).Get([]byte(at.GrantID)) == nil {
+			return nil
+		}
+		res = nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		return nil, res
+	}
+	return &at, nil
+}
+
+// GetRefreshToken implements store.Store. It reads in a read-only
+// transaction; only a rotated token, which must revoke its grant, takes a
+// write transaction.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+	if !lookupKey(hash) {
+		return nil, nil, store.ErrNotFound
+	}
+	var rt store.RefreshToken
+	var g store.Grant
+	var res error
+	reused := false
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		res = store.ErrNotFound
+		ok, err := get(tx.Bucket(bucketRefresh), hash, &rt)
+		if err != nil || !ok {
+			return err
+		}
+		if rt.Rotated {
+			reused = true
+			return nil
+		}
+		if expired(rt.ExpiresAt, now) || !lookupID(rt.GrantID) {
+			return nil
+		}
+		ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), &g)
+		if err != nil || !ok {
+			return err
+		}
+		res = nil
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if reused {
+		return nil, nil, s.refreshReused(ctx, hash)
+	}
+	if res != nil {
+		return nil, nil, res
+	}
+	return &rt, &g, nil
+}
+
+// refreshReused revokes the grant of a rotated refresh token that was
+// presented again and returns ErrRefreshReused; it returns ErrNotFound if
+// the token disappeared (swept) since it was read.
+func (s *Store) refreshReused(ctx context.Context, hash []byte) error {
+	var res error
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		res = store.ErrNotFound
+		var rt store.RefreshToken
+		ok, err := get(tx.Bucket(bucketRefresh), hash, &rt)
+		if err != nil || !ok {
+			return err
+		}
+		// A token never goes back from rotated, so no other state is
+		// possible here.
+		if _, err := revokeGrant(tx, rt.GrantID); err != nil {
+			return err
+		}
+		res = store.ErrRefreshReused
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// RotateRefresh implements store.Store. A rotated oldHash is checked before
+// expiry and before the grant, so that reuse is reported (and revokes) even
+// after the grant is gone. Beyond the interface's rules: g must be the
+// token's grant, and new token digests already stored are ErrExists.
+func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	if err := checkTokens(g, at, rt); err != nil {
+		return err
+	}
+	if !lookupKey(oldHash) {
+		return store.ErrNotFound
+	}
+	if ok, err := s.exists(ctx, bucketRefresh, oldHash); err != nil || !ok {
+		return orNotFound(err)
+	}
+	atVal, err := encode(unixNano(at.ExpiresAt), at)
+	if err != nil {
+		return err
+	}
+	rtVal, err := encode(unixNano(rt.ExpiresAt), rt)
+	if err != nil {
+		return err
+	}
+	var res error
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil
+		refresh := tx.Bucket(bucketRefresh)
+		var old store.RefreshToken
+		ok, err := get(refresh, oldHash, &old)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res = store.ErrNotFound
+			return nil
+		}
+		if old.Rotated {
+			// Commit the revocation, then report the reuse.
+			if _, err := revokeGrant(tx, old.GrantID); err != nil {
+				return err
+			}
+			res = store.ErrRefreshReused
+			return nil
+		}
+		if expired(old.ExpiresAt, now) || !lookupID(old.GrantID) {
+			res = store.ErrNotFound
+			return nil
+		}
+		grants := tx.Bucket(bucketGrants)
+		var cur store.Grant
+		ok, err = get(grants, []byte(old.GrantID), &cur)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			res = store.ErrNotFound
+			return nil
+		}
+		if g.ID != cur.ID || g.ClientID != cur.ClientID {
+			res = fmt.Errorf("bboltstore: refresh token belongs to grant %q of client %q, not %q of %q", cur.ID, cur.ClientID, g.ID, g.ClientID)
+			return nil
+		}
+		if tokenExists(tx, at, rt) {
+			res = store.ErrExists
+			return nil
+		}
+
+		// All checks passed; from here on, only writes.
+		old.Rotated = true
+		oldVal, err := encode(unixNano(old.ExpiresAt), &old)
+		if err != nil {
+			return err
+		}
+		if err := refresh.Put(oldHash, oldVal); err != nil {
+			return err
+		}
+		cur.Scope = g.Scope
+		cur.ExpiresAt = g.ExpiresAt
+		gVal, err := encode(unixNano(cur.ExpiresAt), &cur)
+		if err != nil {
+			return err
+		}
+		if err := grants.Put([]byte(cur.ID), gVal); err != nil {
+			return err
+		}
+		return putTokens(tx, at, atVal, rt, rtVal)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// RevokeAccessToken implements store.Store.
+func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
+	if !lookupKey(hash) {
+		return nil
+	}
+	if ok, err := s.exists(ctx, bucketAccess, hash); err != nil || !ok {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		access := tx.Bucket(bucketAccess)
+		var at store.AccessToken
+		ok, err := get(access, hash, &at)
+		if err != nil || !ok {
+			return err
+		}
+		if err := access.Delete(hash); err != nil {
+			return err
+		}
+		if !lookupID(at.GrantID) {
+			return nil
+		}
+		return tx.Bucket(bucketGrantTokens).Delete(grantTokenKey(at.GrantID, kindAccess, hash))
+	})
+}
+
+// RevokeGrant implements store.Store.
+func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
+	if !lookupID(grantID) {
+		return nil
+	}
+	// Everything revokeGrant would delete exists only while the grant does.
+	if ok, err := s.exists(ctx, bucketGrants, []byte(grantID)); err != nil || !ok {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		_, err := revokeGrant(tx, grantID)
+		return err
+	})
+}

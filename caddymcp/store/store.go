@@ -1,0 +1,200 @@
+// Package store defines the persistent state of the caddymcp authorization
+// server and the contract every backend must keep.
+//
+// The interface is shaped by operations, not by a key-value API, because the
+// security properties live in them: a state or code is consumed exactly once,
+// a refresh token rotates atomically and its reuse revokes the grant, and a
+// revoked grant takes every token issued from it down at once. A backend
+// implements each method as one atomic transaction.
+//
+// Secrets never reach a store in the clear: codes, states, access tokens,
+// refresh tokens and client secrets are stored as their SHA-256 digest, and
+// the GitHub token as AES-GCM ciphertext sealed by the caller.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by a Store. Backends return these values (possibly wrapped),
+// so that callers can tell them apart with errors.Is.
+var (
+	// ErrNotFound means the record does not exist, has expired, or belongs
+	// to a revoked grant.
+	ErrNotFound = errors.New("store: not found")
+
+	// ErrCodeReplayed means an authorization code was presented a second
+	// time. The store has already revoked the grant issued from it.
+	ErrCodeReplayed = errors.New("store: authorization code already used")
+
+	// ErrRefreshReused means a refresh token that was already rotated was
+	// presented again. The store has already revoked its grant.
+	ErrRefreshReused = errors.New("store: refresh token already used")
+
+	// ErrExists means a record with the same key is already stored.
+	ErrExists = errors.New("store: already exists")
+)
+
+// Store is the state of one authorization server. Implementations must be
+// safe for concurrent use; each method is atomic.
+type Store interface {
+	// PutClient stores a newly registered client. It returns ErrExists if a
+	// client with that ID is already stored.
+	PutClient(ctx context.Context, c *Client) error
+	// GetClient returns a client by its ID, or ErrNotFound.
+	GetClient(ctx context.Context, id string) (*Client, error)
+	// DeleteClient removes a client and revokes every grant issued to it.
+	// Deleting an unknown client returns ErrNotFound.
+	DeleteClient(ctx context.Context, id string) error
+
+	// PutPending stores an authorization request that waits for GitHub's
+	// callback, keyed by the digest of the state sent to GitHub.
+	PutPending(ctx context.Context, p *Pending) error
+	// TakePending returns and deletes the pending request with that state
+	// digest, so that a state is used at most once. An absent or expired
+	// request is ErrNotFound.
+	TakePending(ctx context.Context, stateHash []byte, now time.Time) (*Pending, error)
+
+	// PutCode stores an authorization code.
+	PutCode(ctx context.Context, c *Code) error
+	// RedeemCode marks the code as used and returns it. An absent or
+	// expired code is ErrNotFound. A code that was already used is
+	// ErrCodeReplayed, and the grant issued from it (if any) is revoked in
+	// the same transaction.
+	RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*Code, error)
+
+	// CreateGrant stores a grant with its first access and refresh token
+	// and records on the code (by its digest) which grant it produced, so
+	// that a replay of the code can revoke it. All or nothing.
+	CreateGrant(ctx context.Context, g *Grant, at *AccessToken, rt *RefreshToken, codeHash []byte) error
+
+	// GetAccessToken returns a live access token by digest. A token that is
+	// absent, expired or whose grant was revoked is ErrNotFound.
+	GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*AccessToken, error)
+
+	// GetRefreshToken returns a refresh token that has not been rotated,
+	// with its grant. An absent, expired or revoked one is ErrNotFound; a
+	// rotated one is ErrRefreshReused and revokes the grant.
+	GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*RefreshToken, *Grant, error)
+
+	// RotateRefresh retires the refresh token oldHash and stores the new
+	// pair for the same grant, updating the grant's scope and expiry from
+	// g. If oldHash was already rotated (two uses raced, or a stolen token
+	// was replayed) the grant is revoked and ErrRefreshReused returned; an
+	// absent, expired or revoked one is ErrNotFound.
+	RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *Grant, at *AccessToken, rt *RefreshToken) error
+
+	// RevokeAccessToken deletes one access token. Unknown is not an error.
+	RevokeAccessToken(ctx context.Context, hash []byte) error
+	// RevokeGrant deletes a grant, so that every access and refresh token
+	// issued from it stops working at once. Unknown is not an error.
+	RevokeGrant(ctx context.Context, grantID string) error
+
+	// Sweep deletes expired records (and tokens of revoked grants) and
+	// returns how many it removed.
+	Sweep(ctx context.Context, now time.Time) (int, error)
+
+	// Close releases the backend.
+	Close() error
+}
+
+// Client is an OAuth client registered through RFC 7591.
+type Client struct {
+	ID string `json:"id"`
+	// SecretHash is the SHA-256 of the client secret; nil for a public
+	// client (token_endpoint_auth_method "none").
+	SecretHash              []byte    `json:"secret_hash,omitempty"`
+	Name                    string    `json:"name,omitempty"`
+	RedirectURIs            []string  `json:"redirect_uris"`
+	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method"`
+	GrantTypes              []string  `json:"grant_types,omitempty"`
+	ResponseTypes           []string  `json:"response_types,omitempty"`
+	ApplicationType         string    `json:"application_type,omitempty"`
+	Scope                   string    `json:"scope,omitempty"`
+	ClientURI               string    `json:"client_uri,omitempty"`
+	LogoURI                 string    `json:"logo_uri,omitempty"`
+	SoftwareID              string    `json:"software_id,omitempty"`
+	SoftwareVersion         string    `json:"software_version,omitempty"`
+	CreatedAt               time.Time `json:"created_at"`
+}
+
+// Pending is a validated authorization request that has been sent on to
+// GitHub and waits for the callback.
+type Pending struct {
+	StateHash     []byte `json:"state_hash"`
+	ClientID      string `json:"client_id"`
+	RedirectURI   string `json:"redirect_uri"`
+	ClientState   string `json:"client_state,omitempty"`
+	CodeChallenge string `json:"code_challenge"`
+	Resource      string `json:"resource,omitempty"`
+	Scope         string `json:"scope,omitempty"`
+	// BrowserHash is the digest of the browser-binding cookie of the
+	// browser that started (and consented to) the request; the callback
+	// must come from the same browser.
+	BrowserHash []byte    `json:"browser_hash,omitempty"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Identity is the GitHub user a grant was issued to.
+type Identity struct {
+	ID        int64  `json:"id"`
+	Login     string `json:"login"`
+	Name      string `json:"name,omitempty"`
+	Email     string `json:"email,omitempty"`
+	AvatarURL string `json:"avatar_url,omitempty"`
+}
+
+// Code is an authorization code, bound to the client, the redirect URI, the
+// PKCE challenge and the resource of the request that produced it.
+type Code struct {
+	Hash          []byte    `json:"hash"`
+	ClientID      string    `json:"client_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	CodeChallenge string    `json:"code_challenge"`
+	Resource      string    `json:"resource,omitempty"`
+	Scope         string    `json:"scope,omitempty"`
+	User          Identity  `json:"user"`
+	GitHubToken   []byte    `json:"github_token,omitempty"` // sealed
+	ExpiresAt     time.Time `json:"expires_at"`
+	// Used and GrantID are maintained by the store.
+	Used    bool   `json:"used,omitempty"`
+	GrantID string `json:"grant_id,omitempty"`
+}
+
+// Grant is one user's authorization of one client for one resource. Access
+// and refresh tokens hang off it; revoking it revokes them all.
+type Grant struct {
+	ID          string    `json:"id"`
+	ClientID    string    `json:"client_id"`
+	User        Identity  `json:"user"`
+	Scope       string    `json:"scope,omitempty"`
+	Resource    string    `json:"resource,omitempty"`
+	GitHubToken []byte    `json:"github_token,omitempty"` // sealed
+	CreatedAt   time.Time `json:"created_at"`
+	// ExpiresAt is when the grant lapses if it is not refreshed: the
+	// expiry of its current refresh token.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AccessToken is an issued access token, audience-bound to Resource.
+type AccessToken struct {
+	Hash      []byte    `json:"hash"`
+	GrantID   string    `json:"grant_id"`
+	ClientID  string    `json:"client_id"`
+	User      Identity  `json:"user"`
+	Scope     string    `json:"scope,omitempty"`
+	Resource  string    `json:"resource,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// RefreshToken is an issued refresh token. Rotated ones are kept until they
+// expire so that their reuse can be detected.
+type RefreshToken struct {
+	Hash      []byte    `json:"hash"`
+	GrantID   string    `json:"grant_id"`
+	ClientID  string    `json:"client_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Rotated   bool      `json:"rotated,omitempty"`
+}
