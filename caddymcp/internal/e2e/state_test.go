@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
+)
+
+// reload posts a new Caddyfile to the admin API, as `caddy reload` does.
+func (e *env) reload(t *testing.T, o options) {
+	t.Helper()
+	cfg := e.render(o)
+	admin := cfg[strings.Index(cfg, "admin ")+len("admin ") : strings.Index(cfg, "\n\thttp_port")]
+	req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/load", strings.NewReader(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("reload: %s %s", resp.Status, b)
+	}
+}
+
+// TestStateSurvivesReloadAndRestart: grants live in the bbolt file, which
+// stays open across a config reload (one handle, shared through a usage
+// pool) and persists across a restart; while Caddy holds it, another
+// process cannot open it and is told why.
+func TestStateSurvivesReloadAndRestart(t *testing.T) {
+	e := start(t, options{})
+	c := e.register(t, false)
+	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
+
+	e.reload(t, options{authExtra: "access_token_ttl 2h"})
+	if resp := e.mcpPost(t, "/mcp", "Bearer "+tok.AccessToken); resp.StatusCode != http.StatusOK {
+		t.Fatalf("token after reload: %s", resp.Status)
+	}
+	status, out := c.refresh(t, tok.RefreshToken)
+	if status != http.StatusOK {
+		t.Fatalf("refresh after reload: %d %v", status, out)
+	}
+	if out["expires_in"] != float64(7200) {
+		t.Errorf("expires_in after reload = %v, want the reloaded 7200", out["expires_in"])
+	}
+	access, refresh := out["access_token"].(string), out["refresh_token"].(string)
+	e.logs.addSecret(access)
+	e.logs.addSecret(refresh)
+
+	_, err := bboltstore.Open(e.statePath(), bboltstore.Options{LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, bboltstore.ErrLocked) || !strings.Contains(err.Error(), "locked by another process") {
+		t.Errorf("opening the state file while Caddy runs: %v, want a clear lock error", err)
+	}
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.load(e.render(options{}))
+	e.waitReady()
+	if resp := e.mcpPost(t, "/mcp", "Bearer "+access); resp.StatusCode != http.StatusOK {
+		t.Errorf("token after restart: %s", resp.Status)
+	}
+	if status, out := c.refresh(t, refresh); status != http.StatusOK {
+		t.Errorf("refresh after restart: %d %v", status, out)
+	}
+}
