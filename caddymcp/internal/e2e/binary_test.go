@@ -139,4 +139,3 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
-
