@@ -79,6 +79,7 @@ type oauthClient struct {
 	id       string
 	secret   string
 	redirect string
+	scopes   []string // requested at authorization, if any
 }
 
 // register registers a public client (or a confidential one if secret).
@@ -121,6 +122,7 @@ func (c *oauthClient) config() *oauth2.Config {
 		ClientID:     c.id,
 		ClientSecret: c.secret,
 		RedirectURL:  c.redirect,
+		Scopes:       c.scopes,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   c.e.site + "/authorize",
 			TokenURL:  c.e.site + "/token",

@@ -106,7 +106,12 @@ func start(t *testing.T, o options) *env {
 
 	e.upstream = startUpstream(t)
 
-	t.Setenv("E2E_GITHUB_SECRET", ghClientSecret)
+	// The GitHub secret comes from a file and the key from the
+	// environment, so every login proves both placeholder kinds work.
+	secretFile := filepath.Join(e.dir, "github_secret")
+	if err := os.WriteFile(secretFile, []byte(ghClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	key := make([]byte, 32)
 	for i := range key {
 		key[i] = byte(i * 7)
@@ -135,7 +140,7 @@ localhost:%d {
 	mcp_auth {
 		github {
 			client_id %s
-			client_secret {env.E2E_GITHUB_SECRET}
+			client_secret {file.%s}
 			enterprise_url %s
 		}
 		storage bbolt %s
@@ -151,7 +156,7 @@ localhost:%d {
 	}
 	%s
 }
-`, adminPort, httpPort, port, filepath.Join(e.dir, "caddy"), e.logs.path, port, ghClientID, e.ghURL,
+`, adminPort, httpPort, port, filepath.Join(e.dir, "caddy"), e.logs.path, port, ghClientID, secretFile, e.ghURL,
 			e.statePath(), o.authExtra, e.upstream.addr, o.siteExtra)
 	}
 	e.load(e.render(o))
