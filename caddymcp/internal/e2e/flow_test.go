@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +342,35 @@ func pkceChallenge(verifier string) string {
 func jsonDecode(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestSDKClientRefreshes: with access tokens that live one second, the
+// SDK's token source (x/oauth2, which counts a token as expired ten
+// seconds early) refreshes before every request, so each tool call
+// rotates the refresh token through our token endpoint. Any disagreement
+// about rotation would trip reuse detection and revoke the grant.
+func TestSDKClientRefreshes(t *testing.T) {
+	e := start(t, options{authExtra: "access_token_ttl 1s"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session, err := e.connect(ctx, t, "/mcp", e.sdkHandler(t, e.browser("alice")))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer session.Close()
+	for i := range 3 {
+		if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	logs, err := os.ReadFile(e.logs.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logs), `"msg":"tokens refreshed"`); n < 3 {
+		t.Errorf("the SDK refreshed %d times, want at least 3 (one per call)", n)
+	}
+	if strings.Contains(string(logs), "reused") || strings.Contains(string(logs), "used twice") {
+		t.Error("a refresh token was reused")
+	}
 }
