@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -200,6 +201,11 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher})
 	}
 	slices.SortStableFunc(m.resources, func(a, b gatedResource) int { return len(b.res.Path) - len(a.res.Path) })
+	paths := make([]string, len(m.resources))
+	for i, g := range m.resources {
+		paths[i] = g.res.Path + "*"
+	}
+	m.logger.Info("gating protected paths; requests to other paths pass through without a token", zap.Strings("paths", paths))
 	if !idp.HasAllowLists() {
 		m.logger.Warn("no allow_users, allow_orgs or allow_teams: every GitHub user can sign in")
 	}
@@ -217,11 +223,21 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return err
 	}
-	if res == nil {
+	if res == nil || isPreflight(r) {
+		// A CORS preflight never carries credentials; whether the
+		// origin may call is the protected server's decision.
 		return next.ServeHTTP(w, r)
+	}
+	if ambiguousPath(r) {
+		http.Error(w, "encoded slashes, dots or backslashes and dot segments are not allowed in protected paths", http.StatusBadRequest)
+		return nil
 	}
 	tok, refusal := m.server.Authenticate(r, res)
 	if refusal != nil {
+		// Browser-based clients must be able to read the challenge to
+		// discover where to get a token.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Expose-Headers", "WWW-Authenticate")
 		refusal.Write(w)
 		return nil
 	}
@@ -234,6 +250,25 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("mcp_auth.client_id", tok.ClientID)
 	repl.Set("mcp_auth.scope", tok.Scope)
 	return next.ServeHTTP(w, r)
+}
+
+// isPreflight reports whether r is a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Authorization") == ""
+}
+
+// ambiguousPath reports whether the path could mean one thing to the gate,
+// which matches the cleaned, decoded path as Caddy does, and another to an
+// upstream that routes on the raw path: "/mcp/admin%2F.." is gated as
+// /mcp but may be routed under /mcp/admin. No MCP client sends these.
+func ambiguousPath(r *http.Request) bool {
+	raw := strings.ToLower(r.URL.EscapedPath())
+	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%2e") || strings.Contains(raw, "%5c") || strings.Contains(raw, "\\") {
+		return true
+	}
+	p := r.URL.Path
+	return strings.Contains(p, "/./") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
 }
 
 // resourceFor returns the protected resource r falls under, longest

@@ -41,39 +41,64 @@ func decodeKey(s string) ([]byte, error) {
 }
 
 // loadOrCreateKeyFile reads the key file, or creates it with mode 0600.
-// Creation uses O_EXCL so two processes starting at once agree on one key.
+//
+// The new key is written to a temporary file and linked into place, so the
+// key file is never seen half-written, and if two processes start at once
+// the link of one fails and it reads the other's key.
 func loadOrCreateKeyFile(path string, log *zap.Logger) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("the key file is readable by other users; chmod 600 it", zap.String("path", path))
-		}
-		key, err := decodeKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("key file %s: %w", path, err)
-		}
-		return key, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading key file: %w", err)
+	key, err := readKeyFile(path, log)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("key file %s is a symbolic link to a missing file; mount the secret or set secret_key", path)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating key directory: %w", err)
 	}
-	key := make([]byte, oauth.KeySize)
+	key = make([]byte, oauth.KeySize)
 	rand.Read(key)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return loadOrCreateKeyFile(path, log) // another process won the race
-	}
+	tmp, err := os.CreateTemp(dir, ".secret.key-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating key file: %w", err)
 	}
-	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	serr := tmp.Sync()
+	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(path)
 		return nil, fmt.Errorf("writing key file: %w", err)
 	}
+	// CreateTemp already made it 0600.
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return readKeyFile(path, log) // another process won the race
+	} else if err != nil {
+		return nil, fmt.Errorf("installing key file: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // make the new directory entry durable
+		d.Close()
+	}
 	log.Info("generated a new secret key; back it up with the state file", zap.String("path", path))
+	return key, nil
+}
+
+// readKeyFile reads an existing key file; fs.ErrNotExist if there is none.
+func readKeyFile(path string, log *zap.Logger) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading key file: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the key file is readable by other users; chmod 600 it", zap.String("path", path))
+	}
+	key, err := decodeKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
 	return key, nil
 }

@@ -301,7 +301,7 @@ func TestGateRefusals(t *testing.T) {
 		"other resource token": {"/mcp", "Bearer " + sseTok.AccessToken, 401, "invalid_token"},
 		"upper-case path":      {"/MCP", "", 401, ""},
 		"doubled slash":        {"//mcp", "", 401, ""},
-		"dot segment":          {"/x/../mcp", "", 401, ""},
+		"encoded letter":       {"/%6Dcp", "", 401, ""},
 		"prefix without slash": {"/mcpextra", "", 401, ""},
 		"token in the query":   {"/mcp?access_token=" + tok.AccessToken, "", 400, "invalid_request"},
 	} {
@@ -311,6 +311,9 @@ func TestGateRefusals(t *testing.T) {
 				t.Fatalf("status %s, want %d", resp.Status, tc.status)
 			}
 			chal := resp.Header.Get("WWW-Authenticate")
+			if resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+				t.Errorf("a browser client could not read the challenge")
+			}
 			if !strings.HasPrefix(chal, `Bearer resource_metadata="`+prm+`"`) {
 				t.Errorf("challenge %q does not name %s", chal, prm)
 			}
@@ -321,6 +324,21 @@ func TestGateRefusals(t *testing.T) {
 				t.Errorf("challenge %q has an error code for a request without credentials", chal)
 			}
 		})
+	}
+	// Paths that the gate and an upstream could read differently are
+	// refused outright, even with a good token.
+	for _, p := range []string{"/x/../mcp", "/mcp/admin%2F..", "/x/..%2fmcp", "/mcp/x/%2e%2e/y", "/mcp/.", "/mcp%5C.."} {
+		if resp := e.mcpPost(t, p, "Bearer "+tok.AccessToken); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("ambiguous path %s: %s, want 400", p, resp.Status)
+		}
+	}
+	// A CORS preflight carries no credentials and is the protected
+	// server's to answer.
+	req, _ := http.NewRequest(http.MethodOptions, e.site+"/mcp", nil)
+	req.Header.Set("Origin", "https://inspector.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, err := e.httpClient(nil).Do(req); err != nil || resp.StatusCode == http.StatusUnauthorized {
+		t.Errorf("preflight: %v %v, want it passed to the upstream", err, resp.Status)
 	}
 	// The /sse token works where it belongs.
 	resp := e.mcpPost(t, "/sse", "Bearer "+sseTok.AccessToken)

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +73,47 @@ func TestStateSurvivesReloadAndRestart(t *testing.T) {
 	if status, out := c.refresh(t, refresh); status != http.StatusOK {
 		t.Errorf("refresh after restart: %d %v", status, out)
 	}
+}
+
+// accessLogFilter is the README's recommended access log configuration:
+// Caddy logs request URIs and response headers, and the GitHub callback's
+// URI carries GitHub's code and our state, while the redirect back to the
+// client carries our authorization code.
+const accessLogFilter = `log {
+		output file %s
+		format filter {
+			request>uri query {
+				delete code
+				delete state
+			}
+			resp_headers>Location delete
+			wrap json
+		}
+	}`
+
+// TestAccessLogFilterKeepsSecretsOut runs a full flow with Caddy's access
+// log on, filtered as the README says, and scans it for secrets.
+func TestAccessLogFilterKeepsSecretsOut(t *testing.T) {
+	dir := t.TempDir()
+	accessLog := dir + "/access.log"
+	e := start(t, options{siteExtra: fmt.Sprintf(accessLogFilter, accessLog)})
+	c := e.register(t, true)
+	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
+	if status, out := c.refresh(t, tok.RefreshToken); status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, out)
+	}
+	e.mcpPost(t, "/mcp", "Bearer "+tok.AccessToken)
+	t.Cleanup(func() {
+		// After Caddy stopped and flushed: the callback must be in the
+		// log (or the check proves nothing), without its secrets.
+		b, err := os.ReadFile(accessLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `/callback`) {
+			t.Fatal("the access log has no callback request")
+		}
+		filtered := &logBuffer{path: accessLog, secrets: e.logs.secrets}
+		filtered.assertNoSecrets(t)
+	})
 }
