@@ -119,7 +119,9 @@ func New(cfg Config) (*Provider, error) {
 // (a local stand-in for tests and demos), and carry no query or fragment.
 func ParseEnterpriseURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	// A bare "?" or "#" leaves RawQuery and Fragment empty but survives
+	// u.String(), which would put the endpoint paths in the query.
+	if err != nil || u.Host == "" || strings.ContainsAny(raw, "?#") || u.User != nil {
 		return "", fmt.Errorf("githubidp: enterprise_url %q must be an absolute URL such as https://ghe.example.com", raw)
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
@@ -193,7 +195,9 @@ func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Id
 		return err
 	}
 	if got.ID != want.ID {
-		return errors.New("githubidp: the GitHub token now belongs to another user")
+		// Permanent: the token no longer speaks for the grant's user, so
+		// the grant must go rather than fail as if GitHub were down.
+		return fmt.Errorf("githubidp: the GitHub token now belongs to another user: %w", oauth.ErrUpstreamRevoked)
 	}
 	return nil
 }

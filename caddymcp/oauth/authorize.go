@@ -155,7 +155,9 @@ func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*
 
 // grantScope decides the scope to grant for a request: the requested
 // scopes this server supports (others are dropped, as RFC 6749 section 3.3
-// allows), or, when none were requested, those the resource requires.
+// allows), or, when none of those were requested, those the resource
+// requires. The consent form posts the granted scope back through here, so
+// granting must be idempotent: an empty grant must mean the default.
 func (s *Server) grantScope(requested string, res *Resource) (string, *authzError) {
 	if len(requested) > maxScopeLen {
 		return "", redirectError("invalid_scope", "the scope parameter is too long")
@@ -166,7 +168,7 @@ func (s *Server) grantScope(requested string, res *Resource) (string, *authzErro
 			granted = append(granted, sc)
 		}
 	}
-	if requested == "" {
+	if len(granted) == 0 {
 		if res != nil {
 			granted = slices.Clone(res.Scopes)
 		} else {

@@ -1,0 +1,179 @@
+package oauth_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCallbackHappy(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+	r := b.get(cb.String())
+	q := e.expectClientRedirect(r, clientRedirect, "", "client-state-123")
+	code := q.Get("code")
+	if !strings.HasPrefix(code, "mcp_ac_") {
+		t.Errorf("code %q", code)
+	}
+	e.remember(code)
+	if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("redirect headers %v", r.Header)
+	}
+	// Without a client state, none is sent back.
+	cb = b.atGitHub(b.toGitHub(authzQuery(c, newPKCE(), del("state"))))
+	r = b.get(cb.String())
+	if q := e.expectClientRedirect(r, clientRedirect, "", ""); q.Get("code") == "" {
+		t.Errorf("no code")
+	}
+}
+
+func TestCallbackRefusals(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+
+	t.Run("state replay", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		if r := b.get(cb.String()); r.Status != http.StatusFound {
+			t.Fatalf("first callback: %d", r.Status)
+		}
+		expectPage(t, b.get(cb.String()), http.StatusBadRequest)
+	})
+	t.Run("unknown state", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		q := cb.Query()
+		q.Set("state", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+		expectPage(t, b.get(e.issuer+"/callback?"+q.Encode()), http.StatusBadRequest)
+	})
+	t.Run("missing state", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		q := cb.Query()
+		q.Del("state")
+		expectPage(t, b.get(e.issuer+"/callback?"+q.Encode()), http.StatusBadRequest)
+	})
+	t.Run("oversize state", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		expectPage(t, b.get(e.issuer+"/callback?code=x&state="+strings.Repeat("s", 5000)), http.StatusBadRequest)
+	})
+	t.Run("POST", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		expectPage(t, b.postForm("/callback", url.Values{"state": {"x"}, "code": {"y"}}), http.StatusMethodNotAllowed)
+	})
+	t.Run("another browser without cookies", func(t *testing.T) {
+		e := e.sub(t)
+		a := e.newBrowser("alice")
+		cb := a.atGitHub(a.toGitHub(authzQuery(c, newPKCE())))
+		r := e.newBrowser("").get(cb.String())
+		expectPage(t, r, http.StatusForbidden)
+		// The state is used up: the browser that started cannot finish
+		// either, so a stolen callback URL is worth nothing to anyone.
+		expectPage(t, a.get(cb.String()), http.StatusBadRequest)
+	})
+	t.Run("another browser with its own binding", func(t *testing.T) {
+		e := e.sub(t)
+		a := e.newBrowser("alice")
+		cb := a.atGitHub(a.toGitHub(authzQuery(c, newPKCE())))
+		other := e.newBrowser("bob")
+		consentForm(t, other.authorize(authzQuery(c, newPKCE()))) // gets a binding cookie
+		if other.cookie(cookieBrowser) == "" || other.cookie(cookieBrowser) == a.cookie(cookieBrowser) {
+			t.Fatalf("browsers do not have distinct bindings")
+		}
+		expectPage(t, other.get(cb.String()), http.StatusForbidden)
+	})
+	t.Run("expired pending request", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		e.clock.Advance(11 * time.Minute)
+		expectPage(t, b.get(cb.String()), http.StatusBadRequest)
+	})
+	t.Run("GitHub denial", func(t *testing.T) {
+		e := e.sub(t)
+		e.gh.SetDeny(true)
+		defer e.gh.SetDeny(false)
+		b := e.newBrowser("alice")
+		gh := b.toGitHub(authzQuery(c, newPKCE()))
+		r := b.get(gh.String())
+		cb := r.loc(t)
+		if cb.Query().Get("error") != "access_denied" || !strings.HasPrefix(cb.String(), e.issuer+"/callback?") {
+			t.Fatalf("GitHub sent the browser to %s", cb)
+		}
+		e.expectClientRedirect(b.get(cb.String()), clientRedirect, "access_denied", "client-state-123")
+	})
+	t.Run("no code from GitHub", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		q := cb.Query()
+		q.Del("code")
+		e.expectClientRedirect(b.get(e.issuer+"/callback?"+q.Encode()), clientRedirect, "access_denied", "client-state-123")
+	})
+	t.Run("code exchange fails", func(t *testing.T) {
+		e := e.sub(t)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		q := cb.Query()
+		q.Set("code", "not-a-github-code")
+		e.expectClientRedirect(b.get(e.issuer+"/callback?"+q.Encode()), clientRedirect, "access_denied", "client-state-123")
+	})
+	t.Run("GitHub token revoked before the user lookup", func(t *testing.T) {
+		e := e.sub(t)
+		e.afterGitHub(func(r *http.Request, _ *http.Response) {
+			if r.URL.Path == "/login/oauth/access_token" {
+				e.gh.RevokeUserTokens("alice")
+			}
+		})
+		defer e.afterGitHub(nil)
+		b := e.newBrowser("alice")
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		r := b.get(cb.String())
+		if r.Status != http.StatusFound {
+			t.Fatalf("status %d: %s", r.Status, r.Body)
+		}
+		u := r.loc(t)
+		if !strings.HasPrefix(u.String(), clientRedirect+"?") || u.Query().Get("error") == "" || u.Query().Has("code") || u.Query().Get("iss") != e.issuer {
+			t.Fatalf("redirect %s", u)
+		}
+	})
+}
+
+func TestCallbackAllowLists(t *testing.T) {
+	e := newEnvWith(t, envOptions{allowOrgs: []string{"acme"}, allowUsers: []string{"Carol"}})
+	c := e.publicClient()
+	for _, tc := range []struct {
+		login string
+		ok    bool
+	}{
+		{"alice", true}, // member of acme
+		{"carol", true}, // listed user (case-insensitively)
+		{"bob", false},  // neither
+	} {
+		t.Run(tc.login, func(t *testing.T) {
+			e := e.sub(t)
+			b := e.newBrowser(tc.login)
+			cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+			r := b.get(cb.String())
+			if tc.ok {
+				if q := e.expectClientRedirect(r, clientRedirect, "", "client-state-123"); q.Get("code") == "" {
+					t.Fatal("no code")
+				}
+				return
+			}
+			q := e.expectClientRedirect(r, clientRedirect, "access_denied", "client-state-123")
+			if !strings.Contains(q.Get("error_description"), tc.login) {
+				t.Errorf("error_description %q", q.Get("error_description"))
+			}
+		})
+	}
+}

@@ -1,0 +1,92 @@
+package oauth_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+)
+
+// TestGitHubTokenSealed: the GitHub token is stored sealed, bound to its
+// user, and GitHubToken opens it into a token GitHub accepts.
+func TestGitHubTokenSealed(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	tk := e.loginTokens(c, "alice")
+	sum := sha256.Sum256([]byte(tk.Refresh))
+	_, g, err := e.st.GetRefreshToken(t.Context(), sum[:], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.GitHubToken) == 0 || bytes.Contains(g.GitHubToken, []byte("gho_")) {
+		t.Fatalf("the GitHub token is not sealed: %q", g.GitHubToken)
+	}
+	stored, _ := json.Marshal(g)
+	if bytes.Contains(stored, []byte("gho_")) {
+		t.Fatalf("the grant record holds the GitHub token in the clear")
+	}
+
+	ghTok, err := e.srv.GitHubToken(g.GitHubToken, g.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ghTok.AccessToken, "gho_") {
+		t.Fatalf("opened token %q", ghTok.AccessToken)
+	}
+	who, err := e.idp.Admit(t.Context(), ghTok)
+	if err != nil || who.Login != "alice" {
+		t.Fatalf("GitHub does not accept the opened token: %+v %v", who, err)
+	}
+
+	// Bound to the user: it does not open as another user's.
+	if _, err := e.srv.GitHubToken(g.GitHubToken, g.User.ID+1); err == nil {
+		t.Error("the sealed token opened for another user")
+	}
+	tampered := bytes.Clone(g.GitHubToken)
+	tampered[len(tampered)-1] ^= 1
+	for _, bad := range [][]byte{nil, {1, 2, 3}, tampered} {
+		if _, err := e.srv.GitHubToken(bad, g.User.ID); err == nil {
+			t.Errorf("GitHubToken opened %x", bad)
+		}
+	}
+	// Another master key cannot open it.
+	keys2, _ := oauth.NewKeys(bytes.Repeat([]byte{0x43}, oauth.KeySize))
+	srv2, err := oauth.New(oauth.Config{Resources: defaultResources}, e.st, e.idp, keys2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv2.GitHubToken(g.GitHubToken, g.User.ID); err == nil {
+		t.Error("another key opened the sealed token")
+	}
+}
+
+// TestRefreshAfterKeyChange: a grant whose GitHub token the server can no
+// longer open (the master key changed) cannot be refreshed, and is revoked.
+func TestRefreshAfterKeyChange(t *testing.T) {
+	e := newEnvWith(t, envOptions{allowOrgs: []string{"acme"}})
+	c := e.publicClient()
+	tk := e.loginTokens(c, "alice")
+
+	keys2, _ := oauth.NewKeys(bytes.Repeat([]byte{0x43}, oauth.KeySize))
+	srv2, err := oauth.New(oauth.Config{Resources: defaultResources, ScopesSupported: []string{"read"}}, e.st, e.idp, keys2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tk.Refresh}, "client_id": {c.ID}}
+	req := httptest.NewRequest(http.MethodPost, e.issuer+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	srv2.Endpoint("/token")(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_grant"`) {
+		t.Fatalf("refresh under another key: %d %s", rec.Code, rec.Body)
+	}
+	e.expectRefused("/mcp", tk.Access, http.StatusUnauthorized)
+	expectOAuthError(t, e.refresh(c, tk.Refresh), http.StatusBadRequest, "invalid_grant")
+}
