@@ -183,13 +183,10 @@ func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity
 	return id, nil
 }
 
-// Recheck confirms, when refreshing a grant, that the user still is who
-// the grant says and is still admitted. Without allow-lists there is
-// nothing to re-check and GitHub is not called.
+// Recheck confirms, when refreshing a grant, that GitHub still accepts the
+// user's token (they may have revoked the app), that it still belongs to
+// the same user, and that the allow-lists still admit them.
 func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) error {
-	if !p.HasAllowLists() {
-		return nil
-	}
 	got, err := p.Admit(ctx, tok)
 	if err != nil {
 		return err

@@ -490,16 +490,18 @@ func TestRecheck(t *testing.T) {
 	ctx := context.Background()
 	aliceID := store.Identity{ID: 1001, Login: "alice"}
 
-	t.Run("no lists: no API call", func(t *testing.T) {
-		p, rec := provider(t, base, nil)
+	t.Run("no lists: GitHub still confirms the token", func(t *testing.T) {
+		p, _ := provider(t, base, nil)
 		before := gh.Calls("/user")
-		for _, tok := range []*oauth2.Token{token(t, gh, "alice"), {AccessToken: "gho_revoked_or_bogus"}} {
-			if err := p.Recheck(ctx, tok, aliceID); err != nil {
-				t.Errorf("Recheck: %v", err)
-			}
+		if err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
+			t.Errorf("Recheck: %v", err)
 		}
-		if gh.Calls("/user") != before || len(rec.requests()) != 0 {
-			t.Errorf("Recheck without lists called GitHub: %v", rec.requests())
+		if gh.Calls("/user") != before+1 {
+			t.Errorf("Recheck without lists made %d /user calls, want 1", gh.Calls("/user")-before)
+		}
+		err := p.Recheck(ctx, &oauth2.Token{AccessToken: "gho_revoked_or_bogus"}, aliceID)
+		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
+			t.Errorf("Recheck with a revoked token: %v, want ErrUpstreamRevoked", err)
 		}
 	})
 

@@ -16,7 +16,7 @@ type authzRequest struct {
 	redirectURI string
 	state       string
 	challenge   string
-	resource    string // "" for the whole site
+	resource    string // a protected resource's URL, or the issuer for the whole site
 	scope       string // granted scope, space-separated
 }
 
@@ -43,18 +43,26 @@ func redirectError(code, description string) *authzError {
 // consent page or, for a client this browser already approved, sends the
 // browser on to GitHub.
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
 		writeErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "The authorization endpoint takes GET requests.")
 		return
 	}
 	req, aerr := s.parseAuthzRequest(r, r.URL.Query())
 	if aerr != nil {
+		// Registration is open, so a registered redirect URI proves
+		// nothing: sending the browser there straight away would make
+		// this server an open redirector (RFC 9700 section 4.11.2).
+		// Errors are redirected only to where this browser's user
+		// already consented to be sent.
+		if !s.approvedTarget(r, req) {
+			aerr.redirect = false
+		}
 		s.refuseAuthz(w, r, req, aerr)
 		return
 	}
 	browser := s.browserID(w, r)
-	if s.approved(r, req.client.ID) {
+	if s.approved(r, req) {
 		s.sendToGitHub(w, r, req, browser)
 		return
 	}
@@ -127,9 +135,7 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 	if aerr != nil {
 		return req, aerr
 	}
-	if res != nil {
-		req.resource = s.resourceURL(r, res)
-	}
+	req.resource = s.resourceURL(r, res)
 	req.scope, aerr = s.grantScope(q.Get("scope"), res)
 	if aerr != nil {
 		return req, aerr
@@ -137,8 +143,10 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 	return req, nil
 }
 
-// requestedResource validates an RFC 8707 resource parameter. Absent means
-// the whole site (documented: such tokens work on every protected path).
+// requestedResource validates an RFC 8707 resource parameter. Absent, or
+// the issuer itself, means the whole site: such tokens carry the issuer as
+// their audience and work on every protected path of this site (and no
+// other site, even one sharing the store). Either way the result is nil.
 func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*Resource, *authzError) {
 	if !present {
 		return nil, nil
@@ -207,7 +215,7 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redire
 		writeErrorPage(w, http.StatusBadRequest, "This sign-in request cannot be used", "The redirect URI is invalid.")
 		return
 	}
-	q := u.Query()
+	q := url.Values{}
 	for k, vs := range params {
 		q[k] = vs
 	}
@@ -215,7 +223,13 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redire
 		q.Set("state", state)
 	}
 	q.Set("iss", s.issuer(r))
-	u.RawQuery = q.Encode()
+	// Keep the registered query exactly as registered (RFC 6749 section
+	// 3.1.2) and add ours after it.
+	if u.RawQuery != "" {
+		u.RawQuery += "&" + q.Encode()
+	} else {
+		u.RawQuery = q.Encode()
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, u.String(), http.StatusFound)

@@ -57,8 +57,11 @@ func TestAuthorizePageErrors(t *testing.T) {
 	})
 }
 
-// TestAuthorizeRedirectErrors covers bad requests from a trusted client:
-// the error goes back to the client, with state when sound and always iss.
+// TestAuthorizeRedirectErrors covers bad requests from a client whose
+// redirect URI this browser's user approved before: the error goes back to
+// the client, with state when sound and always iss. Without that approval
+// the same requests get a page: registration is open, so an instant
+// redirect to any registered URI would make an open redirector.
 func TestAuthorizeRedirectErrors(t *testing.T) {
 	e := newEnv(t)
 	c := e.publicClient()
@@ -102,22 +105,33 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.sub(t)
-			r := e.newBrowser("alice").authorize(tc.q)
-			e.expectClientRedirect(r, clientRedirect, tc.code, tc.state)
+			b := e.newBrowser("alice")
+			expectPage(t, b.authorize(tc.q), http.StatusBadRequest)
+			b.toGitHub(authzQuery(c, newPKCE()))
+			e.expectClientRedirect(b.authorize(tc.q), clientRedirect, tc.code, tc.state)
 		})
 	}
 	t.Run("alias /auth", func(t *testing.T) {
 		e := e.sub(t)
 		b := e.newBrowser("alice")
+		b.toGitHub(authzQuery(c, newPKCE()))
 		r := b.get(e.issuer + "/auth?" + authzQuery(c, p, del("code_challenge")).Encode())
 		e.expectClientRedirect(r, clientRedirect, "invalid_request", state)
+		// The alias serves the same endpoint: the approved request goes
+		// straight to GitHub, another one gets the consent page.
 		r = b.get(e.issuer + "/auth?" + authzQuery(c, p).Encode())
+		if u := r.loc(t); !strings.HasSuffix(u.Path, "/login/oauth/authorize") {
+			t.Errorf("approved request via /auth went to %s", u)
+		}
+		r = b.get(e.issuer + "/auth?" + authzQuery(c, p, set("resource", e.issuer+"/sse")).Encode())
 		consentForm(t, r)
 	})
 	t.Run("redirect URI query kept", func(t *testing.T) {
 		e := e.sub(t)
 		cq := e.publicClient("https://client.example.com/cb?tenant=7")
-		r := e.newBrowser("alice").authorize(authzQuery(cq, p, del("code_challenge")))
+		b := e.newBrowser("alice")
+		b.toGitHub(authzQuery(cq, newPKCE()))
+		r := b.authorize(authzQuery(cq, p, del("code_challenge")))
 		u := r.loc(t)
 		if u.Query().Get("tenant") != "7" || u.Query().Get("error") != "invalid_request" || u.Query().Get("iss") != e.issuer {
 			t.Errorf("redirect %s", u)

@@ -63,10 +63,40 @@ func browserCookie(r *http.Request) (string, bool) {
 	return c.Value, true
 }
 
-// approval is one remembered consent.
+// approval is one remembered consent: what the user saw and approved,
+// as a digest, with its expiry.
 type approval struct {
-	ClientID string `json:"c"`
-	Expires  int64  `json:"e"`
+	Key     string `json:"k"` // the whole request: see approvalKey
+	Target  string `json:"t"` // the client and redirect URI alone
+	Expires int64  `json:"e"`
+}
+
+// approvalKey names exactly what the consent page showed: the client, the
+// redirect URI (for loopback, without the port, which changes on every
+// run of a native app), the resource and the scope. An approval of one
+// redirect URI says nothing about the client's other ones.
+func (s *Server) approvalKey(req *authzRequest) string {
+	return s.digest("approval", req.client.ID, loopbackPortless(req.redirectURI), req.resource, req.scope)
+}
+
+// approvalTarget names where an approval lets the browser be sent: enough
+// to redirect an error there, not to skip consent.
+func (s *Server) approvalTarget(req *authzRequest) string {
+	return s.digest("approval-target", req.client.ID, loopbackPortless(req.redirectURI))
+}
+
+func (s *Server) digest(purpose string, parts ...string) string {
+	return base64.RawURLEncoding.EncodeToString(s.keys.mac(purpose, parts...)[:16])
+}
+
+// loopbackPortless drops the port of a loopback http URI, which changes on
+// every run of a native app.
+func loopbackPortless(redirect string) string {
+	if u, err := url.Parse(redirect); err == nil && u.Scheme == "http" && isLoopbackHost(u.Hostname()) {
+		u.Host = u.Hostname()
+		return u.String()
+	}
+	return redirect
 }
 
 // approvals reads the signed approval cookie, dropping expired entries.
@@ -97,21 +127,39 @@ func (s *Server) approvals(r *http.Request) []approval {
 	return live
 }
 
-func (s *Server) approved(r *http.Request, clientID string) bool {
+// approved reports whether this browser approved exactly this request.
+func (s *Server) approved(r *http.Request, req *authzRequest) bool {
+	key := s.approvalKey(req)
 	for _, a := range s.approvals(r) {
-		if a.ClientID == clientID {
+		if a.Key == key {
 			return true
 		}
 	}
 	return false
 }
 
-// remember adds clientID to the approval cookie, keeping the newest
-// maxApprovals entries.
-func (s *Server) remember(w http.ResponseWriter, r *http.Request, clientID string) {
-	list := []approval{{ClientID: clientID, Expires: s.now().Add(approvalTTL).Unix()}}
+// approvedTarget reports whether this browser's user consented to be sent
+// to this client's redirect URI, for any request.
+func (s *Server) approvedTarget(r *http.Request, req *authzRequest) bool {
+	if req == nil {
+		return false
+	}
+	target := s.approvalTarget(req)
 	for _, a := range s.approvals(r) {
-		if a.ClientID != clientID && len(list) < maxApprovals {
+		if a.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
+// remember adds the request to the approval cookie, keeping the newest
+// maxApprovals entries.
+func (s *Server) remember(w http.ResponseWriter, r *http.Request, req *authzRequest) {
+	key := s.approvalKey(req)
+	list := []approval{{Key: key, Target: s.approvalTarget(req), Expires: s.now().Add(approvalTTL).Unix()}}
+	for _, a := range s.approvals(r) {
+		if a.Key != key && len(list) < maxApprovals {
 			list = append(list, a)
 		}
 	}
@@ -131,6 +179,7 @@ type consentData struct {
 	ClientID     string
 	ClientURI    string
 	RedirectHost string
+	RedirectURI  string
 	Resource     string
 	Scopes       []string
 	Params       map[string]string
@@ -148,11 +197,13 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-a
 button.approve{background:#1f6feb;color:#fff;border-color:#1f6feb}
 </style></head><body>
 <h1>{{.ClientName}} wants to use this MCP server as you</h1>
+<p>The name is what the client calls itself; this server has not verified it.</p>
 <p>After you approve, you sign in with GitHub and are sent back to:</p>
 <p class="host">{{.RedirectHost}}</p>
+<p><code>{{.RedirectURI}}</code></p>
 <p>Only approve if you started this from a client you trust and that address belongs to it.</p>
 <ul>
-<li>Client ID: <code>{{.ClientID}}</code>{{if .ClientURI}} (<code>{{.ClientURI}}</code>){{end}}</li>
+<li>Client ID: <code>{{.ClientID}}</code>{{if .ClientURI}}, website as the client declares it: <code>{{.ClientURI}}</code>{{end}}</li>
 <li>Resource: <code>{{.Resource}}</code></li>
 <li>Scopes: {{if .Scopes}}{{range .Scopes}}<code>{{.}}</code> {{end}}{{else}}none beyond your identity{{end}}</li>
 </ul>
@@ -170,8 +221,8 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authzR
 		name = "An unnamed client"
 	}
 	resource := req.resource
-	if resource == "" {
-		resource = s.issuer(r) + " (every protected path)"
+	if resource == s.issuer(r) {
+		resource += " (every protected path)"
 	}
 	redirectHost := req.redirectURI
 	if u, err := url.Parse(req.redirectURI); err == nil && u.Host != "" {
@@ -184,6 +235,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authzR
 		ClientID:     req.client.ID,
 		ClientURI:    req.client.ClientURI,
 		RedirectHost: redirectHost,
+		RedirectURI:  req.redirectURI,
 		Resource:     resource,
 		Scopes:       strings.Fields(req.scope),
 		Params:       req.params(),
@@ -205,9 +257,7 @@ func (req *authzRequest) params() map[string]string {
 	if req.state != "" {
 		p["state"] = req.state
 	}
-	if req.resource != "" {
-		p["resource"] = req.resource
-	}
+	p["resource"] = req.resource
 	return p
 }
 
@@ -225,6 +275,9 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	req, aerr := s.parseAuthzRequest(r, form)
 	if aerr != nil {
+		// We built this form from a valid request: if it no longer is
+		// one, it was edited, and nothing it names is to be trusted.
+		aerr.redirect = false
 		s.refuseAuthz(w, r, req, aerr)
 		return
 	}
@@ -236,7 +289,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	switch form.Get("action") {
 	case "approve":
-		s.remember(w, r, req.client.ID)
+		s.remember(w, r, req)
 		s.log.Info("consent approved", clientFields(req.client)...)
 		s.sendToGitHub(w, r, req, browser)
 	case "deny":

@@ -38,7 +38,7 @@ func (f *Refusal) Write(w http.ResponseWriter) {
 }
 
 // Authenticate checks the bearer token of a request to the protected
-// resource res. On success it returns the token; otherwise the refusal to
+// resource res (nil: any resource of the site). On success it returns the token; otherwise the refusal to
 // send. Tokens are accepted only in the Authorization header (RFC 6750
 // section 2.1): one in the query string is refused, never used.
 func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToken, *Refusal) {
@@ -71,10 +71,10 @@ func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToke
 		s.log.Error("looking up an access token", zapErr(err))
 		return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
 	}
-	if at.Resource != "" && at.Resource != s.resourceURL(r, res) {
+	if at.Resource != s.resourceURL(r, res) && at.Resource != s.issuer(r) {
 		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
 	}
-	if len(res.Scopes) > 0 {
+	if res != nil && len(res.Scopes) > 0 {
 		have := strings.Fields(at.Scope)
 		for _, need := range res.Scopes {
 			if !slices.Contains(have, need) {
@@ -92,7 +92,7 @@ func (s *Server) refusal(r *http.Request, res *Resource, status int, code, descr
 	b.WriteString(`Bearer resource_metadata="`)
 	b.WriteString(s.metadataURL(r, res))
 	b.WriteByte('"')
-	if len(res.Scopes) > 0 {
+	if res != nil && len(res.Scopes) > 0 {
 		b.WriteString(`, scope="`)
 		b.WriteString(strings.Join(res.Scopes, " "))
 		b.WriteByte('"')

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // maxRedirectURIs bounds how many redirect URIs one client may register.
@@ -37,6 +38,13 @@ func checkRedirectURI(raw, applicationType string) error {
 	if u.User != nil {
 		return fmt.Errorf("redirect URI %q must not contain credentials", raw)
 	}
+	for _, r := range u.Host {
+		if r > unicode.MaxASCII {
+			// The consent page names this host; a look-alike such as a
+			// Cyrillic "с" in claude.ai must show as its xn-- form.
+			return fmt.Errorf("redirect URI %q must write its host in ASCII (punycode)", raw)
+		}
+	}
 	switch scheme := strings.ToLower(u.Scheme); {
 	case scheme == "https":
 		if u.Host == "" || u.Hostname() == "" {
@@ -52,8 +60,14 @@ func checkRedirectURI(raw, applicationType string) error {
 		if applicationType != appTypeNative {
 			return fmt.Errorf("redirect URI %q uses a private-use scheme, which only a native application may register (application_type \"native\")", raw)
 		}
-		if !strings.Contains(scheme, ".") {
-			return fmt.Errorf("private-use redirect URI scheme %q must be a reverse domain name such as com.example.app", u.Scheme)
+		// RFC 8252 section 7.1 recommends reverse-domain schemes
+		// (com.example.app) but real clients use cursor:// and vscode://,
+		// so any scheme outside the forbidden list is accepted.
+	}
+	q := u.Query()
+	for _, reserved := range []string{"code", "state", "iss", "error", "error_description"} {
+		if q.Has(reserved) {
+			return fmt.Errorf("redirect URI %q must not carry the %s parameter the response adds", raw, reserved)
 		}
 	}
 	return nil

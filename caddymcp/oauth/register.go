@@ -150,7 +150,14 @@ func (s *Server) newClient(req *registrationRequest) (c *store.Client, code, msg
 		CreatedAt:               s.now().UTC().Truncate(1e9),
 	}
 	if c.ApplicationType == "" {
+		// Clients that predate application_type, such as Cursor with its
+		// cursor:// callback, say they are native by their redirect URIs.
 		c.ApplicationType = appTypeWeb
+		for _, u := range req.RedirectURIs {
+			if scheme, _, ok := strings.Cut(u, ":"); ok && !strings.EqualFold(scheme, "https") && !strings.EqualFold(scheme, "http") {
+				c.ApplicationType = appTypeNative
+			}
+		}
 	}
 	if c.ApplicationType != appTypeWeb && c.ApplicationType != appTypeNative {
 		return nil, "invalid_client_metadata", `application_type must be "web" or "native"`

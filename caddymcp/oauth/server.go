@@ -206,9 +206,21 @@ func (s *Server) issuer(r *http.Request) string {
 	return scheme + "://" + strings.ToLower(r.Host)
 }
 
-// resourceURL is the identifier of a protected resource.
+// resourceURL is the identifier of a protected resource; for nil, the
+// whole site, it is the issuer.
 func (s *Server) resourceURL(r *http.Request, res *Resource) string {
+	if res == nil {
+		return s.issuer(r)
+	}
 	return s.issuer(r) + res.Path
+}
+
+// ownAudience reports whether aud, the audience of a code, grant or
+// token, is this site or one of its resources. A store may be shared by
+// several sites; what one issued must not work at another.
+func (s *Server) ownAudience(r *http.Request, aud string) bool {
+	iss := s.issuer(r)
+	return aud == iss || strings.HasPrefix(aud, iss+"/")
 }
 
 // resourceByURL finds the protected resource a `resource` parameter names.

@@ -66,6 +66,9 @@ type envOptions struct {
 	allow5xx bool
 	// wrapStore, if set, wraps the bbolt store given to the server.
 	wrapStore func(store.Store) store.Store
+	// shared, if set, is used instead of a new bbolt store: two sites
+	// of one Caddy sharing the default state file.
+	shared *bboltstore.Store
 }
 
 // env is one authorization server on an httptest TLS server, backed by a
@@ -153,11 +156,13 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 
-	e.st, err = bboltstore.Open(t.TempDir()+"/state.db", bboltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
+	if e.st = o.shared; e.st == nil {
+		e.st, err = bboltstore.Open(t.TempDir()+"/state.db", bboltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.st.Close() })
 	}
-	t.Cleanup(func() { e.st.Close() })
 	var st store.Store = e.st
 	if o.wrapStore != nil {
 		st = o.wrapStore(st)

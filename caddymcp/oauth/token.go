@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -204,17 +205,29 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	access, at := s.newAccessToken(g, resource, c.Scope, now)
 	refresh, rt := s.newRefreshToken(g)
 	if err := s.store.CreateGrant(r.Context(), g, at, rt, codeHash); err != nil {
+		// A replay that raced this exchange, or a client deleted
+		// meanwhile: the code is no good, not the server.
+		if errors.Is(err, store.ErrCodeReplayed) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("authorization code used twice at once; no tokens issued", zap.String("client_id", client.ID))
+			return nil, badRequest("invalid_grant", "the authorization code was already used")
+		}
 		s.log.Error("storing a grant", zapErr(err))
 		return nil, errUnavailable
 	}
 	s.log.Info("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", c.Scope))
+	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
+		refresh = "" // stored, but this client said it will not refresh
+	}
 	return s.tokenResponse(access, refresh, at), nil
 }
 
 // refresh is the refresh_token grant: rotate the refresh token, issue a
 // new access token, after re-checking that the user is still admitted.
 func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
+	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
+		return nil, badRequest("unauthorized_client", "the client did not register the refresh_token grant type")
+	}
 	old := form.Get("refresh_token")
 	if old == "" {
 		return nil, badRequest("invalid_request", "refresh_token is required")
@@ -274,6 +287,9 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	return s.tokenResponse(access, refresh, at), nil
 }
 
+// recheckTimeout bounds the re-check of a user with GitHub at refresh.
+const recheckTimeout = 10 * time.Second
+
 // recheck asks GitHub, with the token stored at login, whether the grant's
 // user is still admitted, and revokes the grant when not.
 func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
@@ -285,7 +301,11 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		_ = s.store.RevokeGrant(r.Context(), g.ID)
 		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
 	}
-	err = s.idp.Recheck(r.Context(), ghTok, g.User)
+	// One deadline for every GitHub call of the re-check, so a slow
+	// GitHub cannot hold a refresh open for long.
+	ctx, cancel := context.WithTimeout(r.Context(), recheckTimeout)
+	defer cancel()
+	err = s.idp.Recheck(ctx, ghTok, g.User)
 	switch {
 	case err == nil:
 		return nil
@@ -303,10 +323,14 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	}
 }
 
-// narrowResource applies a token request's `resource` parameter: it must
-// name the resource the grant is for, or, for a grant covering the whole
-// site, may narrow the token to one protected resource (RFC 8707 section 2.2).
+// narrowResource checks that a grant's audience is this site's and
+// applies a token request's `resource` parameter: it must name the
+// grant's resource, or, for a grant covering the whole site, may narrow
+// the token to one protected resource (RFC 8707 section 2.2).
 func (s *Server) narrowResource(r *http.Request, form url.Values, granted string) (string, *tokenError) {
+	if !s.ownAudience(r, granted) {
+		return "", badRequest("invalid_grant", "the grant was issued for another site")
+	}
 	raw, present := form.Get("resource"), form.Has("resource")
 	if !present {
 		return granted, nil
@@ -315,14 +339,10 @@ func (s *Server) narrowResource(r *http.Request, form url.Values, granted string
 	if !ok {
 		return "", badRequest("invalid_target", "this server protects no resource "+quote(raw))
 	}
-	want := ""
-	if res != nil {
-		want = s.resourceURL(r, res)
-	}
-	switch {
+	switch want := s.resourceURL(r, res); {
 	case want == granted:
 		return granted, nil
-	case granted == "":
+	case granted == s.issuer(r):
 		return want, nil
 	}
 	return "", badRequest("invalid_target", "the grant is for another resource")

@@ -410,16 +410,19 @@ func TestRefresh(t *testing.T) {
 		expectOAuthError(t, e.refresh(c, t1.Refresh, add("scope", "tools"), add("scope", "tools")), http.StatusBadRequest, "invalid_request")
 		e.mustTokens(e.refresh(c, t1.Refresh))
 	})
-	t.Run("no allow-lists: GitHub is not asked", func(t *testing.T) {
+	t.Run("no allow-lists: GitHub still confirms the login", func(t *testing.T) {
+		// Revoking the app on GitHub must end MCP access at the next
+		// refresh, allow-lists or not.
 		e := e.sub(t)
 		t1 := e.loginTokens(c, "alice")
 		before := e.gh.Calls("/user")
-		e.gh.RevokeUserTokens("alice") // would fail any call
 		t2 := e.mustTokens(e.refresh(c, t1.Refresh))
-		e.mustTokens(e.refresh(c, t2.Refresh))
-		if got := e.gh.Calls("/user"); got != before {
-			t.Errorf("refresh called GitHub /user %d times", got-before)
+		if got := e.gh.Calls("/user"); got != before+1 {
+			t.Errorf("refresh called GitHub /user %d times, want 1", got-before)
 		}
+		e.gh.RevokeUserTokens("alice")
+		expectOAuthError(t, e.refresh(c, t2.Refresh), http.StatusBadRequest, "invalid_grant")
+		e.expectRefused("/mcp", t2.Access, http.StatusUnauthorized)
 	})
 }
 

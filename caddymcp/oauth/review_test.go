@@ -1,0 +1,86 @@
+package oauth_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestSitesSharingAStore: two sites of one Caddy share the default state
+// file. What one issued, including a whole-site token, must not work at
+// the other, whose allow-lists may be stricter.
+func TestSitesSharingAStore(t *testing.T) {
+	a := newEnv(t)
+	b := newEnvWith(t, envOptions{shared: a.st, allowOrgs: []string{"nobody-is-in-this-org"}})
+	c := a.publicClient()
+
+	whole := a.loginTokens(c, "alice", del("resource"))
+	a.expectOK("/mcp", whole.Access)
+	b.expectRefused("/mcp", whole.Access, http.StatusUnauthorized)
+	b.expectRefused("/sse", whole.Access, http.StatusUnauthorized)
+	// Its refresh token does not mint tokens at the other site either.
+	expectOAuthError(t, b.refresh(c, whole.Refresh), http.StatusBadRequest, "invalid_grant")
+
+	scoped := a.loginTokens(c, "alice")
+	b.expectRefused("/mcp", scoped.Access, http.StatusUnauthorized)
+
+	// A code issued by one site cannot be redeemed at the other.
+	code, p := a.codeFor(c, "alice")
+	expectOAuthError(t, b.exchange(c, code, p.Verifier), http.StatusBadRequest, "invalid_grant")
+}
+
+// TestApprovalCoversWhatWasShown: an approval skips consent only for the
+// exact redirect URI, resource and scope the user saw.
+func TestApprovalCoversWhatWasShown(t *testing.T) {
+	e := newEnv(t)
+	const other = "https://evil.example.com/cb"
+	c := e.publicClient(clientRedirect, other)
+	b := e.newBrowser("alice")
+	b.toGitHub(authzQuery(c, newPKCE()))
+
+	if r := b.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
+		t.Fatalf("the approved request again: %d, want straight to GitHub", r.Status)
+	}
+	for name, mod := range map[string]func(map[string][]string){
+		"the client's other redirect URI": func(q map[string][]string) { q["redirect_uri"] = []string{other} },
+		"another resource":                func(q map[string][]string) { q["resource"] = []string{e.issuer + "/sse"} },
+		"one resource of the site":        func(q map[string][]string) { q["resource"] = []string{e.issuer + "/mcp"} },
+		"another scope":                   func(q map[string][]string) { q["scope"] = []string{"read"} },
+	} {
+		q := authzQuery(c, newPKCE())
+		mod(q)
+		r := b.authorize(q)
+		if r.Status != http.StatusOK || !strings.Contains(r.Body, `action="/consent"`) {
+			t.Errorf("%s: %d, want the consent page", name, r.Status)
+		}
+	}
+	// A loopback redirect URI is approved whatever port the app gets.
+	n := e.publicClient("http://127.0.0.1:1234/cb")
+	b.toGitHub(authzQuery(n, newPKCE()))
+	q := authzQuery(n, newPKCE())
+	q.Set("redirect_uri", "http://127.0.0.1:5678/cb")
+	if r := b.authorize(q); r.Status != http.StatusFound {
+		t.Errorf("approved loopback redirect on another port: %d, want straight to GitHub", r.Status)
+	}
+}
+
+// TestRegisteredGrantTypesAreKept: a client that registered only the
+// authorization_code grant gets no refresh token and cannot refresh.
+func TestRegisteredGrantTypesAreKept(t *testing.T) {
+	e := newEnv(t)
+	c := e.register(map[string]any{
+		"redirect_uris":              []string{clientRedirect},
+		"token_endpoint_auth_method": "none",
+		"grant_types":                []string{"authorization_code"},
+	})
+	code, p := e.codeFor(c, "alice")
+	r := e.exchange(c, code, p.Verifier)
+	if r.Status != http.StatusOK || r.str("access_token") == "" {
+		t.Fatalf("exchange: %d %s", r.Status, r.Body)
+	}
+	e.remember(r.str("access_token"))
+	if r.str("refresh_token") != "" {
+		t.Error("a refresh token was issued to a client without the refresh_token grant")
+	}
+	expectOAuthError(t, e.refresh(c, "mcp_rt_anything"), http.StatusBadRequest, "unauthorized_client")
+}
