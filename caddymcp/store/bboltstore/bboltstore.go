@@ -574,15 +574,22 @@ func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
 	if err != nil {
 		return err
 	}
+	return s.insert(ctx, bucketPending, p.StateHash, val)
+}
+
+// insert stores val under key in bucket unless the key is taken, which is
+// ErrExists: for single-use records, overwriting would let one request
+// replace another.
+func (s *Store) insert(ctx context.Context, bucket, key, val []byte) error {
 	var res error
-	err = s.update(ctx, func(tx *bolt.Tx) error {
-		res = nil
-		b := tx.Bucket(bucketPending)
-		if b.Get(p.StateHash) != nil {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		res = nil // update may run this more than once
+		b := tx.Bucket(bucket)
+		if b.Get(key) != nil {
 			res = store.ErrExists
 			return nil
 		}
-		return b.Put(p.StateHash, val)
+		return b.Put(key, val)
 	})
 	if err != nil {
 		return err
@@ -666,20 +673,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 	if err != nil {
 		return err
 	}
-	var res error
-	err = s.update(ctx, func(tx *bolt.Tx) error {
-		res = nil
-		b := tx.Bucket(bucketCodes)
-		if b.Get(c.Hash) != nil {
-			res = store.ErrExists
-			return nil
-		}
-		return b.Put(c.Hash, val)
-	})
-	if err != nil {
-		return err
-	}
-	return res
+	return s.insert(ctx, bucketCodes, c.Hash, val)
 }
 
 // RedeemCode implements store.Store. A used code is checked before expiry,
