@@ -70,6 +70,10 @@ type Store interface {
 	// that a replay of the code can revoke it. All or nothing.
 	CreateGrant(ctx context.Context, g *Grant, at *AccessToken, rt *RefreshToken, codeHash []byte) error
 
+	// GetGrant returns a live grant by ID. An absent, lapsed or revoked
+	// grant is ErrNotFound.
+	GetGrant(ctx context.Context, id string, now time.Time) (*Grant, error)
+
 	// GetAccessToken returns a live access token by digest. A token that is
 	// absent, expired or whose grant was revoked is ErrNotFound.
 	GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*AccessToken, error)

@@ -529,6 +529,27 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	return &c, nil
 }
 
+// GetGrant implements store.Store.
+func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.Grant, error) {
+	if !lookupID(id) {
+		return nil, store.ErrNotFound
+	}
+	var g store.Grant
+	var ok bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		ok, err = get(tx.Bucket(bucketGrants), []byte(id), &g)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !ok || expired(g.ExpiresAt, now) {
+		return nil, store.ErrNotFound
+	}
+	return &g, nil
+}
+
 // DeleteClient implements store.Store. The client's grants are found
 // through the client_grants index and revoked in the same transaction.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Grant/CreateAllOrNothing", testGrantCreateAllOrNothing},
 		{"Grant/CreateUnknownClient", testGrantCreateUnknownClient},
 		{"Grant/CreateUnknownCode", testGrantCreateUnknownCode},
+		{"Grant/Get", testGrantGet},
 
 		{"AccessToken/Expiry", testAccessTokenExpiry},
 		{"RefreshToken/ExpiryAndUnknown", testRefreshTokenExpiry},
@@ -273,6 +275,33 @@ func (f *fixture) rotate(is issued, label string) issued {
 		f.t.Fatalf("RotateRefresh(%s): %v", label, err)
 	}
 	return issued{code: is.code, g: &g, at: at, rt: rt}
+}
+
+// testGrantGet: a grant reads back whole while live; lapsed, revoked,
+// rotated-then-revoked and unknown grants are ErrNotFound.
+func testGrantGet(f *fixture) {
+	is := f.issue(f.putClient("client-get").ID, "get")
+	got, err := f.s.GetGrant(f.ctx, is.g.ID, base)
+	f.wantOK("GetGrant", err)
+	if got != nil {
+		checkEqual(f.t, "grant", normGrant(got), normGrant(is.g))
+	}
+	_, err = f.s.GetGrant(f.ctx, is.g.ID, is.g.ExpiresAt)
+	f.wantErr("GetGrant at its expiry", err, store.ErrNotFound)
+
+	rotated := f.rotate(is, "get-rotated")
+	got, err = f.s.GetGrant(f.ctx, is.g.ID, base)
+	f.wantOK("GetGrant after rotation", err)
+	if got != nil && !got.ExpiresAt.Equal(rotated.g.ExpiresAt) {
+		f.t.Errorf("GetGrant after rotation: expiry %v, want the rotated %v", got.ExpiresAt, rotated.g.ExpiresAt)
+	}
+	f.wantOK("RevokeGrant", f.s.RevokeGrant(f.ctx, is.g.ID))
+	_, err = f.s.GetGrant(f.ctx, is.g.ID, base)
+	f.wantErr("GetGrant after revocation", err, store.ErrNotFound)
+	for _, id := range []string{"", "no-such-grant", strings.Repeat("g", 5000)} {
+		_, err = f.s.GetGrant(f.ctx, id, base)
+		f.wantErr("GetGrant("+short([]byte(id))+")", err, store.ErrNotFound)
+	}
 }
 
 // --- assertions ------------------------------------------------------------
