@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -15,6 +16,10 @@ func init() {
 	// With the other authentication directives: before any handle,
 	// reverse_proxy or file_server that could serve a protected path.
 	httpcaddyfile.RegisterDirectiveOrder("mcp_auth", httpcaddyfile.After, "basic_auth")
+
+	httpcaddyfile.RegisterHandlerDirective("mcp_server", parseMCPServer)
+	// A terminal handler, like reverse_proxy, which it sits next to.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_server", httpcaddyfile.Before, "reverse_proxy")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -231,8 +236,60 @@ func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
 	return nil
 }
 
+func parseMCPServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(MCPServer)
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+// UnmarshalCaddyfile sets up the MCP server from Caddyfile tokens. Syntax:
+//
+//	mcp_server [{
+//		allowed_origins      <origin...>
+//		max_request_body     <size>
+//		session_idle_timeout <duration>
+//	}]
+func (s *MCPServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "allowed_origins":
+			if err := someArgs(d, &s.AllowedOrigins); err != nil {
+				return err
+			}
+		case "max_request_body":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			size, err := humanize.ParseBytes(v)
+			if err != nil || size == 0 || size > 1<<30 {
+				return d.Errf("max_request_body: %q is not a size between 1B and 1GiB", v)
+			}
+			s.MaxRequestBody = int64(size)
+		case "session_idle_timeout":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("session_idle_timeout: %q is not a positive duration", v)
+			}
+			s.SessionIdleTimeout = caddy.Duration(dur)
+		default:
+			return d.Errf("unrecognized mcp_server option %q", opt)
+		}
+	}
+	return nil
+}
+
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*MCPAuth)(nil)
 	_ caddyfile.Unmarshaler = (*BboltStorage)(nil)
+	_ caddyfile.Unmarshaler = (*MCPServer)(nil)
 )

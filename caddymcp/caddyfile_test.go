@@ -110,6 +110,11 @@ func TestAdaptErrors(t *testing.T) {
 		"unknown storage":     {"mcp_auth {\nstorage floppy\n}", "mcp_auth.storage.floppy"},
 		"bbolt extra arg":     {"mcp_auth {\nstorage bbolt /a /b\n}", "wrong argument count"},
 		"inline args":         {"mcp_auth foo", "wrong argument count"},
+		"server inline args":  {"mcp_server foo", "wrong argument count"},
+		"server unknown opt":  {"mcp_server {\ncolour red\n}", `unrecognized mcp_server option "colour"`},
+		"server bad size":     {"mcp_server {\nmax_request_body lots\n}", `max_request_body: "lots" is not a size`},
+		"server huge size":    {"mcp_server {\nmax_request_body 2GiB\n}", "between 1B and 1GiB"},
+		"server bad timeout":  {"mcp_server {\nsession_idle_timeout -1s\n}", "not a positive duration"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := adapt(t, "localhost {\n"+tc.body+"\n}\n")

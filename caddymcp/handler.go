@@ -85,6 +85,7 @@ type MCPAuth struct {
 	SecretKey string `json:"secret_key,omitempty"`
 
 	server    *oauth.Server
+	idp       *githubidp.Provider
 	resources []gatedResource // longest path first
 	storage   StorageBackend
 	logger    *zap.Logger
@@ -189,6 +190,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	for _, p := range m.Protect {
 		cfg.Resources = append(cfg.Resources, oauth.Resource{Path: p.Path, Scopes: p.Scopes})
 	}
+	m.idp = idp
 	m.server, err = oauth.New(cfg, m.storage.Store(), idp, keys, m.logger)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
@@ -249,7 +251,7 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", tok.User.Email)
 	repl.Set("mcp_auth.client_id", tok.ClientID)
 	repl.Set("mcp_auth.scope", tok.Scope)
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), &authenticated{token: tok, gate: m})))
 }
 
 // isPreflight reports whether r is a CORS preflight request.

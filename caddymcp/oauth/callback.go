@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -145,4 +146,18 @@ func (s *Server) GitHubToken(sealed []byte, userID int64) (*oauth2.Token, error)
 		tok.Expiry = timeFromUnix(t.Expiry)
 	}
 	return tok, nil
+}
+
+// UpstreamToken returns the GitHub token stored at the login behind a
+// grant, for a handler that calls GitHub as the user. The grant must be
+// live and belong to userID.
+func (s *Server) UpstreamToken(ctx context.Context, grantID string, userID int64) (*oauth2.Token, error) {
+	g, err := s.store.GetGrant(ctx, grantID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if g.User.ID != userID {
+		return nil, store.ErrNotFound
+	}
+	return s.GitHubToken(g.GitHubToken, userID)
 }

@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestBinaryWithExampleConfig builds cmd/caddy as the README says, and runs
@@ -138,4 +141,85 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 		return fmt.Errorf("%s", resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestDemoCommand runs the README's first command as a user would (the
+// built binary's `mcp-auth demo`): it serves its metadata over TLS from
+// Caddy's local CA, says loudly that its GitHub is a stand-in, completes a
+// sign-in against that stand-in, and stops cleanly on Ctrl+C.
+func TestDemoCommand(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "caddy")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddy").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	listen := fmt.Sprintf("localhost:%d", freePort(t))
+	demo := exec.Command(bin, "mcp-auth", "demo", "--listen", listen)
+	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	var out bytes.Buffer
+	demo.Stdout, demo.Stderr = &out, &out
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- demo.Wait() }()
+	defer demo.Process.Kill()
+
+	site := "https://" + listen
+	root := filepath.Join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt")
+	var meta struct {
+		Issuer string `json:"issuer"`
+	}
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		if err = getJSONWithLocalCA(root, site+"/.well-known/oauth-authorization-server", &meta); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the demo exited: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err != nil || meta.Issuer != site {
+		t.Fatalf("demo metadata: %v, issuer %q\n%s", err, meta.Issuer, out.String())
+	}
+	for _, want := range []string{site + "/mcp", "NOT GitHub", "npx @modelcontextprotocol/inspector"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo's banner does not say %q:\n%s", want, out.String())
+		}
+	}
+
+	// Sign in as the demo's octocat through its stand-in, with the SDK.
+	standIn := regexp.MustCompile(`STAND-IN FOR GITHUB at (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())
+	if standIn == nil {
+		t.Fatalf("the banner does not name the stand-in's address:\n%s", out.String())
+	}
+	pem, err := os.ReadFile(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, site: site, ghURL: standIn[1], roots: x509.NewCertPool()}
+	e.roots.AppendCertsFromPEM(pem)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session, err := e.connect(ctx, t, "/mcp", e.sdkHandler(t, e.browser("octocat")))
+	if err != nil {
+		t.Fatalf("signing in to the demo: %v", err)
+	}
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "get_user_info"})
+	if err != nil || res.IsError || !strings.Contains(textOf(res), "octocat") {
+		t.Errorf("get_user_info in the demo: %v %q", err, textOf(res))
+	}
+	session.Close()
+
+	demo.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the demo exited with %v after Ctrl+C\n%s", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the demo did not stop on Ctrl+C")
+	}
 }

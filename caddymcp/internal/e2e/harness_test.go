@@ -48,9 +48,22 @@ const (
 // Users of the stand-in.
 var (
 	alice = fakegithub.User{ID: 1001, Login: "alice", Name: "Alice Liddell", Email: "alice@example.com",
-		AvatarURL: "https://avatars.example.com/alice", Orgs: []string{"acme"}, Teams: []fakegithub.Team{{Org: "acme", Slug: "platform"}}}
+		AvatarURL: "https://avatars.example.com/alice", Orgs: []string{"acme"}, Teams: []fakegithub.Team{{Org: "acme", Slug: "platform"}},
+		Repos: repos("alice", 30)}
 	bob = fakegithub.User{ID: 1002, Login: "bob", Name: "Bob", Email: "bob@example.com", Orgs: []string{"other"}}
 )
+
+// repos makes n repositories, the first the most recently updated.
+func repos(owner string, n int) []fakegithub.Repo {
+	now := time.Now().UTC().Truncate(time.Second)
+	var out []fakegithub.Repo
+	for i := range n {
+		name := fmt.Sprintf("repo-%02d", i)
+		out = append(out, fakegithub.Repo{ID: int64(5000 + i), Name: name, FullName: owner + "/" + name,
+			HTMLURL: "https://github.example/" + owner + "/" + name, UpdatedAt: now.Add(-time.Duration(i) * time.Hour)})
+	}
+	return out
+}
 
 // env is one running Caddy with mcp_auth, the GitHub stand-in, and an
 // upstream MCP server behind the gate.
@@ -74,6 +87,8 @@ type options struct {
 	authExtra string
 	// siteExtra is added inside the site block.
 	siteExtra string
+	// builtin serves /mcp with mcp_server instead of the upstream.
+	builtin bool
 }
 
 func freePort(t *testing.T) int {
@@ -148,16 +163,15 @@ localhost:%d {
 		%s
 	}
 	handle /mcp* {
-		reverse_proxy %s {
-			header_up X-Forwarded-User {http.auth.user.login}
-			header_up X-Forwarded-User-Id {http.auth.user.id}
-			header_up X-MCP-Client {mcp_auth.client_id}
-		}
+		%s
+	}
+	handle /sse* {
+		mcp_server
 	}
 	%s
 }
 `, adminPort, httpPort, port, filepath.Join(e.dir, "caddy"), e.logs.path, port, ghClientID, secretFile, e.ghURL,
-			e.statePath(), o.authExtra, e.upstream.addr, o.siteExtra)
+			e.statePath(), o.authExtra, mcpHandler(o, e.upstream.addr), o.siteExtra)
 	}
 	e.load(e.render(o))
 	t.Cleanup(func() {
@@ -198,6 +212,18 @@ func (e *env) waitReady() {
 		}
 	}
 	e.t.Fatalf("Caddy did not become ready: %v", err)
+}
+
+// mcpHandler is what serves /mcp: the built-in tools or the upstream.
+func mcpHandler(o options, upstream string) string {
+	if o.builtin {
+		return "mcp_server"
+	}
+	return `reverse_proxy ` + upstream + ` {
+			header_up X-Forwarded-User {http.auth.user.login}
+			header_up X-Forwarded-User-Id {http.auth.user.id}
+			header_up X-MCP-Client {mcp_auth.client_id}
+		}`
 }
 
 func (e *env) statePath() string { return filepath.Join(e.dir, "state.db") }

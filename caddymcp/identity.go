@@ -1,0 +1,41 @@
+package caddymcp
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-github/v75/github"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// authenticated is what the gate established about a request, handed to
+// handlers behind it (mcp_server) through the request context. Handlers
+// in other plugins use the placeholders instead.
+type authenticated struct {
+	token *store.AccessToken
+	gate  *MCPAuth
+}
+
+type authenticatedKey struct{}
+
+func withAuthenticated(ctx context.Context, a *authenticated) context.Context {
+	return context.WithValue(ctx, authenticatedKey{}, a)
+}
+
+// authenticatedFrom returns the gate's verdict on the request, or nil if
+// no mcp_auth gate accepted it.
+func authenticatedFrom(ctx context.Context) *authenticated {
+	a, _ := ctx.Value(authenticatedKey{}).(*authenticated)
+	return a
+}
+
+// gitHub returns a go-github client acting as the user, with the GitHub
+// token stored at the login behind this request's grant.
+func (a *authenticated) gitHub(ctx context.Context) (*github.Client, error) {
+	tok, err := a.gate.server.UpstreamToken(ctx, a.token.GrantID, a.token.User.ID)
+	if err != nil {
+		return nil, fmt.Errorf("the GitHub login behind this session is no longer available: %w", err)
+	}
+	return a.gate.idp.API(ctx, tok), nil
+}

@@ -1,0 +1,287 @@
+package caddymcp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/tools"
+)
+
+func init() {
+	caddy.RegisterModule(MCPServer{})
+}
+
+// MCPServer serves the built-in MCP tools (get_user_info, calculate,
+// get_github_repos) with the official MCP Go SDK, over Streamable HTTP and
+// the legacy HTTP+SSE transport, to users the mcp_auth gate in front of it
+// has authenticated. Without that gate it refuses every request: it never
+// runs as an anonymous server.
+//
+// Every revision the SDK speaks is served: up to 2025-11-25 with sessions,
+// 2026-07-28 (which has none) statelessly. Both transports are served on
+// the same path. A GET without an
+// Mcp-Session-Id header opens a legacy SSE stream, whose endpoint event
+// points back at the same path with ?sessionid=, so its messages stay on
+// the same protected resource; everything else is Streamable HTTP.
+//
+// A session belongs to the user who opened it: another user presenting its
+// session ID is refused (403 for Streamable HTTP, 404 for SSE, where each
+// user's sessions live apart).
+type MCPServer struct {
+	// AllowedOrigins lists the origins (scheme://host[:port]) of browser
+	// clients allowed to call, besides the site's own, such as
+	// http://localhost:6274 for the MCP Inspector in direct mode. A
+	// request with any other Origin header is refused with 403, as the
+	// MCP transport specification requires. Default: none.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	// MaxRequestBody bounds the body of a request in bytes; larger ones
+	// are refused with 413. Default: 1 MiB.
+	MaxRequestBody int64 `json:"max_request_body,omitempty"`
+
+	// SessionIdleTimeout closes Streamable HTTP sessions that receive no
+	// request for this long. Default: 30m.
+	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
+
+	streamable http.Handler // sessions, for revisions up to 2025-11-25
+	stateless  http.Handler // from 2026-07-28, which has no sessions
+	sse        *perUserSSE
+	logger     *zap.Logger
+}
+
+// Defaults.
+const (
+	defaultMaxRequestBody     = 1 << 20
+	defaultSessionIdleTimeout = 30 * time.Minute
+)
+
+// CaddyModule returns the Caddy module information.
+func (MCPServer) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_server",
+		New: func() caddy.Module { return new(MCPServer) },
+	}
+}
+
+// Provision builds the MCP server and its transports.
+func (s *MCPServer) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	if s.MaxRequestBody <= 0 {
+		s.MaxRequestBody = defaultMaxRequestBody
+	}
+	if s.SessionIdleTimeout <= 0 {
+		s.SessionIdleTimeout = caddy.Duration(defaultSessionIdleTimeout)
+	}
+	for i, o := range s.AllowedOrigins {
+		s.AllowedOrigins[i] = strings.TrimRight(strings.ToLower(o), "/")
+	}
+
+	// One server for all Streamable HTTP sessions: each request carries
+	// its caller in the SDK's TokenInfo, which also binds the session to
+	// the user.
+	shared := newToolServer(tools.FromTokenInfo)
+	getServer := func(*http.Request) *mcp.Server { return shared }
+	withTokenInfo := auth.RequireBearerToken(tokenInfoFromGate, nil)
+	// The SDK's DNS-rebinding guard refuses loopback connections with
+	// another Host, which is every site behind a local proxy. Nothing here
+	// answers without a token, and Origin is checked in ServeHTTP.
+	s.streamable = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		SessionTimeout:             time.Duration(s.SessionIdleTimeout),
+		MaxRequestBodyBytes:        s.MaxRequestBody,
+		DisableLocalhostProtection: true,
+	})))
+	// The SDK speaks 2026-07-28 over HTTP only without sessions.
+	s.stateless = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Stateless:                  true,
+		MaxRequestBodyBytes:        s.MaxRequestBody,
+		DisableLocalhostProtection: true,
+	})))
+	s.sse = &perUserSSE{opts: &mcp.SSEOptions{MaxRequestBodyBytes: s.MaxRequestBody, DisableLocalhostProtection: true}}
+	return nil
+}
+
+// newToolServer is an MCP server with the built-in tools, reporting this
+// build's name and version.
+func newToolServer(find tools.CallerFunc) *mcp.Server {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "caddymcp", Title: "caddymcp built-in tools", Version: version()}, &mcp.ServerOptions{
+		Instructions: "Tools for the GitHub user who signed in: their profile, their repositories, and a calculator.",
+	})
+	tools.Register(srv, find)
+	return srv
+}
+
+// version is this module's version as built, "(devel)" from a checkout.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	const path = "github.com/caddymcp/caddymcp"
+	if info.Main.Path == path {
+		return info.Main.Version
+	}
+	for _, d := range info.Deps {
+		if d.Path == path {
+			if d.Replace != nil && d.Replace.Version == "" {
+				return "(devel)"
+			}
+			return d.Version
+		}
+	}
+	return "(devel)"
+}
+
+// internalAuthorization stands in for the client's token, which the gate
+// removed, so that the SDK's bearer middleware runs and attaches TokenInfo
+// (the only way to bind its sessions to users). It carries nothing.
+const internalAuthorization = "Bearer caddymcp-gate-verified"
+
+// tokenInfoFromGate turns the gate's verdict into the SDK's TokenInfo.
+func tokenInfoFromGate(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+	a := authenticatedFrom(r.Context())
+	if a == nil {
+		return nil, auth.ErrInvalidToken
+	}
+	return &auth.TokenInfo{
+		UserID:     strconv.FormatInt(a.token.User.ID, 10),
+		Scopes:     strings.Fields(a.token.Scope),
+		Expiration: a.token.ExpiresAt,
+		Extra:      map[string]any{tools.ExtraKey: a.caller()},
+	}, nil
+}
+
+// withoutInternalAuthorization removes the stand-in header again before
+// the SDK hands request headers to tools.
+func withoutInternalAuthorization(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("Authorization")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// caller is the authenticated user as the tools see them.
+func (a *authenticated) caller() *tools.Caller {
+	return &tools.Caller{User: a.token.User, ClientID: a.token.ClientID, Scope: a.token.Scope, GitHub: a.gitHub}
+}
+
+// perUserSSE keeps one SDK SSE handler per user, so that a session ID is
+// only ever looked up among the sessions of the user presenting it.
+type perUserSSE struct {
+	opts     *mcp.SSEOptions
+	mu       sync.Mutex
+	handlers map[int64]*mcp.SSEHandler
+}
+
+func (p *perUserSSE) handler(userID int64) *mcp.SSEHandler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h := p.handlers[userID]; h != nil {
+		return h
+	}
+	if p.handlers == nil {
+		p.handlers = map[int64]*mcp.SSEHandler{}
+	}
+	h := mcp.NewSSEHandler(func(r *http.Request) *mcp.Server {
+		// A new session, opened by this user's GET: its tools act for
+		// the caller who opened it.
+		a := authenticatedFrom(r.Context())
+		if a == nil {
+			return nil
+		}
+		return newToolServer(tools.Fixed(a.caller()))
+	}, p.opts)
+	p.handlers[userID] = h
+	return h
+}
+
+// ServeHTTP serves the MCP transports to authenticated users.
+func (s *MCPServer) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	origin := r.Header.Get("Origin")
+	if origin != "" && !s.originAllowed(r, origin) {
+		s.logger.Debug("refused a foreign origin", zap.String("origin", origin))
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil
+	}
+	if origin != "" {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	}
+	a := authenticatedFrom(r.Context())
+	if a == nil {
+		// Misconfiguration, not the client's fault: say so loudly.
+		return caddyhttp.Error(http.StatusInternalServerError,
+			errors.New("mcp_server needs an mcp_auth gate in front of it: add this path to mcp_auth's protect list"))
+	}
+	if isLegacySSE(r) {
+		s.sse.handler(a.token.User.ID).ServeHTTP(w, r)
+		return nil
+	}
+	r.Header.Set("Authorization", internalAuthorization)
+	if r.Header.Get("MCP-Protocol-Version") >= sessionlessRevision {
+		s.stateless.ServeHTTP(w, r)
+	} else {
+		s.streamable.ServeHTTP(w, r)
+	}
+	return nil
+}
+
+// sessionlessRevision is the first MCP revision without sessions
+// (SEP-2567); its clients send it in MCP-Protocol-Version on every request,
+// including server/discover. Revisions are dates, so they compare as
+// strings.
+const sessionlessRevision = "2026-07-28"
+
+// isLegacySSE reports whether r belongs to the 2024-11-05 HTTP+SSE
+// transport: opening its stream (a GET without a Streamable HTTP session)
+// or posting to a stream's endpoint (?sessionid=).
+func isLegacySSE(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet:
+		return r.Header.Get("Mcp-Session-Id") == ""
+	case http.MethodPost:
+		return r.URL.Query().Has("sessionid")
+	}
+	return false
+}
+
+// originAllowed reports whether a browser at origin may call: the site
+// itself, or a configured origin.
+func (s *MCPServer) originAllowed(r *http.Request, origin string) bool {
+	origin = strings.TrimRight(strings.ToLower(origin), "/")
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if origin == scheme+"://"+strings.ToLower(r.Host) {
+		return true
+	}
+	return slices.Contains(s.AllowedOrigins, origin) || slices.Contains(s.AllowedOrigins, "*")
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*MCPServer)(nil)
+	_ caddyhttp.MiddlewareHandler = (*MCPServer)(nil)
+)
