@@ -336,3 +336,26 @@ func TestEveryProtocolRevision(t *testing.T) {
 		session.Close()
 	}
 }
+
+func TestBuiltinBodyLimit(t *testing.T) {
+	e := start(t, options{builtin: true})
+	c := e.register(t, false)
+	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
+	big := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculate","arguments":{"pad":"` + strings.Repeat("x", 2<<20) + `"}}}`
+	for _, version := range []string{"2025-11-25", "2026-07-28"} {
+		req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(big))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", version)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := e.httpClient(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("a 2 MiB body at %s: %s, want 413", version, resp.Status)
+		}
+	}
+}
