@@ -42,7 +42,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allow_orgs        <org...>
 //		allow_teams       <org/team-slug...>
 //		protect           <path...> [{
-//			scopes <scope...>
+//			scopes               <scope...>
+//			forward_github_token <header>
 //		}]
 //		scopes_supported  <scope...>
 //		storage           <backend> [<args...>]
@@ -88,20 +89,28 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "protect":
-			var paths, scopes []string
+			var paths []string
 			if err := someArgs(d, &paths); err != nil {
 				return err
 			}
+			var opts ProtectedPath
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				if d.Val() != "scopes" {
+				switch d.Val() {
+				case "scopes":
+					if err := someArgs(d, &opts.Scopes); err != nil {
+						return err
+					}
+				case "forward_github_token":
+					if err := oneArg(d, &opts.ForwardGitHubToken); err != nil {
+						return err
+					}
+				default:
 					return d.Errf("unrecognized protect option %q", d.Val())
-				}
-				if err := someArgs(d, &scopes); err != nil {
-					return err
 				}
 			}
 			for _, p := range paths {
-				m.Protect = append(m.Protect, ProtectedPath{Path: p, Scopes: scopes})
+				opts.Path = p
+				m.Protect = append(m.Protect, opts)
 			}
 		case "scopes_supported":
 			if err := someArgs(d, &m.ScopesSupported); err != nil {

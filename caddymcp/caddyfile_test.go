@@ -111,6 +111,7 @@ func TestAdaptErrors(t *testing.T) {
 		"bbolt extra arg":     {"mcp_auth {\nstorage bbolt /a /b\n}", "wrong argument count"},
 		"inline args":         {"mcp_auth foo", "wrong argument count"},
 		"server inline args":  {"mcp_server foo", "wrong argument count"},
+		"forward twice":       {"mcp_auth {\nprotect /a {\nforward_github_token X-A\nforward_github_token X-B\n}\n}", "forward_github_token may be given only once"},
 		"server unknown opt":  {"mcp_server {\ncolour red\n}", `unrecognized mcp_server option "colour"`},
 		"server bad size":     {"mcp_server {\nmax_request_body lots\n}", `max_request_body: "lots" is not a size`},
 		"server huge size":    {"mcp_server {\nmax_request_body 2GiB\n}", "between 1B and 1GiB"},

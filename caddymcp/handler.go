@@ -115,6 +115,12 @@ type ProtectedPath struct {
 	// Scopes must all be held by a token used on this path. Default:
 	// none.
 	Scopes []string `json:"scopes,omitempty"`
+	// ForwardGitHubToken names a request header in which requests to
+	// this path carry the user's GitHub token (from their login) to the
+	// upstream, for MCP servers that call GitHub as the user. Any value
+	// the client sent in that header is dropped. For Authorization the
+	// value is "Bearer <token>". Default: not forwarded.
+	ForwardGitHubToken string `json:"forward_github_token,omitempty"`
 }
 
 // DefaultProtect are the protected paths when none are configured.
@@ -126,6 +132,8 @@ var DefaultProtect = []string{"/mcp", "/sse", "/messages"}
 type gatedResource struct {
 	res     *oauth.Resource
 	matcher caddyhttp.MatchPath
+	// forward names the header for the user's GitHub token, if any.
+	forward string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -200,7 +208,11 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		if err := matcher.Provision(ctx); err != nil {
 			return err
 		}
-		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher})
+		forward := http.CanonicalHeaderKey(strings.TrimSpace(p.ForwardGitHubToken))
+		if forward != "" && !validHeaderName(forward) {
+			return fmt.Errorf("mcp_auth: forward_github_token %q is not a header name", p.ForwardGitHubToken)
+		}
+		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher, forward: forward})
 	}
 	slices.SortStableFunc(m.resources, func(a, b gatedResource) int { return len(b.res.Path) - len(a.res.Path) })
 	paths := make([]string, len(m.resources))
@@ -221,11 +233,11 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h(w, r)
 		return nil
 	}
-	res, err := m.resourceFor(r)
+	g, err := m.resourceFor(r)
 	if err != nil {
 		return err
 	}
-	if res == nil || isPreflight(r) {
+	if g == nil || isPreflight(r) {
 		// A CORS preflight never carries credentials; whether the
 		// origin may call is the protected server's decision.
 		return next.ServeHTTP(w, r)
@@ -234,7 +246,7 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		http.Error(w, "encoded slashes, dots or backslashes and dot segments are not allowed in protected paths", http.StatusBadRequest)
 		return nil
 	}
-	tok, refusal := m.server.Authenticate(r, res)
+	tok, refusal := m.server.Authenticate(r, g.res)
 	if refusal != nil {
 		// Browser-based clients must be able to read the challenge to
 		// discover where to get a token.
@@ -244,6 +256,23 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	r.Header.Del("Authorization")
+	if g.forward != "" {
+		r.Header.Del(g.forward) // never the client's value
+		gh, err := m.server.UpstreamToken(r.Context(), tok.GrantID, tok.User.ID)
+		if err != nil {
+			m.logger.Warn("the GitHub token of a grant cannot be forwarded", zap.String("grant", tok.GrantID), zap.Error(err))
+			http.Error(w, "the GitHub login behind this token is no longer available; sign in again", http.StatusUnauthorized)
+			return nil
+		}
+		if g.forward == "Authorization" {
+			r.Header.Set(g.forward, "Bearer "+gh.AccessToken)
+		} else {
+			r.Header.Set(g.forward, gh.AccessToken)
+		}
+	}
+	if mayBeLegacySSE(r) {
+		w = newSSEEndpointRewriter(w, r)
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", strconv.FormatInt(tok.User.ID, 10))
 	repl.Set("http.auth.user.login", tok.User.Login)
@@ -275,17 +304,29 @@ func ambiguousPath(r *http.Request) bool {
 
 // resourceFor returns the protected resource r falls under, longest
 // prefix first, or nil.
-func (m *MCPAuth) resourceFor(r *http.Request) (*oauth.Resource, error) {
-	for _, g := range m.resources {
-		ok, err := g.matcher.MatchWithError(r)
+func (m *MCPAuth) resourceFor(r *http.Request) (*gatedResource, error) {
+	for i := range m.resources {
+		ok, err := m.resources[i].matcher.MatchWithError(r)
 		if err != nil {
 			return nil, caddyhttp.Error(http.StatusBadRequest, err)
 		}
 		if ok {
-			return g.res, nil
+			return &m.resources[i], nil
 		}
 	}
 	return nil, nil
+}
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110
+// section 5.1: a token).
+func validHeaderName(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return h != ""
 }
 
 // Interface guards
