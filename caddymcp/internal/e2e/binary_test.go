@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestBinaryWithExampleConfig(t *testing.T) {
 		t.Fatalf("validate Caddyfile.example: %v\n%s", err, out)
 	}
 
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	server := run(context.Background(), "run", "--config", example)
 	server.Stdout, server.Stderr = &logs, &logs
 	if err := server.Start(); err != nil {
@@ -124,6 +125,25 @@ func TestBinaryWithExampleConfig(t *testing.T) {
 	}
 }
 
+// lockedBuffer collects a process's output, which os/exec copies in from
+// another goroutine while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func getJSONWithLocalCA(rootFile, url string, v any) error {
 	pem, err := os.ReadFile(rootFile)
 	if err != nil {
@@ -156,7 +176,7 @@ func TestDemoCommand(t *testing.T) {
 	listen := fmt.Sprintf("localhost:%d", freePort(t))
 	demo := exec.Command(bin, "mcp-auth", "demo", "--listen", listen)
 	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	var out bytes.Buffer
+	var out lockedBuffer
 	demo.Stdout, demo.Stderr = &out, &out
 	if err := demo.Start(); err != nil {
 		t.Fatal(err)
