@@ -69,25 +69,19 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 		doc.Resource = iss
 		doc.ScopesSupported = s.scopes
 	} else {
-		res := s.resourceByPath(sub)
-		if res == nil {
-			writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at "+sub)
+		// A document for every URL under a protected path, naming that
+		// URL: MCP clients accept a document only if its resource is
+		// exactly the URL they connected to (RFC 9728 section 3.3), and
+		// an MCP endpoint may lie below the protected prefix. A token
+		// asked for with that URL is bound to the protected resource.
+		if !cleanSubPath(sub) || s.ResourceFor(sub) == nil {
+			writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at "+quote(sub))
 			return
 		}
-		doc.Resource = s.resourceURL(r, res)
+		doc.Resource = iss + sub
 		doc.ScopesSupported = s.scopes
 	}
 	writeJSON(w, http.StatusOK, doc)
-}
-
-// resourceByPath returns the resource whose Path is exactly p.
-func (s *Server) resourceByPath(p string) *Resource {
-	for i := range s.cfg.Resources {
-		if s.cfg.Resources[i].Path == p {
-			return &s.cfg.Resources[i]
-		}
-	}
-	return nil
 }
 
 // metadataURL is where a resource's RFC 9728 document lives; nil means the

@@ -107,14 +107,37 @@ func TestProtectedResourceMetadata(t *testing.T) {
 	}
 }
 
+// TestMetadataForEndpointsBelowAProtectedPath: an MCP endpoint may lie
+// below its protected prefix (https://site/notes/sse under protect /notes),
+// and clients accept only a document naming exactly the URL they used.
+func TestMetadataForEndpointsBelowAProtectedPath(t *testing.T) {
+	e := newEnv(t)
+	for _, sub := range []string{"/mcp/", "/mcp/admin/x", "/sse/messages", "/mcpx"} {
+		r := e.get("/.well-known/oauth-protected-resource" + sub)
+		if r.Status != http.StatusOK || r.str("resource") != e.issuer+sub {
+			t.Errorf("PRM for %s: %d resource %q, want %q", sub, r.Status, r.str("resource"), e.issuer+sub)
+		}
+	}
+	// A token asked for with such a URL is bound to the protected
+	// resource it lies under, and works there only.
+	c := e.publicClient()
+	tok := e.loginTokens(c, "alice", set("resource", e.issuer+"/mcp/v2/endpoint"))
+	e.expectOK("/mcp", tok.Access)
+	e.expectOK("/mcp/other", tok.Access)
+	e.expectRefused("/sse", tok.Access, http.StatusUnauthorized)
+	// /mcp/admin is its own (scoped) resource: the longest prefix wins.
+	e.expectRefused("/mcp/admin", tok.Access, http.StatusUnauthorized)
+}
+
 func TestMetadataRefusals(t *testing.T) {
 	e := newEnv(t)
 	for _, path := range []string{
 		"/.well-known/oauth-protected-resource/nope",
 		"/.well-known/oauth-protected-resource/mc",
-		"/.well-known/oauth-protected-resource/mcp/",
-		"/.well-known/oauth-protected-resource/mcp/admin/x",
 		"/.well-known/oauth-protected-resource/",
+		"/.well-known/oauth-protected-resource/mcp/../sse",
+		"/.well-known/oauth-protected-resource/mcp//x",
+		"/.well-known/oauth-protected-resource/mcp/%3Cscript%3E",
 	} {
 		if r := e.get(path); r.Status != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404: %s", path, r.Status, r.Body)

@@ -223,21 +223,41 @@ func (s *Server) ownAudience(r *http.Request, aud string) bool {
 	return aud == iss || strings.HasPrefix(aud, iss+"/")
 }
 
-// resourceByURL finds the protected resource a `resource` parameter names.
-// The issuer itself (with or without a trailing slash) names all of them,
-// which is what clients that discover the root metadata document ask for;
-// it is returned as a nil Resource and ok true.
+// resourceByURL finds the protected resource a `resource` parameter names:
+// the one whose path is the longest prefix of the URL's path, so that a
+// client that names its exact MCP endpoint (https://site/notes/sse under
+// protect /notes) gets a token for /notes. The issuer itself (with or
+// without a trailing slash) names all of them, which is what clients that
+// discover the root metadata document ask for; it is returned as a nil
+// Resource and ok true.
 func (s *Server) resourceByURL(r *http.Request, u string) (res *Resource, ok bool) {
 	iss := s.issuer(r)
 	if u == iss || u == iss+"/" {
 		return nil, true
 	}
-	for i := range s.cfg.Resources {
-		if u == iss+s.cfg.Resources[i].Path {
-			return &s.cfg.Resources[i], true
+	path, found := strings.CutPrefix(u, iss)
+	if !found || !cleanSubPath(path) {
+		return nil, false
+	}
+	res = s.ResourceFor(path)
+	return res, res != nil
+}
+
+// cleanSubPath accepts the path of a URL under a protected prefix as we
+// would echo it in a metadata document: absolute, ASCII, no query,
+// fragment, escapes, empty or dot segments, bounded.
+func cleanSubPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || len(p) > 512 || strings.ContainsAny(p, "?#%\\ \t\r\n\"'<>") ||
+		strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x21 || p[i] > 0x7e {
+			return false
 		}
 	}
-	return nil, false
+	return true
 }
 
 // ParseIssuer checks an issuer identifier (RFC 8414 section 2: https, no
