@@ -115,11 +115,12 @@ type ProtectedPath struct {
 	// Scopes must all be held by a token used on this path. Default:
 	// none.
 	Scopes []string `json:"scopes,omitempty"`
-	// ForwardGitHubToken names a request header in which requests to
-	// this path carry the user's GitHub token (from their login) to the
-	// upstream, for MCP servers that call GitHub as the user. Any value
-	// the client sent in that header is dropped. For Authorization the
-	// value is "Bearer <token>". Default: not forwarded.
+	// ForwardGitHubToken, when "Authorization", makes requests to this
+	// path carry the user's GitHub token (from their login) to the
+	// upstream as "Bearer <token>", for MCP servers that call GitHub as
+	// the user; the client's value is dropped. No other header is
+	// accepted: Caddy's debug logs redact only credential headers.
+	// Default: not forwarded.
 	ForwardGitHubToken string `json:"forward_github_token,omitempty"`
 }
 
@@ -209,8 +210,11 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 			return err
 		}
 		forward := http.CanonicalHeaderKey(strings.TrimSpace(p.ForwardGitHubToken))
-		if forward != "" && !validHeaderName(forward) {
-			return fmt.Errorf("mcp_auth: forward_github_token %q is not a header name", p.ForwardGitHubToken)
+		if forward != "" && forward != "Authorization" {
+			// Caddy's reverse_proxy logs upstream request headers at
+			// debug level, redacting only credential headers such as
+			// Authorization: a token in any other header would be logged.
+			return fmt.Errorf("mcp_auth: forward_github_token %q: only Authorization is supported, because Caddy's logs redact no other header", p.ForwardGitHubToken)
 		}
 		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher, forward: forward})
 	}
