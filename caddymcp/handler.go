@@ -321,18 +321,6 @@ func (m *MCPAuth) resourceFor(r *http.Request) (*gatedResource, error) {
 	return nil, nil
 }
 
-// validHeaderName reports whether h is an HTTP field name (RFC 9110
-// section 5.1: a token).
-func validHeaderName(h string) bool {
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return h != ""
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MCPAuth)(nil)
