@@ -18,10 +18,11 @@ func TestGateChallenges(t *testing.T) {
 		scopeAttr string // "" for none
 	}{
 		{"/mcp", "/.well-known/oauth-protected-resource/mcp", ""},
-		{"/mcp/tools", "/.well-known/oauth-protected-resource/mcp", ""},
-		{"/mcpx", "/.well-known/oauth-protected-resource/mcp", ""},
+		{"/mcp/tools", "/.well-known/oauth-protected-resource/mcp/tools", ""},
+		{"/mcpx", "/.well-known/oauth-protected-resource/mcpx", ""},
+		{"/mcp/a%2Fb", "/.well-known/oauth-protected-resource/mcp", ""},
 		{"/mcp/admin", "/.well-known/oauth-protected-resource/mcp/admin", `scope="admin"`},
-		{"/mcp/admin/x", "/.well-known/oauth-protected-resource/mcp/admin", `scope="admin"`},
+		{"/mcp/admin/x", "/.well-known/oauth-protected-resource/mcp/admin/x", `scope="admin"`},
 		{"/sse", "/.well-known/oauth-protected-resource/sse", `scope="tools"`},
 	}
 	for _, tc := range tests {

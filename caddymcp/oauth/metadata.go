@@ -84,11 +84,17 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// metadataURL is where a resource's RFC 9728 document lives; nil means the
-// root document.
+// metadataURL is where the RFC 9728 document for a request to res lives;
+// nil means the root document. A request below the protected prefix, such
+// as /notes/sse under protect /notes, is pointed at the document for its
+// own URL: MCP clients accept a document only if its resource is exactly
+// the URL they connected to, and that one is bound to the same resource.
 func (s *Server) metadataURL(r *http.Request, res *Resource) string {
 	if res == nil {
 		return s.issuer(r) + pathPRM
+	}
+	if p := r.URL.EscapedPath(); p != res.Path && strings.HasPrefix(p, res.Path) && cleanSubPath(p) {
+		return s.issuer(r) + pathPRM + p
 	}
 	return s.issuer(r) + pathPRM + res.Path
 }

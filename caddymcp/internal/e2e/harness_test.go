@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -461,4 +462,21 @@ var secretShape = regexp.MustCompile(`(gho_|mcp_at_|mcp_rt_|mcp_ac_|mcp_cs_)[A-Z
 func htmlUnescape(s string) string {
 	r := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`)
 	return r.Replace(s)
+}
+
+// getJSON fetches url (of this site) and decodes a 200 answer into v. It
+// returns the status.
+func (e *env) getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := e.httpClient(nil).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
 }

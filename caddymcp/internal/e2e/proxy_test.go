@@ -498,10 +498,22 @@ func TestProxyAudiences(t *testing.T) {
 				if resp.StatusCode != http.StatusUnauthorized {
 					t.Fatalf("status %s, want 401", resp.Status)
 				}
+				// The challenge names the document for the exact URL the
+				// client used, and that document names that URL.
+				endpoint := map[string]string{"/notes": "/notes/sse", "/legacy": "/legacy/sse"}[at]
+				if endpoint == "" {
+					endpoint = at
+				}
 				chal := resp.Header.Get("WWW-Authenticate")
-				want := `Bearer resource_metadata="` + p.site + "/.well-known/oauth-protected-resource" + at + `"`
-				if !strings.HasPrefix(chal, want) || !strings.Contains(chal, `error="invalid_token"`) {
+				doc := p.site + "/.well-known/oauth-protected-resource" + endpoint
+				if want := `Bearer resource_metadata="` + doc + `"`; !strings.HasPrefix(chal, want) || !strings.Contains(chal, `error="invalid_token"`) {
 					t.Errorf("challenge %q, want %s… with error=\"invalid_token\"", chal, want)
+				}
+				var prm struct {
+					Resource string `json:"resource"`
+				}
+				if status := p.getJSON(t, doc, &prm); status != http.StatusOK || prm.Resource != p.site+endpoint {
+					t.Errorf("document %s: status %d, resource %q, want %s", doc, status, prm.Resource, p.site+endpoint)
 				}
 				if u := upstreams[at]; u != nil && u.count() != before {
 					t.Errorf("the refused request reached the upstream")
