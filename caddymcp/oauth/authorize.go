@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -85,9 +84,9 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 	if len(clientID) > maxParamLen {
 		return nil, pageError("the client_id is too long")
 	}
-	client, err := s.store.GetClient(r.Context(), clientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, pageError("the client is not registered with this server; it must register again")
+	client, err := s.lookupClient(r, clientID)
+	if msg, ok := clientRefusal(err); ok {
+		return nil, pageError(msg)
 	}
 	if err != nil {
 		s.log.Error("looking up a client", zapErr(err))

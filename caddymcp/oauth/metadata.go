@@ -10,7 +10,7 @@ type authServerMetadata struct {
 	Issuer                                     string   `json:"issuer"`
 	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
 	TokenEndpoint                              string   `json:"token_endpoint"`
-	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
 	RevocationEndpoint                         string   `json:"revocation_endpoint"`
 	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported                     []string `json:"response_types_supported"`
@@ -20,6 +20,7 @@ type authServerMetadata struct {
 	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported"`
 }
 
 // protectedResourceMetadata is the RFC 9728 document.
@@ -37,11 +38,15 @@ func (s *Server) serveASMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	iss := s.issuer(r)
+	registration := iss + pathRegister
+	if s.cfg.RegistrationClosed {
+		registration = ""
+	}
 	writeJSON(w, http.StatusOK, authServerMetadata{
 		Issuer:                                     iss,
 		AuthorizationEndpoint:                      iss + pathAuthorize,
 		TokenEndpoint:                              iss + pathToken,
-		RegistrationEndpoint:                       iss + pathRegister,
+		RegistrationEndpoint:                       registration,
 		RevocationEndpoint:                         iss + pathRevoke,
 		ScopesSupported:                            s.scopes,
 		ResponseTypesSupported:                     []string{"code"},
@@ -51,6 +56,7 @@ func (s *Server) serveASMetadata(w http.ResponseWriter, r *http.Request) {
 		RevocationEndpointAuthMethodsSupported:     clientAuthMethods,
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseIssParameterSupported: true,
+		ClientIDMetadataDocumentSupported:          s.cimd != nil,
 	})
 }
 

@@ -85,19 +85,63 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL default to one hour and 30 days.
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
+
+	// RegistrationClosed turns dynamic client registration (RFC 7591)
+	// off: only pre-registered clients and, if enabled, clients with a
+	// metadata document can sign in.
+	RegistrationClosed bool
+	// CIMD configures Client ID Metadata Documents, which are on unless
+	// CIMD.Disabled.
+	CIMD CIMDConfig
+	// Clients are pre-registered by the operator.
+	Clients []StaticClient
+	// ClientAddr names the client address a request comes from, for rate
+	// limits; the connection's IP if nil. Behind a proxy it should
+	// return the real client's address.
+	ClientAddr func(*http.Request) string
+}
+
+// StaticClient is a client the operator registers in the configuration,
+// for clients that cannot register themselves.
+type StaticClient struct {
+	// ID is the client_id. It must not look like a URL.
+	ID string
+	// Secret makes the client confidential (client_secret_basic or
+	// client_secret_post); empty means a public client.
+	Secret string
+	// Name is shown on the consent page.
+	Name string
+	// RedirectURIs are the client's redirect URIs.
+	RedirectURIs []string
 }
 
 // Server serves the authorization server's endpoints and authenticates
 // requests to protected resources. Create it with New.
 type Server struct {
-	cfg    Config
-	scopes []string // supported scopes, sorted, deduplicated
-	store  store.Store
-	idp    IdentityProvider
-	keys   *Keys
-	log    *zap.Logger
-	now    func() time.Time
+	cfg     Config
+	scopes  []string // supported scopes, sorted, deduplicated
+	store   store.Store
+	idp     IdentityProvider
+	keys    *Keys
+	log     *zap.Logger
+	now     func() time.Time
+	clients map[string]*store.Client // pre-registered
+	cimd    *cimdResolver            // nil when disabled
+
+	registerLimit *rateLimiter
+	fetchLimit    *rateLimiter
 }
+
+// Rate limits per client address. Registration: a burst of 20, then one
+// a minute, far above what any client needs (it registers once per
+// installation) and far below what fills a disk. Metadata document
+// fetches: a burst of 30 cache misses, then one every 10 seconds.
+const (
+	registerBurst = 20
+	registerEvery = time.Minute
+	fetchBurst    = 30
+	fetchEvery    = 10 * time.Second
+)
 
 // New checks cfg and returns a Server.
 func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.Logger) (*Server, error) {
@@ -141,15 +185,108 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
-	return &Server{
-		cfg:    cfg,
-		scopes: slices.Compact(scopes),
-		store:  st,
-		idp:    idp,
-		keys:   keys,
-		log:    log,
-		now:    time.Now,
-	}, nil
+	clients, err := staticClients(cfg.Clients)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClientAddr == nil {
+		cfg.ClientAddr = remoteAddr
+	}
+	s := &Server{
+		cfg:           cfg,
+		scopes:        slices.Compact(scopes),
+		store:         st,
+		idp:           idp,
+		keys:          keys,
+		log:           log,
+		now:           time.Now,
+		clients:       clients,
+		registerLimit: newRateLimiter(registerBurst, registerEvery),
+		fetchLimit:    newRateLimiter(fetchBurst, fetchEvery),
+	}
+	if !cfg.CIMD.Disabled {
+		s.cimd = newCIMDResolver(s, cfg.CIMD)
+	}
+	return s, nil
+}
+
+// staticClients checks the pre-registered clients with the registration
+// rules and returns them by ID.
+func staticClients(list []StaticClient) (map[string]*store.Client, error) {
+	out := make(map[string]*store.Client, len(list))
+	for _, sc := range list {
+		if sc.ID == "" || len(sc.ID) > 200 || strings.ContainsAny(sc.ID, ": \t\r\n") {
+			return nil, fmt.Errorf("oauth: client id %q must be 1 to 200 characters without colons or spaces", sc.ID)
+		}
+		if out[sc.ID] != nil {
+			return nil, fmt.Errorf("oauth: client %q is listed twice", sc.ID)
+		}
+		req := registrationRequest{RedirectURIs: sc.RedirectURIs, ClientName: sc.Name, TokenEndpointAuthMethod: authMethodNone}
+		if sc.Secret != "" {
+			req.TokenEndpointAuthMethod = authMethodBasic
+		}
+		c, code, msg := (&Server{now: time.Now}).newClient(&req)
+		if code != "" {
+			return nil, fmt.Errorf("oauth: client %q: %s", sc.ID, msg)
+		}
+		c.ID = sc.ID
+		c.CreatedAt = time.Time{}
+		if sc.Secret != "" {
+			c.SecretHash = hashSecret(sc.Secret)
+		}
+		out[sc.ID] = c
+	}
+	return out, nil
+}
+
+// Why a client_id names no client we can use.
+var (
+	errUnknownClient = errors.New("the client is not registered with this server; it must register again")
+	errCIMDDisabled  = errors.New("this server does not accept client metadata documents; the client must register")
+)
+
+// clientRefusal returns the message to show for a lookupClient error
+// that is the client's fault, or ok false for a failure of ours.
+func clientRefusal(err error) (msg string, ok bool) {
+	var ce *cimdError
+	switch {
+	case errors.Is(err, errUnknownClient), errors.Is(err, errCIMDDisabled):
+		return err.Error(), true
+	case errors.As(err, &ce):
+		return ce.description, true
+	}
+	return "", false
+}
+
+// lookupClient finds a client: pre-registered, described by a metadata
+// document, or registered dynamically. It returns errUnknownClient, a
+// *cimdError to show, or a store failure.
+func (s *Server) lookupClient(r *http.Request, id string) (*store.Client, error) {
+	if c := s.clients[id]; c != nil {
+		return c, nil
+	}
+	if isClientIDURL(id) {
+		if s.cimd == nil {
+			return nil, errCIMDDisabled
+		}
+		return s.cimd.client(r.Context(), id, s.cfg.ClientAddr(r))
+	}
+	c, err := s.store.GetClient(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errUnknownClient
+	}
+	return c, err
+}
+
+// clientKind says how a client came to be known, for the consent page.
+func (s *Server) clientKind(c *store.Client) string {
+	switch {
+	case s.clients[c.ID] != nil:
+		return "static"
+	case isClientIDURL(c.ID):
+		return "document"
+	}
+	return "registered"
 }
 
 // SetClock replaces the clock; for tests.

@@ -99,9 +99,9 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 	if len(id) > maxParamLen || len(secret) > maxSecretLen {
 		return nil, refuse
 	}
-	client, err := s.store.GetClient(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		refuse.description = "the client is not registered with this server"
+	client, err := s.lookupClient(r, id)
+	if msg, ok := clientRefusal(err); ok {
+		refuse.description = msg
 		return nil, refuse
 	}
 	if err != nil {

@@ -97,12 +97,24 @@ type Store interface {
 	RevokeGrant(ctx context.Context, grantID string) error
 
 	// Sweep deletes expired records (and tokens of revoked grants) and
-	// returns how many it removed.
+	// unused clients (see UnusedClientTTL), and returns how many it
+	// removed.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the backend.
 	Close() error
 }
+
+// Clients are collected when nobody uses them, so that open registration
+// cannot fill the store: a client that obtained no grant within
+// UnusedClientTTL of its CreatedAt is deleted by Sweep, and so is one
+// whose grants all ended (lapsed or were revoked) IdleClientTTL ago. Each
+// grant issued or refreshed keeps its client until IdleClientTTL after the
+// grant's expiry; a store may extend that lazily, by up to a day.
+const (
+	UnusedClientTTL = 24 * time.Hour
+	IdleClientTTL   = 30 * 24 * time.Hour
+)
 
 // Client is an OAuth client registered through RFC 7591.
 type Client struct {

@@ -487,7 +487,11 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 	if err := checkID("client ID", c.ID); err != nil {
 		return err
 	}
-	val, err := encode(neverExpires, c)
+	created := c.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	val, err := encode(unixNano(created.Add(store.UnusedClientTTL)), c)
 	if err != nil {
 		return err
 	}
@@ -506,6 +510,29 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 		return err
 	}
 	return res
+}
+
+// keepClient extends a client's expiry prefix to IdleClientTTL past a
+// grant's expiry. It rewrites the record only when that gains more than a
+// day, so that refreshing does not rewrite the client every time.
+func keepClient(tx *bolt.Tx, clientID string, grantExp time.Time) error {
+	b := tx.Bucket(bucketClients)
+	raw := b.Get([]byte(clientID))
+	if raw == nil {
+		return nil
+	}
+	exp, err := valueExp(raw)
+	if err != nil {
+		return nil // not ours to judge; Sweep leaves it alone too
+	}
+	want := unixNano(grantExp.Add(store.IdleClientTTL))
+	if exp >= want-int64(24*time.Hour) {
+		return nil
+	}
+	val := make([]byte, len(raw))
+	binary.BigEndian.PutUint64(val, uint64(want))
+	copy(val[8:], raw[8:])
+	return b.Put([]byte(clientID), val)
 }
 
 // GetClient implements store.Store.
@@ -856,6 +883,9 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 		if err := tx.Bucket(bucketClientGrants).Put(clientGrantKey(g.ClientID, g.ID), nil); err != nil {
 			return err
 		}
+		if err := keepClient(tx, g.ClientID, g.ExpiresAt); err != nil {
+			return err
+		}
 		return putTokens(tx, at, atVal, rt, rtVal)
 	})
 	if err != nil {
@@ -1061,6 +1091,9 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 			return err
 		}
 		if err := grants.Put([]byte(cur.ID), gVal); err != nil {
+			return err
+		}
+		if err := keepClient(tx, cur.ClientID, cur.ExpiresAt); err != nil {
 			return err
 		}
 		return putTokens(tx, at, atVal, rt, rtVal)

@@ -23,7 +23,9 @@ var (
 // sweepOrder lists the buckets Sweep walks. Grants go first: deleting a
 // lapsed grant takes its access and current refresh token with it, which
 // the later walks then need not find.
-var sweepOrder = [][]byte{bucketGrants, bucketAccess, bucketRefresh, bucketCodes, bucketPending}
+// Clients come after grants, so that one whose last grant just lapsed is
+// seen without it.
+var sweepOrder = [][]byte{bucketGrants, bucketClients, bucketAccess, bucketRefresh, bucketCodes, bucketPending}
 
 // Sweep implements store.Store. Expiry is read from each value's prefix, so
 // live records are never decoded. Every candidate is checked again in the
@@ -124,6 +126,14 @@ func sweepOne(tx *bolt.Tx, bucket, key []byte, nowN int64) (int, error) {
 	switch {
 	case bytes.Equal(bucket, bucketGrants):
 		return revokeGrant(tx, string(key))
+	case bytes.Equal(bucket, bucketClients):
+		// A client with a grant left is in use, whatever its prefix
+		// says (keepClient may lag by a day).
+		prefix := lenPrefix(string(key), 0)
+		if k, _ := tx.Bucket(bucketClientGrants).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			return 0, nil
+		}
+		return 1, b.Delete(key)
 	case bytes.Equal(bucket, bucketAccess), bytes.Equal(bucket, bucketRefresh):
 		kind := byte(kindAccess)
 		if bytes.Equal(bucket, bucketRefresh) {

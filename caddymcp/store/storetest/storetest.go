@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Client/PutDuplicate", testClientPutDuplicate},
 		{"Client/DeleteUnknown", testClientDeleteUnknown},
 		{"Client/DeleteCascades", testClientDeleteCascades},
+		{"Client/UnusedCollected", testClientUnusedCollected},
 
 		{"Pending/TakeOnce", testPendingTakeOnce},
 		{"Pending/Expired", testPendingExpired},
@@ -1139,6 +1140,68 @@ func testSweep(f *fixture) {
 	f.refreshLive(atGone.rt, atGone.g, base)
 	f.issuedLive(kept)
 	f.issuedLive(rotatedNew)
+}
+
+// testClientUnusedCollected: a client without a grant is swept
+// UnusedClientTTL after it registered; one with a grant is kept while the
+// grant lives and for IdleClientTTL after it ends, and refreshing the
+// grant keeps it longer still.
+func testClientUnusedCollected(f *fixture) {
+	unused := f.putClient("client-unused") // registered at base-1h
+	f.putClient("client-used")
+	f.putClient("client-refreshed")
+	used := f.issue("client-used", "used") // grant lapses at base+refreshTTL
+	refreshed := f.issue("client-refreshed", "refreshed")
+	f.rotate(refreshed, "refreshed2") // grant now lapses at base+2*refreshTTL
+
+	sweep := func(at time.Time) {
+		f.t.Helper()
+		_, err := f.s.Sweep(f.ctx, at)
+		f.wantOK("Sweep", err)
+	}
+	exists := func(id string) bool {
+		f.t.Helper()
+		_, err := f.s.GetClient(f.ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			f.t.Fatalf("GetClient(%s): %v", id, err)
+		}
+		return err == nil
+	}
+
+	sweep(unused.CreatedAt.Add(store.UnusedClientTTL - time.Minute))
+	if !exists("client-unused") {
+		f.t.Errorf("an unused client was swept before UnusedClientTTL")
+	}
+	sweep(unused.CreatedAt.Add(store.UnusedClientTTL + time.Minute))
+	if exists("client-unused") {
+		f.t.Errorf("an unused client survived UnusedClientTTL")
+	}
+	if !exists("client-used") || !exists("client-refreshed") {
+		f.t.Fatalf("a client with a live grant was swept")
+	}
+
+	// The grant lapses; the client stays for IdleClientTTL (less the
+	// day a store may lag by) after that.
+	lapse := used.g.ExpiresAt
+	sweep(lapse.Add(time.Hour))
+	f.issuedDead(used)
+	if !exists("client-used") {
+		f.t.Errorf("a client was swept as soon as its grant lapsed")
+	}
+	sweep(lapse.Add(store.IdleClientTTL - 25*time.Hour))
+	if !exists("client-used") {
+		f.t.Errorf("a client was swept within IdleClientTTL of its last grant")
+	}
+	if !exists("client-refreshed") {
+		f.t.Errorf("a client whose grant was refreshed was swept")
+	}
+	sweep(lapse.Add(store.IdleClientTTL + time.Hour))
+	if exists("client-used") {
+		f.t.Errorf("a client survived IdleClientTTL after its last grant")
+	}
+	if !exists("client-refreshed") {
+		f.t.Errorf("a client whose grant was refreshed was swept with the others")
+	}
 }
 
 // --- robustness ------------------------------------------------------------
