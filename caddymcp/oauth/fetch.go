@@ -60,11 +60,11 @@ func newPublicFetcher(allowHosts []string, roots *x509.CertPool, timeout time.Du
 			}
 			return nil, lastErr
 		},
-		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConns:          16,
-		IdleConnTimeout:       30 * time.Second,
+		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    timeout,
+		ResponseHeaderTimeout:  timeout,
+		MaxIdleConns:           16,
+		IdleConnTimeout:        30 * time.Second,
 		MaxResponseHeaderBytes: 16 << 10,
 	}
 	f.client = &http.Client{

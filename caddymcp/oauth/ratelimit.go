@@ -2,8 +2,8 @@ package oauth
 
 import (
 	"net"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
