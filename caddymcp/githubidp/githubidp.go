@@ -51,6 +51,10 @@ type Config struct {
 	AllowOrgs  []string
 	AllowTeams []string
 
+	// ScopeRules restrict scopes of the authorization server to some
+	// users, organizations or teams.
+	ScopeRules []ScopeRule
+
 	// HTTPClient makes the calls to GitHub; http.DefaultClient if nil.
 	HTTPClient *http.Client
 }
@@ -64,6 +68,8 @@ type Provider struct {
 	users map[string]bool // lower-cased logins
 	orgs  map[string]bool // lower-cased org logins
 	teams map[string]bool // lower-cased "org/slug"
+
+	scopeRules []scopeRule
 }
 
 // New validates cfg and returns a Provider.
@@ -84,6 +90,10 @@ func New(cfg Config) (*Provider, error) {
 		if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
 			return nil, fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
 		}
+	}
+	var err error
+	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
+		return nil, err
 	}
 	scopes := cfg.Scopes
 	if len(scopes) == 0 {
@@ -200,47 +210,10 @@ func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Id
 }
 
 func (p *Provider) allowed(ctx context.Context, gh *github.Client, login string) (bool, error) {
-	if !p.HasAllowLists() || p.users[strings.ToLower(login)] {
+	if !p.HasAllowLists() {
 		return true, nil
 	}
-	if len(p.orgs) > 0 {
-		opt := &github.ListOptions{PerPage: 100}
-		for page := 0; page < maxPages; page++ {
-			orgs, resp, err := gh.Organizations.List(ctx, "", opt)
-			if err != nil {
-				return false, describe("listing organizations", err)
-			}
-			for _, o := range orgs {
-				if p.orgs[strings.ToLower(o.GetLogin())] {
-					return true, nil
-				}
-			}
-			if resp.NextPage == 0 {
-				break
-			}
-			opt.Page = resp.NextPage
-		}
-	}
-	if len(p.teams) > 0 {
-		opt := &github.ListOptions{PerPage: 100}
-		for page := 0; page < maxPages; page++ {
-			teams, resp, err := gh.Teams.ListUserTeams(ctx, opt)
-			if err != nil {
-				return false, describe("listing teams", err)
-			}
-			for _, t := range teams {
-				key := strings.ToLower(t.GetOrganization().GetLogin() + "/" + t.GetSlug())
-				if p.teams[key] {
-					return true, nil
-				}
-			}
-			if resp.NextPage == 0 {
-				break
-			}
-			opt.Page = resp.NextPage
-		}
-	}
-	return false, nil
+	return newMember(gh, login).in(ctx, p.users, p.orgs, p.teams)
 }
 
 // API returns a go-github client that acts as the owner of tok against

@@ -78,6 +78,16 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("temporarily_unavailable", "GitHub could not be asked who you are; try again")
 		return
 	}
+	withheld, err := s.idp.WithheldScopes(r.Context(), ghTok, who)
+	if err != nil {
+		s.log.Warn("reading the user's scope entitlements from GitHub failed", zap.String("client_id", p.ClientID), zapErr(err))
+		fail("temporarily_unavailable", "GitHub could not be asked which scopes you may have; try again")
+		return
+	}
+	// Scopes the operator restricted to others are left out, not
+	// refused: the client gets what this user may have, and a resource
+	// that needs more answers 403 insufficient_scope.
+	scope := withoutScopes(p.Scope, withheld)
 	sealed, err := s.sealGitHubToken(ghTok, who.ID)
 	if err != nil {
 		s.log.Error("sealing the GitHub token", zapErr(err))
@@ -91,7 +101,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		RedirectURI:   p.RedirectURI,
 		CodeChallenge: p.CodeChallenge,
 		Resource:      p.Resource,
-		Scope:         p.Scope,
+		Scope:         scope,
 		User:          who,
 		GitHubToken:   sealed,
 		ExpiresAt:     s.now().Add(codeTTL),
@@ -103,7 +113,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("user authorized client",
 		zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login),
-		zap.String("resource", p.Resource), zap.String("scope", p.Scope))
+		zap.String("resource", p.Resource), zap.String("scope", scope), zap.Strings("withheld", withheld))
 	s.redirectToClient(w, r, p.RedirectURI, url.Values{"code": {authCode}}, p.ClientState)
 }
 

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -85,9 +86,19 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		doc.Resource = iss + sub
-		doc.ScopesSupported = s.scopes
+		doc.ScopesSupported = s.resourceScopes(s.ResourceFor(sub))
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// resourceScopes are the scopes a resource's document lists: the
+// configured supported scopes and the resource's own required ones, not
+// those other resources require. Clients request what the document lists,
+// so a token for /mcp does not carry /admin's scope by accident.
+func (s *Server) resourceScopes(res *Resource) []string {
+	scopes := slices.Concat(s.cfg.ScopesSupported, res.Scopes)
+	slices.Sort(scopes)
+	return slices.Compact(scopes)
 }
 
 // metadataURL is where the RFC 9728 document for a request to res lives;

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -80,6 +81,10 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
+	if s.cfg.RegistrationClosed {
+		writeOAuthError(w, http.StatusForbidden, "access_denied", "this server does not accept dynamic client registration; use a pre-registered client or a client ID metadata document")
+		return
+	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
 		return
@@ -105,21 +110,49 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var secret string
-	if c.TokenEndpointAuthMethod != authMethodNone {
+	existing := false
+	requestedURIs := c.RedirectURIs
+	if c.TokenEndpointAuthMethod == authMethodNone {
+		// A public client that registers the same metadata again (on
+		// every start, say) gets the same client back: no new record and
+		// no charge against its address's registration budget.
+		c.ID = s.publicClientID(c)
+		prev, err := s.store.GetClient(r.Context(), c.ID)
+		switch {
+		case err == nil:
+			c, existing = prev, true
+		case !errors.Is(err, store.ErrNotFound):
+			s.log.Error("looking up a client", zapErr(err))
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			return
+		}
+	} else {
 		secret = newSecret(prefixClientSecret)
 		c.SecretHash = hashSecret(secret)
 	}
-	if err := s.store.PutClient(r.Context(), c); err != nil {
-		s.log.Error("storing a registered client", zapErr(err))
-		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
-		return
+	if !existing {
+		if !s.registerLimit.allow(s.cfg.ClientAddr(r), s.now()) {
+			w.Header().Set("Retry-After", "60")
+			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients were registered from this address; try again in a minute")
+			return
+		}
+		// ErrExists: the same public client registered twice at once;
+		// both get the one record.
+		if err := s.store.PutClient(r.Context(), c); err != nil && !errors.Is(err, store.ErrExists) {
+			s.log.Error("storing a registered client", zapErr(err))
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			return
+		}
+		s.log.Info("client registered", clientFields(c)...)
 	}
-	s.log.Info("client registered", clientFields(c)...)
 	resp := registrationResponse{
 		ClientID:                c.ID,
 		ClientSecret:            secret,
 		ClientIDIssuedAt:        c.CreatedAt.Unix(),
-		RedirectURIs:            c.RedirectURIs,
+		// The client's own list: for a client registered again it may
+		// differ from the stored one only in loopback ports, which
+		// match any port anyway (RFC 8252 section 7.3).
+		RedirectURIs:            requestedURIs,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		GrantTypes:              c.GrantTypes,
 		ResponseTypes:           c.ResponseTypes,
@@ -221,6 +254,28 @@ func (s *Server) newClient(req *registrationRequest) (c *store.Client, code, msg
 	c.SoftwareID = cleanText(req.SoftwareID, maxClientNameLen)
 	c.SoftwareVersion = cleanText(req.SoftwareVersion, maxClientNameLen)
 	return c, "", ""
+}
+
+// publicDedupWindow is how long a public client registering the same
+// metadata again gets the same client_id. It is half of
+// store.UnusedClientTTL, so a client handed out again has at least half
+// a day before an unused one is collected.
+const publicDedupWindow = store.UnusedClientTTL / 2
+
+// publicClientID derives a public client's ID from its metadata (loopback
+// redirect URIs without their port, which changes on every run) and the
+// current dedup window. Only the server's key makes it; it is as
+// unguessable as a random one to anyone who has not sent the same
+// metadata, and sending the same metadata gains nothing: the client is
+// public and its redirect URIs are the same.
+func (s *Server) publicClientID(c *store.Client) string {
+	uris := make([]string, len(c.RedirectURIs))
+	for i, u := range c.RedirectURIs {
+		uris[i] = loopbackPortless(u)
+	}
+	window := strconv.FormatInt(s.now().UnixNano()/int64(publicDedupWindow), 10)
+	return "mcp_client_" + s.digest("public-client", window, c.Name, strings.Join(uris, "\n"),
+		strings.Join(c.GrantTypes, " "), c.ApplicationType, c.ClientURI, c.LogoURI, c.Scope, c.SoftwareID, c.SoftwareVersion)
 }
 
 // newClientID is an unguessable identifier. Client IDs are not secrets,

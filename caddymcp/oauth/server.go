@@ -51,6 +51,9 @@ type IdentityProvider interface {
 	// Recheck confirms on refresh that the user is still admitted, with
 	// the same errors as Admit.
 	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) error
+	// WithheldScopes returns the scopes the operator restricted to other
+	// users that this admitted user may not be granted; nil if none.
+	WithheldScopes(ctx context.Context, tok *oauth2.Token, who store.Identity) ([]string, error)
 }
 
 // Errors an IdentityProvider wraps to say why it refused.

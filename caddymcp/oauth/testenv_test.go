@@ -94,6 +94,8 @@ type envState struct {
 	secrets  []string // every secret the tests saw, checked against the logs
 	ghAfter  func(*http.Request, *http.Response)
 	allow5xx bool
+	// registered counts public clients, to name each one apart.
+	registered int
 }
 
 // sub returns a view of e whose helpers fail the subtest t.
@@ -473,10 +475,16 @@ func (e *env) publicClient(redirectURIs ...string) *testClient {
 	if len(redirectURIs) == 0 {
 		redirectURIs = []string{clientRedirect}
 	}
+	// Each call is another client: a public client that registers the
+	// same metadata again gets the same one back.
+	e.state.mu.Lock()
+	e.state.registered++
+	n := e.state.registered
+	e.state.mu.Unlock()
 	return e.register(map[string]any{
 		"redirect_uris":              redirectURIs,
 		"token_endpoint_auth_method": "none",
-		"client_name":                "Test Client",
+		"client_name":                fmt.Sprintf("Test Client %d", n),
 	})
 }
 

@@ -202,6 +202,17 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(s.cfg.RefreshTokenTTL),
 	}
+	if s.clientKind(client) != "registered" {
+		// Pre-registered clients and those with a metadata document
+		// live outside the store; grants hang off a stored client, so
+		// that deleting a client takes its grants with it.
+		anchor := *client
+		anchor.CreatedAt = now.UTC().Truncate(time.Second)
+		if err := s.store.PutClient(r.Context(), &anchor); err != nil && !errors.Is(err, store.ErrExists) {
+			s.log.Error("storing a client", zapErr(err))
+			return nil, errUnavailable
+		}
+	}
 	access, at := s.newAccessToken(g, resource, c.Scope, now)
 	refresh, rt := s.newRefreshToken(g)
 	if err := s.store.CreateGrant(r.Context(), g, at, rt, codeHash); err != nil {
@@ -251,6 +262,15 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	if rt.ClientID != client.ID {
 		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
 	}
+	resource, terr := s.narrowResource(r, form, g.Resource)
+	if terr != nil {
+		return nil, terr
+	}
+	// The re-check may take scopes away from the grant (the user left
+	// the team a scope is restricted to) before the request narrows it.
+	if terr := s.recheck(r, g); terr != nil {
+		return nil, terr
+	}
 	scope := g.Scope
 	if req := form.Get("scope"); req != "" {
 		granted := strings.Fields(g.Scope)
@@ -260,13 +280,6 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 			}
 		}
 		scope = normalizeScope(req)
-	}
-	resource, terr := s.narrowResource(r, form, g.Resource)
-	if terr != nil {
-		return nil, terr
-	}
-	if terr := s.recheck(r, g); terr != nil {
-		return nil, terr
 	}
 	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
 	access, at := s.newAccessToken(g, resource, scope, now)
@@ -306,6 +319,16 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	ctx, cancel := context.WithTimeout(r.Context(), recheckTimeout)
 	defer cancel()
 	err = s.idp.Recheck(ctx, ghTok, g.User)
+	if err == nil {
+		var withheld []string
+		if withheld, err = s.idp.WithheldScopes(ctx, ghTok, g.User); err == nil {
+			if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
+				s.log.Info("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
+					zap.String("scope", narrowed), zap.Strings("withheld", withheld))
+				g.Scope = narrowed
+			}
+		}
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -379,6 +402,15 @@ func (s *Server) tokenResponse(access, refresh string, at *store.AccessToken) *t
 		RefreshToken: refresh,
 		Scope:        at.Scope,
 	}
+}
+
+// withoutScopes removes the scopes in drop from the space-separated list.
+func withoutScopes(scope string, drop []string) string {
+	if len(drop) == 0 {
+		return scope
+	}
+	kept := slices.DeleteFunc(strings.Fields(scope), func(sc string) bool { return slices.Contains(drop, sc) })
+	return strings.Join(kept, " ")
 }
 
 func normalizeScope(s string) string {

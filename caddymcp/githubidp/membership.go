@@ -1,0 +1,101 @@
+package githubidp
+
+import (
+	"context"
+	"strings"
+
+	"github.com/google/go-github/v75/github"
+)
+
+// member answers "is this user in one of these lists" for one user. It
+// reads the user's organizations and teams from GitHub page by page, only
+// as far as it must to find a match, and remembers what it read, so that
+// several questions (the allow-lists, then each restricted scope) cost
+// at most one pass over each list.
+type member struct {
+	gh    *github.Client
+	login string
+	orgs  pager // lower-cased org logins
+	teams pager // lower-cased "org/slug"
+}
+
+func newMember(gh *github.Client, login string) *member {
+	m := &member{gh: gh, login: login}
+	m.orgs.fetch = func(ctx context.Context, opt *github.ListOptions) ([]string, *github.Response, error) {
+		orgs, resp, err := gh.Organizations.List(ctx, "", opt)
+		if err != nil {
+			return nil, nil, describe("listing organizations", err)
+		}
+		keys := make([]string, len(orgs))
+		for i, o := range orgs {
+			keys[i] = strings.ToLower(o.GetLogin())
+		}
+		return keys, resp, nil
+	}
+	m.teams.fetch = func(ctx context.Context, opt *github.ListOptions) ([]string, *github.Response, error) {
+		teams, resp, err := gh.Teams.ListUserTeams(ctx, opt)
+		if err != nil {
+			return nil, nil, describe("listing teams", err)
+		}
+		keys := make([]string, len(teams))
+		for i, t := range teams {
+			keys[i] = strings.ToLower(t.GetOrganization().GetLogin() + "/" + t.GetSlug())
+		}
+		return keys, resp, nil
+	}
+	return m
+}
+
+// in reports whether the user is one of users, or belongs to one of orgs
+// or teams (all lower-cased sets).
+func (m *member) in(ctx context.Context, users, orgs, teams map[string]bool) (bool, error) {
+	if users[strings.ToLower(m.login)] {
+		return true, nil
+	}
+	if ok, err := m.orgs.find(ctx, orgs); ok || err != nil {
+		return ok, err
+	}
+	return m.teams.find(ctx, teams)
+}
+
+// pager is one of the user's lists, read lazily up to maxPages pages.
+type pager struct {
+	fetch func(context.Context, *github.ListOptions) ([]string, *github.Response, error)
+	seen  map[string]bool
+	next  int // the next page to read; 0 before the first
+	pages int
+	done  bool
+}
+
+// find reports whether any of want is in the list, reading more pages
+// only while it has not found one.
+func (p *pager) find(ctx context.Context, want map[string]bool) (bool, error) {
+	if len(want) == 0 {
+		return false, nil
+	}
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	for k := range want {
+		if p.seen[k] {
+			return true, nil
+		}
+	}
+	for !p.done && p.pages < maxPages {
+		keys, resp, err := p.fetch(ctx, &github.ListOptions{PerPage: 100, Page: p.next})
+		if err != nil {
+			return false, err
+		}
+		p.pages++
+		p.next, p.done = resp.NextPage, resp.NextPage == 0
+		found := false
+		for _, k := range keys {
+			p.seen[k] = true
+			found = found || want[k]
+		}
+		if found {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,71 @@
+package githubidp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// ScopeRule restricts a scope of the authorization server to some GitHub
+// users, organization members and team members: only they may be granted
+// it. Scopes without a rule may be granted to every admitted user.
+type ScopeRule struct {
+	Scope string
+	Users []string
+	Orgs  []string
+	Teams []string // "org/team-slug"
+}
+
+// scopeRule is a ScopeRule with lower-cased sets.
+type scopeRule struct {
+	scope              string
+	users, orgs, teams map[string]bool
+}
+
+func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
+	out := make([]scopeRule, 0, len(rules))
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if r.Scope == "" || seen[r.Scope] {
+			return nil, fmt.Errorf("githubidp: scope rule %q is empty or given twice", r.Scope)
+		}
+		seen[r.Scope] = true
+		cr := scopeRule{scope: r.Scope, users: lowerSet(r.Users), orgs: lowerSet(r.Orgs), teams: lowerSet(r.Teams)}
+		if len(cr.users)+len(cr.orgs)+len(cr.teams) == 0 {
+			return nil, fmt.Errorf("githubidp: scope %q is restricted to nobody; name users, orgs or teams", r.Scope)
+		}
+		for t := range cr.teams {
+			if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
+				return nil, fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
+			}
+		}
+		out = append(out, cr)
+	}
+	return out, nil
+}
+
+// WithheldScopes returns the restricted scopes that the owner of tok (who)
+// may not be granted, asking GitHub for their organizations and teams only
+// as far as the rules need. It is asked at every login and refresh, so
+// leaving a team takes its scopes away at the next refresh.
+func (p *Provider) WithheldScopes(ctx context.Context, tok *oauth2.Token, who store.Identity) ([]string, error) {
+	if len(p.scopeRules) == 0 {
+		return nil, nil
+	}
+	m := newMember(p.api(ctx, tok), who.Login)
+	var withheld []string
+	for _, r := range p.scopeRules {
+		ok, err := m.in(ctx, r.users, r.orgs, r.teams)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			withheld = append(withheld, r.scope)
+		}
+	}
+	return withheld, nil
+}
