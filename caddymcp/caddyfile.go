@@ -50,6 +50,21 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
 //		secret_key        <base64>
+//		registration      open|closed
+//		client_id_metadata_documents on|off [{
+//			allow_hosts     <host...>
+//			trusted_ca_file <pem-file...>
+//		}]
+//		client <id> {
+//			secret        <secret>
+//			name          <name>
+//			redirect_uris <uri...>
+//		}
+//		restrict_scope <scope> {
+//			allow_users <login...>
+//			allow_orgs  <org...>
+//			allow_teams <org/team-slug...>
+//		}
 //	}
 //
 // The list options may be repeated; their values add up. Each protect line
@@ -148,7 +163,13 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unrecognized mcp_auth option %q", opt)
+			ok, err := m.unmarshalClientsOption(d, opt)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return d.Errf("unrecognized mcp_auth option %q", opt)
+			}
 		}
 	}
 	return nil

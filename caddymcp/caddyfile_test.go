@@ -116,6 +116,15 @@ func TestAdaptErrors(t *testing.T) {
 		"server bad size":     {"mcp_server {\nmax_request_body lots\n}", `max_request_body: "lots" is not a size`},
 		"server huge size":    {"mcp_server {\nmax_request_body 2GiB\n}", "between 1B and 1GiB"},
 		"server bad timeout":  {"mcp_server {\nsession_idle_timeout -1s\n}", "not a positive duration"},
+		"registration maybe":  {"mcp_auth {\nregistration maybe\n}", `registration must be open or closed, not "maybe"`},
+		"cimd sometimes":      {"mcp_auth {\nclient_id_metadata_documents sometimes\n}", `must be on or off, not "sometimes"`},
+		"cimd twice":          {"mcp_auth {\nclient_id_metadata_documents on\nclient_id_metadata_documents off\n}", "may be given only once"},
+		"cimd unknown opt":    {"mcp_auth {\nclient_id_metadata_documents {\ncolour red\n}\n}", `unrecognized client_id_metadata_documents option "colour"`},
+		"client no uris":      {"mcp_auth {\nclient app {\nname App\n}\n}", "client app needs redirect_uris"},
+		"client no id":        {"mcp_auth {\nclient {\nname App\n}\n}", "wrong argument count"},
+		"client unknown opt":  {"mcp_auth {\nclient app {\ncolour red\n}\n}", `unrecognized client option "colour"`},
+		"restrict nobody":     {"mcp_auth {\nrestrict_scope admin\n}", "restrict_scope admin needs allow_users, allow_orgs or allow_teams"},
+		"restrict unknown":    {"mcp_auth {\nrestrict_scope admin {\nallow_pets cat\n}\n}", `unrecognized restrict_scope option "allow_pets"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := adapt(t, "localhost {\n"+tc.body+"\n}\n")

@@ -84,6 +84,21 @@ type MCPAuth struct {
 	// mcp_auth/secret.key in Caddy's data directory (mode 0600).
 	SecretKey string `json:"secret_key,omitempty"`
 
+	// Registration is "open" (clients register themselves with RFC 7591
+	// dynamic registration) or "closed" (only pre-registered clients and
+	// clients with a metadata document). Default: open.
+	Registration string `json:"registration,omitempty"`
+	// ClientIDMetadataDocuments configures clients that identify
+	// themselves by the https URL of a metadata document. Default: on,
+	// fetching from public addresses only.
+	ClientIDMetadataDocuments *CIMDConfig `json:"client_id_metadata_documents,omitempty"`
+	// Clients are pre-registered clients. Default: none.
+	Clients []StaticClient `json:"clients,omitempty"`
+	// RestrictScopes restricts scopes to some GitHub users, organizations
+	// or teams. Default: none; every admitted user may be granted every
+	// scope.
+	RestrictScopes []ScopeRestriction `json:"restrict_scopes,omitempty"`
+
 	server    *oauth.Server
 	idp       *githubidp.Provider
 	resources []gatedResource // longest path first
@@ -184,6 +199,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		AllowUsers:    m.AllowUsers,
 		AllowOrgs:     m.AllowOrgs,
 		AllowTeams:    m.AllowTeams,
+		ScopeRules:    m.scopeRules(),
 		HTTPClient:    &http.Client{Timeout: 15 * time.Second},
 	})
 	if err != nil {
@@ -198,6 +214,9 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	}
 	for _, p := range m.Protect {
 		cfg.Resources = append(cfg.Resources, oauth.Resource{Path: p.Path, Scopes: p.Scopes})
+	}
+	if err := m.clientsConfig(&cfg, repl); err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
 	}
 	m.idp = idp
 	m.server, err = oauth.New(cfg, m.storage.Store(), idp, keys, m.logger)
