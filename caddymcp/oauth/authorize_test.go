@@ -115,7 +115,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 	t.Run("alias /auth", func(t *testing.T) {
 		e := e.sub(t)
 		b := e.newBrowser("alice")
-		b.toGitHub(authzQuery(c, newPKCE()))
+		b.login(authzQuery(c, newPKCE()))
 		r := b.get(e.issuer + "/auth?" + authzQuery(c, p, del("code_challenge")).Encode())
 		e.expectClientRedirect(r, clientRedirect, "invalid_request", state)
 		// The alias serves the same endpoint: the approved request goes

@@ -111,6 +111,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("temporarily_unavailable", "the login could not be recorded; try again")
 		return
 	}
+	s.recordConsent(w, r, p, who.ID)
 	s.log.Info("user authorized client",
 		zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login),
 		zap.String("resource", p.Resource), zap.String("scope", scope), zap.Strings("withheld", withheld))

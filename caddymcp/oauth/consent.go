@@ -3,11 +3,15 @@ package oauth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // Cookies. Both are __Host- cookies: Secure, Path=/, no Domain, so no other
@@ -69,6 +73,9 @@ type approval struct {
 	Key     string `json:"k"` // the whole request: see approvalKey
 	Target  string `json:"t"` // the client and redirect URI alone
 	Expires int64  `json:"e"`
+	// User is the GitHub user who signed in after approving, set at the
+	// callback. Until then the approval does not skip the consent page.
+	User int64 `json:"u,omitempty"`
 }
 
 // approvalKey names exactly what the consent page showed: the client, the
@@ -76,7 +83,16 @@ type approval struct {
 // run of a native app), the resource and the scope. An approval of one
 // redirect URI says nothing about the client's other ones.
 func (s *Server) approvalKey(req *authzRequest) string {
-	return s.digest("approval", req.client.ID, loopbackPortless(req.redirectURI), req.resource, req.scope)
+	return s.approvalKeyOf(req.client.ID, req.redirectURI, req.resource, req.scope)
+}
+
+func (s *Server) approvalKeyOf(clientID, redirectURI, resource, scope string) string {
+	return s.digest("approval", clientID, loopbackPortless(redirectURI), resource, scope)
+}
+
+// consentRecordKey is the store key of a user's consent to an approval.
+func (s *Server) consentRecordKey(userID int64, approvalKey string) []byte {
+	return s.keys.mac("consent-record", strconv.FormatInt(userID, 10), approvalKey)
 }
 
 // approvalTarget names where an approval lets the browser be sent: enough
@@ -127,13 +143,21 @@ func (s *Server) approvals(r *http.Request) []approval {
 	return live
 }
 
-// approved reports whether this browser approved exactly this request.
+// approved reports whether this browser approved exactly this request,
+// the user it then signed in as still has the consent on record (it is
+// withdrawn when the client revokes its grant or an operator cuts the
+// user off), and it has not expired.
 func (s *Server) approved(r *http.Request, req *authzRequest) bool {
 	key := s.approvalKey(req)
 	for _, a := range s.approvals(r) {
-		if a.Key == key {
-			return true
+		if a.Key != key || a.User == 0 {
+			continue
 		}
+		_, err := s.store.GetConsent(r.Context(), s.consentRecordKey(a.User, key), s.now())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("looking up a consent", zapErr(err))
+		}
+		return err == nil
 	}
 	return false
 }
@@ -163,8 +187,43 @@ func (s *Server) remember(w http.ResponseWriter, r *http.Request, req *authzRequ
 			list = append(list, a)
 		}
 	}
+	s.writeApprovals(w, list)
+}
+
+func (s *Server) writeApprovals(w http.ResponseWriter, list []approval) {
 	raw, _ := json.Marshal(list)
 	s.setCookie(w, cookieApproved, s.keys.sign(cookieApproved, base64.RawURLEncoding.EncodeToString(raw)), approvalTTL)
+}
+
+// recordConsent runs at the callback, once the user who approved p is
+// known: it stores the consent for that user and binds the browser's
+// approval to them, so that the next identical request skips the page
+// only while the record stands. A failure only costs the user the page
+// next time.
+func (s *Server) recordConsent(w http.ResponseWriter, r *http.Request, p *store.Pending, userID int64) {
+	key := s.approvalKeyOf(p.ClientID, p.RedirectURI, p.Resource, p.Scope)
+	now := s.now()
+	err := s.store.PutConsent(r.Context(), &store.Consent{
+		Key:       s.consentRecordKey(userID, key),
+		UserID:    userID,
+		ClientID:  p.ClientID,
+		Resource:  p.Resource,
+		Scope:     p.Scope,
+		CreatedAt: now,
+		ExpiresAt: now.Add(approvalTTL),
+	})
+	if err != nil {
+		s.log.Error("recording a consent", zapErr(err))
+		return
+	}
+	list := s.approvals(r)
+	for i := range list {
+		if list[i].Key == key {
+			list[i].User = userID
+			s.writeApprovals(w, list)
+			return
+		}
+	}
 }
 
 // csrfToken binds the consent form to this browser and to the exact
@@ -184,6 +243,10 @@ type consentData struct {
 	Scopes       []string
 	Params       map[string]string
 	CSRF         string
+	// Identity says how the client is known; Warnings are shown above
+	// the buttons.
+	Identity string
+	Warnings []string
 }
 
 var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
@@ -193,15 +256,17 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}.host{font-size:1.2rem;font-weight:700;word-break:break-all}
 code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-all}
+.warn{background:#fff4e5;border-left:4px solid #d97706;padding:.5rem .8rem;margin:1rem 0}
 .buttons{display:flex;gap:1rem;margin-top:2rem}button{font-size:1rem;padding:.6rem 1.4rem;border-radius:6px;border:1px solid #888;cursor:pointer}
 button.approve{background:#1f6feb;color:#fff;border-color:#1f6feb}
 </style></head><body>
 <h1>{{.ClientName}} wants to use this MCP server as you</h1>
-<p>The name is what the client calls itself; this server has not verified it.</p>
+<p>{{.Identity}}</p>
 <p>After you approve, you sign in with GitHub and are sent back to:</p>
 <p class="host">{{.RedirectHost}}</p>
 <p><code>{{.RedirectURI}}</code></p>
-<p>Only approve if you started this from a client you trust and that address belongs to it.</p>
+{{range .Warnings}}<p class="warn">{{.}}</p>
+{{end}}<p>Only approve if you started this from a client you trust and that address belongs to it.</p>
 <ul>
 <li>Client ID: <code>{{.ClientID}}</code>{{if .ClientURI}}, website as the client declares it: <code>{{.ClientURI}}</code>{{end}}</li>
 <li>Resource: <code>{{.Resource}}</code></li>
@@ -224,23 +289,67 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authzR
 	if resource == s.issuer(r) {
 		resource += " (every protected path)"
 	}
-	redirectHost := req.redirectURI
-	if u, err := url.Parse(req.redirectURI); err == nil && u.Host != "" {
-		redirectHost = u.Scheme + "://" + u.Host
-	}
+	identity, warnings := s.describeClient(req)
 	setPageHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	_ = consentPage.Execute(w, consentData{
 		ClientName:   name,
 		ClientID:     req.client.ID,
 		ClientURI:    req.client.ClientURI,
-		RedirectHost: redirectHost,
+		RedirectHost: redirectHost(req.redirectURI),
 		RedirectURI:  req.redirectURI,
 		Resource:     resource,
 		Scopes:       strings.Fields(req.scope),
 		Params:       req.params(),
 		CSRF:         s.csrfToken(browser, req),
+		Identity:     identity,
+		Warnings:     warnings,
 	})
+}
+
+// redirectHost is what the consent page shows most prominently: where the
+// browser goes afterwards, as scheme://host, or the whole URI for a
+// private-use scheme.
+func redirectHost(redirectURI string) string {
+	if u, err := url.Parse(redirectURI); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return redirectURI
+}
+
+// describeClient says how the client is known, and what the user should
+// be wary of: a name nobody verified, a redirect to a program on their own
+// computer (any program can listen on a loopback port or claim a scheme),
+// or a redirect to another host than the one vouching for the client.
+func (s *Server) describeClient(req *authzRequest) (identity string, warnings []string) {
+	var docHost string
+	switch s.clientKind(req.client) {
+	case "static":
+		identity = "This client was registered by the operator of this server."
+	case "document":
+		u, _ := url.Parse(req.client.ID)
+		docHost = u.Hostname()
+		identity = "This client is described by a document published at " + docHost + "; its name is what that site says."
+	default:
+		identity = "This client registered itself; its name is what it claims and nobody has verified it."
+		warnings = append(warnings, "Unverified client: check that you started this sign-in yourself, just now.")
+	}
+	u, err := url.Parse(req.redirectURI)
+	switch {
+	case err != nil:
+	case u.Scheme == "http" && isLoopbackHost(u.Hostname()), u.Scheme != "http" && u.Scheme != "https":
+		warnings = append(warnings, "The sign-in goes back to a program on this computer ("+u.Scheme+"://"+u.Host+"). Any program on it could pose as this client: only approve if you just started the sign-in from an app you trust.")
+	case docHost != "" && !sameSite(u.Hostname(), docHost):
+		warnings = append(warnings, "The sign-in goes back to "+u.Hostname()+", not to "+docHost+", which published the client's document.")
+	}
+	return identity, warnings
+}
+
+// sameSite reports whether host is docHost or one of its subdomains, or
+// the other way round (app.example.com publishing for example.com).
+func sameSite(host, docHost string) bool {
+	host, docHost = strings.ToLower(host), strings.ToLower(docHost)
+	return host == docHost || strings.HasSuffix(host, "."+docHost) || strings.HasSuffix(docHost, "."+host)
 }
 
 // params re-encodes a validated request for the consent form. The scope

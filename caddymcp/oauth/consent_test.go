@@ -248,6 +248,11 @@ func TestConsentRemembered(t *testing.T) {
 		t.Errorf("approval cookie MaxAge %d", ac.MaxAge)
 	}
 
+	// Until the sign-in completes, the approval skips nothing: it is
+	// bound to the user who signs in, and recorded for them.
+	consentForm(t, b.authorize(authzQuery(c, newPKCE(), set("state", "early"))))
+	b.get(b.atGitHub(r.loc(t)).String())
+
 	// Same browser, same client: straight to GitHub, with a new request.
 	r = b.authorize(authzQuery(c, newPKCE(), set("state", "again")))
 	if r.Status != http.StatusFound || !strings.HasPrefix(r.Header.Get("Location"), e.ghURL+"/login/oauth/authorize?") {
@@ -278,9 +283,7 @@ func TestConsentForgedApproval(t *testing.T) {
 	c := e.publicClient()
 	victim := e.publicClient()
 	b := e.newBrowser("alice")
-	form := consentForm(t, b.authorize(authzQuery(c, newPKCE())))
-	form.Set("action", "approve")
-	b.postForm("/consent", form)
+	b.login(authzQuery(c, newPKCE()))
 	genuine := b.cookie(cookieApproved)
 	dot := strings.LastIndexByte(genuine, '.')
 	if dot < 0 {

@@ -36,7 +36,7 @@ func TestApprovalCoversWhatWasShown(t *testing.T) {
 	const other = "https://evil.example.com/cb"
 	c := e.publicClient(clientRedirect, other)
 	b := e.newBrowser("alice")
-	b.toGitHub(authzQuery(c, newPKCE()))
+	b.login(authzQuery(c, newPKCE()))
 
 	if r := b.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
 		t.Fatalf("the approved request again: %d, want straight to GitHub", r.Status)
@@ -56,7 +56,7 @@ func TestApprovalCoversWhatWasShown(t *testing.T) {
 	}
 	// A loopback redirect URI is approved whatever port the app gets.
 	n := e.publicClient("http://127.0.0.1:1234/cb")
-	b.toGitHub(authzQuery(n, newPKCE()))
+	b.login(authzQuery(n, newPKCE()))
 	q := authzQuery(n, newPKCE())
 	q.Set("redirect_uri", "http://127.0.0.1:5678/cb")
 	if r := b.authorize(q); r.Status != http.StatusFound {

@@ -57,7 +57,7 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		s.log.Info("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
 		return s.store.RevokeAccessToken(ctx, h)
 	case strings.HasPrefix(tok, prefixRefreshToken):
-		rt, _, err := s.store.GetRefreshToken(ctx, h, s.now())
+		rt, g, err := s.store.GetRefreshToken(ctx, h, s.now())
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
 			return nil
 		}
@@ -65,7 +65,14 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 			return err
 		}
 		s.log.Info("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
-		return s.store.RevokeGrant(ctx, rt.GrantID)
+		if err := s.store.RevokeGrant(ctx, rt.GrantID); err != nil {
+			return err
+		}
+		// A client revokes its refresh token when the user disconnects
+		// it: that withdraws the user's consent too, so connecting again
+		// asks again.
+		_, err = s.store.WithdrawConsents(ctx, g.User.ID, client.ID)
+		return err
 	}
 	return nil
 }

@@ -69,6 +69,10 @@ type envOptions struct {
 	// shared, if set, is used instead of a new bbolt store: two sites
 	// of one Caddy sharing the default state file.
 	shared *bboltstore.Store
+	// scopeRules restrict scopes to some users.
+	scopeRules []githubidp.ScopeRule
+	// config, if set, adjusts the server's configuration.
+	config func(*oauth.Config)
 }
 
 // env is one authorization server on an httptest TLS server, backed by a
@@ -152,6 +156,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		AllowUsers:    o.allowUsers,
 		AllowOrgs:     o.allowOrgs,
 		AllowTeams:    o.allowTeams,
+		ScopeRules:    o.scopeRules,
 		HTTPClient:    &http.Client{Transport: &ghTransport{e: e}, Timeout: 10 * time.Second},
 	})
 	if err != nil {
@@ -176,12 +181,16 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
-	e.srv, err = oauth.New(oauth.Config{
+	cfg := oauth.Config{
 		Resources:       defaultResources,
 		ScopesSupported: []string{"read"},
 		AccessTokenTTL:  accessTTL,
 		RefreshTokenTTL: refreshTTL,
-	}, st, e.idp, keys, zap.New(core))
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	e.srv, err = oauth.New(cfg, st, e.idp, keys, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,15 @@ type Store interface {
 	// issued from it stops working at once. Unknown is not an error.
 	RevokeGrant(ctx context.Context, grantID string) error
 
+	// PutConsent records a user's approval of a client's request,
+	// replacing one with the same key.
+	PutConsent(ctx context.Context, c *Consent) error
+	// GetConsent returns a live consent by key, or ErrNotFound.
+	GetConsent(ctx context.Context, key []byte, now time.Time) (*Consent, error)
+	// WithdrawConsents deletes a user's consents for one client, or for
+	// every client when clientID is empty, and returns how many.
+	WithdrawConsents(ctx context.Context, userID int64, clientID string) (int, error)
+
 	// Sweep deletes expired records (and tokens of revoked grants) and
 	// unused clients (see UnusedClientTTL), and returns how many it
 	// removed.
@@ -213,4 +222,20 @@ type RefreshToken struct {
 	ClientID  string    `json:"client_id"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Rotated   bool      `json:"rotated,omitempty"`
+}
+
+// Consent is a user's approval on the consent page of one client's request:
+// its redirect URI, resource and scope, digested into Key by the server. A
+// browser remembers the approval in a signed cookie; the cookie counts
+// only while this record exists, so withdrawing it here (when the client
+// revokes its grant, or an operator cuts the user off) makes the consent
+// page show again.
+type Consent struct {
+	Key       []byte    `json:"key"`
+	UserID    int64     `json:"user_id"`
+	ClientID  string    `json:"client_id"`
+	Resource  string    `json:"resource,omitempty"`
+	Scope     string    `json:"scope,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }

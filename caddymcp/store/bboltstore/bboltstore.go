@@ -12,6 +12,7 @@
 //	grants    grant ID   -> Grant
 //	access    token hash -> AccessToken
 //	refresh   token hash -> RefreshToken
+//	consents  consent key -> Consent
 //
 // Every value is an 8-byte big-endian expiry (Unix nanoseconds) followed by
 // the record as JSON. The expiry prefix lets Sweep find expired records
@@ -21,6 +22,8 @@
 //
 //	client_grants  len16(client ID) | grant ID          so DeleteClient finds the grants
 //	grant_tokens   len16(grant ID) | 'a'|'r' | hash     so RevokeGrant finds the tokens
+//	user_consents  user ID (8 bytes) | len16(client ID) | consent key
+//	                                                    so WithdrawConsents finds them
 //
 // The length prefix keeps one ID from being a key prefix of another.
 //
@@ -90,12 +93,15 @@ var (
 	bucketRefresh      = []byte("refresh")
 	bucketClientGrants = []byte("client_grants")
 	bucketGrantTokens  = []byte("grant_tokens")
+	bucketConsents     = []byte("consents")
+	bucketUserConsents = []byte("user_consents")
 
 	keySchemaVersion = []byte("schema_version")
 
 	dataBuckets = [][]byte{
 		bucketClients, bucketPending, bucketCodes, bucketGrants,
 		bucketAccess, bucketRefresh, bucketClientGrants, bucketGrantTokens,
+		bucketConsents, bucketUserConsents,
 	}
 )
 
