@@ -146,9 +146,9 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("client registered", clientFields(c)...)
 	}
 	resp := registrationResponse{
-		ClientID:                c.ID,
-		ClientSecret:            secret,
-		ClientIDIssuedAt:        c.CreatedAt.Unix(),
+		ClientID:         c.ID,
+		ClientSecret:     secret,
+		ClientIDIssuedAt: c.CreatedAt.Unix(),
 		// The client's own list: for a client registered again it may
 		// differ from the stored one only in loopback ports, which
 		// match any port anyway (RFC 8252 section 7.3).
