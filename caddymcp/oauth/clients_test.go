@@ -1,0 +1,243 @@
+package oauth_test
+
+import (
+	"fmt"
+	"net/http"
+
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+)
+
+// TestRegistrationClosed: with registration closed, /register refuses
+// and the metadata does not offer it; pre-registered clients still work.
+func TestRegistrationClosed(t *testing.T) {
+	e := newEnvWith(t, envOptions{config: func(c *oauth.Config) {
+		c.RegistrationClosed = true
+		c.Clients = []oauth.StaticClient{{ID: "inspector", Name: "MCP Inspector", RedirectURIs: []string{"http://localhost:6274/oauth/callback"}}}
+	}})
+	r := e.postJSON("/register", "application/json", `{"redirect_uris":["https://client.example.com/cb"]}`)
+	expectOAuthError(t, r, http.StatusForbidden, "access_denied")
+	if md := e.get("/.well-known/oauth-authorization-server"); md.JSON["registration_endpoint"] != nil {
+		t.Errorf("closed registration is still advertised: %v", md.JSON["registration_endpoint"])
+	}
+	c := &testClient{ID: "inspector", RedirectURIs: []string{"http://localhost:6274/oauth/callback"}}
+	page := e.newBrowser("alice").authorize(authzQuery(c, newPKCE()))
+	consentForm(t, page)
+	if !strings.Contains(page.Body, "registered by the operator") {
+		t.Errorf("consent page does not say the client is the operator's")
+	}
+	e.expectOK("/mcp", e.loginTokens(c, "alice").Access)
+}
+
+// TestStaticConfidentialClient: a pre-registered client with a secret
+// must present it.
+func TestStaticConfidentialClient(t *testing.T) {
+	const secret = "ci-bot-secret-0123456789"
+	e := newEnvWith(t, envOptions{config: func(c *oauth.Config) {
+		c.Clients = []oauth.StaticClient{{ID: "ci-bot", Secret: secret, RedirectURIs: []string{clientRedirect}}}
+	}})
+	e.remember(secret)
+	c := &testClient{ID: "ci-bot", Secret: secret, RedirectURIs: []string{clientRedirect}}
+	tok := e.loginTokens(c, "alice")
+	e.expectOK("/mcp", tok.Access)
+	e.mustTokens(e.refresh(c, tok.Refresh))
+
+	wrong := &testClient{ID: "ci-bot", Secret: "not-the-secret", RedirectURIs: []string{clientRedirect}}
+	code, p := e.codeFor(c, "alice")
+	expectOAuthError(t, e.exchange(wrong, code, p.Verifier), http.StatusUnauthorized, "invalid_client")
+	public := &testClient{ID: "ci-bot", RedirectURIs: []string{clientRedirect}}
+	code, p = e.codeFor(c, "alice")
+	expectOAuthError(t, e.exchange(public, code, p.Verifier), http.StatusUnauthorized, "invalid_client")
+}
+
+// TestStaticClientsChecked: the configuration's clients follow the
+// registration rules.
+func TestStaticClientsChecked(t *testing.T) {
+	for name, sc := range map[string]oauth.StaticClient{
+		"colon in id":     {ID: "https://x", RedirectURIs: []string{clientRedirect}},
+		"empty id":        {RedirectURIs: []string{clientRedirect}},
+		"no redirect":     {ID: "a"},
+		"http redirect":   {ID: "a", RedirectURIs: []string{"http://client.example.com/cb"}},
+		"fragment":        {ID: "a", RedirectURIs: []string{"https://client.example.com/cb#x"}},
+		"javascript":      {ID: "a", RedirectURIs: []string{"javascript:alert(1)"}},
+		"space in the id": {ID: "a b", RedirectURIs: []string{clientRedirect}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			_, err := oauth.New(oauth.Config{Resources: defaultResources, Clients: []oauth.StaticClient{sc}}, e.st, e.idp, testKeys(t), nil)
+			if err == nil {
+				t.Fatalf("client %+v accepted", sc)
+			}
+		})
+	}
+	e := newEnv(t)
+	twice := []oauth.StaticClient{{ID: "a", RedirectURIs: []string{clientRedirect}}, {ID: "a", RedirectURIs: []string{clientRedirect}}}
+	if _, err := oauth.New(oauth.Config{Resources: defaultResources, Clients: twice}, e.st, e.idp, testKeys(t), nil); err == nil {
+		t.Errorf("a client listed twice was accepted")
+	}
+}
+
+// TestRegisterAgain: a public client registering the same metadata again
+// gets the same client (loopback ports aside), costing nothing; a
+// confidential one gets a new client each time.
+func TestRegisterAgain(t *testing.T) {
+	e := newEnv(t)
+	meta := `{"client_name":"Claude Code","token_endpoint_auth_method":"none","redirect_uris":["http://localhost:%d/callback"]}`
+	first := e.postJSON("/register", "application/json", fmt.Sprintf(meta, 40001))
+	again := e.postJSON("/register", "application/json", fmt.Sprintf(meta, 40002))
+	if first.Status != http.StatusCreated || again.Status != http.StatusCreated {
+		t.Fatalf("registrations: %d, %d", first.Status, again.Status)
+	}
+	if first.str("client_id") != again.str("client_id") {
+		t.Errorf("the same public metadata got two clients: %s, %s", first.str("client_id"), again.str("client_id"))
+	}
+	if first.JSON["client_id_issued_at"] != again.JSON["client_id_issued_at"] {
+		t.Errorf("client_id_issued_at changed: %v, %v", first.JSON["client_id_issued_at"], again.JSON["client_id_issued_at"])
+	}
+	if got := again.JSON["redirect_uris"].([]any)[0]; got != "http://localhost:40002/callback" {
+		t.Errorf("the response names %v, not the client's own redirect URI", got)
+	}
+	// The client authorizes with a third port.
+	c := &testClient{ID: again.str("client_id"), RedirectURIs: []string{"http://localhost:40003/callback"}}
+	e.expectOK("/mcp", e.loginTokens(c, "alice").Access)
+
+	other := e.postJSON("/register", "application/json", `{"client_name":"Claude Code 2","token_endpoint_auth_method":"none","redirect_uris":["http://localhost:1/callback"]}`)
+	if other.str("client_id") == first.str("client_id") {
+		t.Errorf("different metadata got the same client")
+	}
+	conf := `{"client_name":"Server","redirect_uris":["https://server.example/cb"]}`
+	a, b := e.postJSON("/register", "application/json", conf), e.postJSON("/register", "application/json", conf)
+	e.remember(a.str("client_secret"), b.str("client_secret"))
+	if a.str("client_id") == b.str("client_id") || a.str("client_secret") == "" {
+		t.Errorf("confidential registrations share a client: %s", a.str("client_id"))
+	}
+}
+
+// TestRegistrationRateLimit: one address cannot register clients without
+// bound; registering the same public client again is not counted.
+func TestRegistrationRateLimit(t *testing.T) {
+	e := newEnv(t)
+	same := `{"client_name":"Same","token_endpoint_auth_method":"none","redirect_uris":["https://client.example.com/cb"]}`
+	for range 30 {
+		if r := e.postJSON("/register", "application/json", same); r.Status != http.StatusCreated {
+			t.Fatalf("registering the same client again: %d %s", r.Status, r.Body)
+		}
+	}
+	limited := -1
+	for i := range 40 {
+		r := e.postJSON("/register", "application/json",
+			fmt.Sprintf(`{"client_name":"Client %d","token_endpoint_auth_method":"none","redirect_uris":["https://client.example.com/cb"]}`, i))
+		if r.Status == http.StatusTooManyRequests {
+			expectOAuthError(t, r, http.StatusTooManyRequests, "temporarily_unavailable")
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+			limited = i
+			break
+		}
+		if r.Status != http.StatusCreated {
+			t.Fatalf("registration %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	// The first registration of "Same" and 19 others fit the burst of 20.
+	if limited != 19 {
+		t.Errorf("limited at distinct registration %d, want 19", limited)
+	}
+}
+
+// TestScopeRestricted: a scope restricted to an organization is granted to
+// its members only; a member who leaves loses it at the next refresh, and
+// the resource that requires it then refuses the token.
+func TestScopeRestricted(t *testing.T) {
+	e := newEnvWith(t, envOptions{scopeRules: []githubidp.ScopeRule{{Scope: "admin", Orgs: []string{"acme"}}}})
+	c := e.publicClient()
+	admin := set("resource", e.issuer+"/mcp/admin")
+
+	aliceTok := e.loginTokens(c, "alice", admin) // alice is in acme
+	if aliceTok.Scope != "admin" {
+		t.Fatalf("alice's scope %q, want admin", aliceTok.Scope)
+	}
+	e.expectOK("/mcp/admin", aliceTok.Access)
+
+	bobTok := e.loginTokens(c, "bob", admin) // bob is not
+	if strings.Contains(bobTok.Scope, "admin") {
+		t.Errorf("bob was granted %q", bobTok.Scope)
+	}
+	r := e.expectRefused("/mcp/admin", bobTok.Access, http.StatusForbidden)
+	if wa := r.Header.Get("WWW-Authenticate"); !strings.Contains(wa, `error="insufficient_scope"`) || !strings.Contains(wa, `scope="admin"`) {
+		t.Errorf("challenge %q", wa)
+	}
+
+	e.gh.SetUserOrgs("alice", nil)
+	next := e.mustTokens(e.refresh(c, aliceTok.Refresh))
+	if strings.Contains(next.Scope, "admin") {
+		t.Errorf("alice kept admin after leaving acme: %q", next.Scope)
+	}
+	e.expectRefused("/mcp/admin", next.Access, http.StatusForbidden)
+	// ...and the grant itself lost it: asking for it back is refused.
+	expectOAuthError(t, e.refresh(c, next.Refresh, set("scope", "admin")), http.StatusBadRequest, "invalid_scope")
+}
+
+// TestConsentWithdrawn: disconnecting a client (revoking its refresh
+// token) withdraws the user's consent; a sign-in that did not complete
+// records none.
+func TestConsentWithdrawn(t *testing.T) {
+	e := newEnvWith(t, envOptions{allowUsers: []string{"alice"}})
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	b.login(authzQuery(c, newPKCE()))
+	tok := e.loginTokens(c, "alice") // another browser, the same user
+	if r := b.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
+		t.Fatalf("an approved client again: %d, want straight to GitHub", r.Status)
+	}
+	if r := e.revoke(c, tok.Refresh); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %d", r.Status)
+	}
+	consentForm(t, b.authorize(authzQuery(c, newPKCE())))
+
+	// bob approves but is not allowed: nothing is remembered for him.
+	bb := e.newBrowser("bob")
+	r := bb.authorize(authzQuery(c, newPKCE()))
+	form := consentForm(t, r)
+	form.Set("action", "approve")
+	r = bb.postForm("/consent", form)
+	back := bb.get(bb.atGitHub(r.loc(t)).String())
+	if q := back.loc(t).Query(); q.Get("error") != "access_denied" {
+		t.Fatalf("bob's sign-in: %v", q)
+	}
+	consentForm(t, bb.authorize(authzQuery(c, newPKCE())))
+}
+
+// TestResourceDocumentScopes: a protected resource's document lists the
+// configured scopes and its own, not other resources'.
+func TestResourceDocumentScopes(t *testing.T) {
+	e := newEnv(t)
+	for path, want := range map[string][]string{
+		"":                 {"admin", "read", "tools"},
+		"/mcp":             {"read"},
+		"/mcp/admin":       {"admin", "read"},
+		"/mcp/admin/tools": {"admin", "read"},
+		"/sse":             {"read", "tools"},
+	} {
+		r := e.get("/.well-known/oauth-protected-resource" + path)
+		var got []string
+		for _, s := range r.JSON["scopes_supported"].([]any) {
+			got = append(got, s.(string))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: scopes_supported %v, want %v", path, got, want)
+		}
+	}
+}
+
+func testKeys(t *testing.T) *oauth.Keys {
+	k, err := oauth.NewKeys([]byte(strings.Repeat("k", oauth.KeySize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
