@@ -1,0 +1,76 @@
+package githubidp_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// TestWithheldScopes: each user is withheld exactly the restricted scopes
+// no rule grants them, and GitHub is asked for organizations and teams
+// once each however many rules need them.
+func TestWithheldScopes(t *testing.T) {
+	gh, base := fake(t)
+	p, rec := provider(t, base, func(c *githubidp.Config) {
+		c.ScopeRules = []githubidp.ScopeRule{
+			{Scope: "admin", Teams: []string{"Acme/Platform"}},
+			{Scope: "write", Orgs: []string{"ACME"}, Users: []string{"carol"}},
+			{Scope: "billing", Teams: []string{"acme/sales"}},
+			{Scope: "ops", Orgs: []string{"nobody-org"}},
+		}
+	})
+	ctx := context.Background()
+	for login, want := range map[string][]string{
+		"alice": {"billing", "ops"},          // acme, acme/platform
+		"bob":   {"admin", "write", "ops"},   // other, acme/sales
+		"carol": {"admin", "billing", "ops"}, // named for write
+	} {
+		before := len(rec.requests())
+		got, err := p.WithheldScopes(ctx, token(t, gh, login), store.Identity{Login: login})
+		if err != nil {
+			t.Fatalf("%s: %v", login, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: withheld %v, want %v", login, got, want)
+		}
+		calls := strings.Join(rec.requests()[before:], ",")
+		if strings.Count(calls, "/user/orgs") > 1 || strings.Count(calls, "/user/teams") > 1 {
+			t.Errorf("%s: lists read more than once: %s", login, calls)
+		}
+	}
+
+	none, _ := provider(t, base, nil)
+	before := gh.Calls("/user/orgs")
+	if got, err := none.WithheldScopes(ctx, token(t, gh, "bob"), store.Identity{Login: "bob"}); got != nil || err != nil {
+		t.Errorf("without rules: %v, %v", got, err)
+	}
+	if gh.Calls("/user/orgs") != before {
+		t.Errorf("without rules, GitHub was asked")
+	}
+
+	// A revoked GitHub token is an error, not "withhold everything".
+	gh.RevokeUserTokens("alice")
+	tok := token(t, gh, "alice")
+	gh.RevokeToken(tok.AccessToken)
+	if _, err := p.WithheldScopes(ctx, tok, store.Identity{Login: "alice"}); err == nil {
+		t.Errorf("a revoked token gave an answer")
+	}
+}
+
+func TestScopeRulesChecked(t *testing.T) {
+	for name, rules := range map[string][]githubidp.ScopeRule{
+		"nobody":   {{Scope: "admin"}},
+		"twice":    {{Scope: "admin", Users: []string{"a"}}, {Scope: "admin", Users: []string{"b"}}},
+		"no scope": {{Users: []string{"a"}}},
+		"bad team": {{Scope: "admin", Teams: []string{"platform"}}},
+	} {
+		_, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", ScopeRules: rules})
+		if err == nil {
+			t.Errorf("%s: rules %+v accepted", name, rules)
+		}
+	}
+}
