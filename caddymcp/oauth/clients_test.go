@@ -241,3 +241,20 @@ func testKeys(t *testing.T) *oauth.Keys {
 	}
 	return k
 }
+
+// TestCodeExchangeNarrowsScope: the code exchange may ask for fewer of the
+// granted scopes, never more; the grant keeps them all for refresh.
+func TestCodeExchangeNarrowsScope(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	code, p := e.codeFor(c, "alice", set("resource", e.issuer+"/sse"), set("scope", "read tools"))
+	tok := e.mustTokens(e.exchange(c, code, p.Verifier, set("scope", "tools")))
+	if tok.Scope != "tools" {
+		t.Errorf("narrowed token scope %q, want tools", tok.Scope)
+	}
+	if full := e.mustTokens(e.refresh(c, tok.Refresh)); full.Scope != "read tools" {
+		t.Errorf("refreshed scope %q, want the whole grant", full.Scope)
+	}
+	code, p = e.codeFor(c, "alice", set("resource", e.issuer+"/sse"), set("scope", "tools"))
+	expectOAuthError(t, e.exchange(c, code, p.Verifier, set("scope", "tools admin")), http.StatusBadRequest, "invalid_scope")
+}

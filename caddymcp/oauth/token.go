@@ -191,6 +191,10 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	if terr != nil {
 		return nil, terr
 	}
+	scope, terr := narrowScope(form, c.Scope)
+	if terr != nil {
+		return nil, terr
+	}
 	now := s.now()
 	g := &store.Grant{
 		ID:          newSecret("")[:22],
@@ -213,7 +217,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 			return nil, errUnavailable
 		}
 	}
-	access, at := s.newAccessToken(g, resource, c.Scope, now)
+	access, at := s.newAccessToken(g, resource, scope, now)
 	refresh, rt := s.newRefreshToken(g)
 	if err := s.store.CreateGrant(r.Context(), g, at, rt, codeHash); err != nil {
 		// A replay that raced this exchange, or a client deleted
@@ -226,7 +230,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		return nil, errUnavailable
 	}
 	s.log.Info("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
-		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", c.Scope))
+		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
 		refresh = "" // stored, but this client said it will not refresh
 	}
@@ -271,15 +275,9 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	if terr := s.recheck(r, g); terr != nil {
 		return nil, terr
 	}
-	scope := g.Scope
-	if req := form.Get("scope"); req != "" {
-		granted := strings.Fields(g.Scope)
-		for _, sc := range strings.Fields(req) {
-			if !slices.Contains(granted, sc) {
-				return nil, badRequest("invalid_scope", "scope "+quote(sc)+" was not granted")
-			}
-		}
-		scope = normalizeScope(req)
+	scope, terr := narrowScope(form, g.Scope)
+	if terr != nil {
+		return nil, terr
 	}
 	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
 	access, at := s.newAccessToken(g, resource, scope, now)
@@ -402,6 +400,26 @@ func (s *Server) tokenResponse(access, refresh string, at *store.AccessToken) *t
 		RefreshToken: refresh,
 		Scope:        at.Scope,
 	}
+}
+
+// narrowScope applies a token request's `scope` parameter: the access
+// token may carry fewer scopes than were granted (RFC 6749 section 6),
+// never more. The grant keeps them all.
+func narrowScope(form url.Values, granted string) (string, *tokenError) {
+	req := form.Get("scope")
+	if req == "" {
+		return granted, nil
+	}
+	if len(req) > maxScopeLen {
+		return "", badRequest("invalid_scope", "the scope parameter is too long")
+	}
+	have := strings.Fields(granted)
+	for _, sc := range strings.Fields(req) {
+		if !slices.Contains(have, sc) {
+			return "", badRequest("invalid_scope", "scope "+quote(sc)+" was not granted")
+		}
+	}
+	return normalizeScope(req), nil
 }
 
 // withoutScopes removes the scopes in drop from the space-separated list.
