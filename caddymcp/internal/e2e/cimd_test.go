@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 )
 
@@ -157,33 +156,19 @@ func TestCIMDWithSDKClient(t *testing.T) {
 
 	b := e.browser("alice")
 	newHandler := func() *auth.AuthorizationCodeHandler {
-		h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		return e.sdkHandlerWith(t, b, auth.AuthorizationCodeHandlerConfig{
 			ClientIDMetadataDocumentConfig: &auth.ClientIDMetadataDocumentConfig{URL: d.url("/clients/e2e.json")},
 			RedirectURL:                    cimdRedirect,
-			AuthorizationCodeFetcher:       b.fetcher(),
-			Client:                         e.httpClient(nil),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
 	}
 	session, err := e.connect(ctx, t, "/mcp", newHandler())
 	if err != nil {
 		t.Fatalf("connecting with a metadata document client: %v", err)
 	}
-	var who struct {
-		User   string `json:"user"`
-		Client string `json:"client"`
-	}
-	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
-	if err != nil {
-		t.Fatalf("calling whoami: %v", err)
-	}
-	structured(t, res, &who)
+	user, client := whoami(ctx, t, session)
 	session.Close()
-	if who.User != "alice" || who.Client != d.url("/clients/e2e.json") {
-		t.Errorf("upstream saw user %q client %q, want alice and the document URL", who.User, who.Client)
+	if user != "alice" || client != d.url("/clients/e2e.json") {
+		t.Errorf("upstream saw user %q client %q, want alice and the document URL", user, client)
 	}
 	if b.pages != 1 {
 		t.Errorf("consent pages: %d, want 1", b.pages)
@@ -200,9 +185,7 @@ func TestCIMDWithSDKClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second sign-in: %v", err)
 	}
-	if _, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"}); err != nil {
-		t.Fatalf("calling whoami after the second sign-in: %v", err)
-	}
+	whoami(ctx, t, session)
 	session.Close()
 	if e.gh.TokenExchanges() != 2 {
 		t.Errorf("GitHub code exchanges: %d, want 2 (a second sign-in happened)", e.gh.TokenExchanges())
@@ -347,10 +330,7 @@ func TestCIMDClientHasNoSecret(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("the genuine exchange: %d %v", status, out)
 	}
-	access, _ := out["access_token"].(string)
-	refresh, _ := out["refresh_token"].(string)
-	e.logs.addSecret(access)
-	e.logs.addSecret(refresh)
+	access, refresh := e.tokensIn(out)
 	if resp := e.mcpPost(t, "/mcp", "Bearer "+access); resp.StatusCode != http.StatusOK {
 		t.Errorf("the document client's token at /mcp: %s", resp.Status)
 	}

@@ -40,20 +40,33 @@ func (e *env) postRegister(t *testing.T, body string) (int, http.Header, map[str
 	return resp.StatusCode, resp.Header, out
 }
 
-// preregisteredHandler is the SDK client with credentials the operator
-// gave it.
-func (e *env) preregisteredHandler(t *testing.T, b *browser, creds *oauthex.ClientCredentials, redirect string) *auth.AuthorizationCodeHandler {
+// sdkHandlerWith is the SDK client configured as cfg says, signing in
+// through b and trusting Caddy's CA.
+func (e *env) sdkHandlerWith(t *testing.T, b *browser, cfg auth.AuthorizationCodeHandlerConfig) *auth.AuthorizationCodeHandler {
 	t.Helper()
-	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-		PreregisteredClient:      creds,
-		RedirectURL:              redirect,
-		AuthorizationCodeFetcher: b.fetcher(),
-		Client:                   e.httpClient(nil),
-	})
+	cfg.AuthorizationCodeFetcher = b.fetcher()
+	cfg.Client = e.httpClient(nil)
+	h, err := auth.NewAuthorizationCodeHandler(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// preregisteredHandler is the SDK client with credentials the operator
+// gave it.
+func (e *env) preregisteredHandler(t *testing.T, b *browser, creds *oauthex.ClientCredentials, redirect string) *auth.AuthorizationCodeHandler {
+	return e.sdkHandlerWith(t, b, auth.AuthorizationCodeHandlerConfig{PreregisteredClient: creds, RedirectURL: redirect})
+}
+
+// tokensIn reads the tokens of a token endpoint answer, and keeps them
+// out of the logs.
+func (e *env) tokensIn(out map[string]any) (access, refresh string) {
+	access, _ = out["access_token"].(string)
+	refresh, _ = out["refresh_token"].(string)
+	e.logs.addSecret(access)
+	e.logs.addSecret(refresh)
+	return access, refresh
 }
 
 // whoami calls the upstream's whoami tool.

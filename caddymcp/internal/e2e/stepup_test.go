@@ -162,10 +162,7 @@ func TestRestrictedScopeRecheckedAtRefresh(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("refresh after leaving the team: %d %v, want 200 with less scope", status, out)
 	}
-	access, _ := out["access_token"].(string)
-	refresh, _ := out["refresh_token"].(string)
-	e.logs.addSecret(access)
-	e.logs.addSecret(refresh)
+	access, refresh := e.tokensIn(out)
 	if out["scope"] != "read" {
 		t.Errorf("scope after leaving the team: %v, want read", out["scope"])
 	}
