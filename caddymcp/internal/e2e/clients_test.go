@@ -222,3 +222,29 @@ func TestRegistrationRepeatsAndLimit(t *testing.T) {
 		t.Errorf("token of the repeated client at /mcp: %s", resp.Status)
 	}
 }
+
+// TestSDKClientRegistersOnce: the SDK client registering dynamically on
+// every start sends the same metadata, so it is the same client each
+// time, and the user's approval of it still holds.
+func TestSDKClientRegistersOnce(t *testing.T) {
+	e := start(t, options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := e.browser("alice")
+	var clients []string
+	for run := range 2 {
+		session, err := e.connect(ctx, t, "/mcp", e.sdkHandler(t, b))
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		_, client := whoami(ctx, t, session)
+		session.Close()
+		clients = append(clients, client)
+	}
+	if clients[0] == "" || clients[0] != clients[1] {
+		t.Errorf("client ids of two runs: %v, want one client", clients)
+	}
+	if b.pages != 1 {
+		t.Errorf("consent pages: %d, want 1 (the second run is the approved client)", b.pages)
+	}
+}

@@ -177,3 +177,36 @@ func TestRestrictedScopeRecheckedAtRefresh(t *testing.T) {
 		t.Errorf("refresh asking for write again: %d %v, want invalid_scope", status, out)
 	}
 }
+
+// TestResourceScopesInMetadata: each resource's RFC 9728 document lists
+// the configured scopes and its own required ones, not other resources';
+// the root document and the AS metadata list them all; the 401 challenge
+// names the resource's scopes.
+func TestResourceScopesInMetadata(t *testing.T) {
+	e := start(t, options{authExtra: "scopes_supported profile\n\t\tprotect /mcp {\n\t\t\tscopes read write\n\t\t}\n\t\t" +
+		"protect /admin {\n\t\t\tscopes admin\n\t\t}\n\t\tprotect /sse /messages"})
+	all := []string{"admin", "profile", "read", "write"}
+	for path, want := range map[string][]string{
+		"/.well-known/oauth-protected-resource/mcp":   {"profile", "read", "write"},
+		"/.well-known/oauth-protected-resource/admin": {"admin", "profile"},
+		"/.well-known/oauth-protected-resource/sse":   {"profile"},
+		"/.well-known/oauth-protected-resource":       all,
+		"/.well-known/oauth-authorization-server":     all,
+	} {
+		var doc struct {
+			ScopesSupported []string `json:"scopes_supported"`
+		}
+		if status := e.getJSON(t, e.site+path, &doc); status != http.StatusOK || !slices.Equal(doc.ScopesSupported, want) {
+			t.Errorf("%s: %d scopes_supported %v, want %v", path, status, doc.ScopesSupported, want)
+		}
+	}
+	for path, want := range map[string]string{"/mcp": `scope="read write"`, "/admin": `scope="admin"`} {
+		resp := e.mcpPost(t, path, "")
+		if chal := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(chal, want) {
+			t.Errorf("%s without a token: %s %q, want 401 with %s", path, resp.Status, chal, want)
+		}
+	}
+	if chal := e.mcpPost(t, "/sse", "").Header.Get("WWW-Authenticate"); strings.Contains(chal, "scope=") {
+		t.Errorf("/sse requires no scope, but its challenge %q names one", chal)
+	}
+}
