@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +137,7 @@ func expectRefusalPage(t *testing.T, b *browser, authURL, why string) {
 		t.Errorf("status %d Location %q, want 400 and no redirect", status, loc)
 	}
 	if !strings.Contains(body, why) {
-		t.Errorf("error page does not say %q:\n%s", why, truncate(body))
+		t.Errorf("error page does not say %q:\n%s", why, pageText(body))
 	}
 }
 
@@ -371,4 +373,47 @@ func TestCIMDOperatorSwitches(t *testing.T) {
 	if n := d.count("/doc.json"); n != 1 {
 		t.Errorf("document fetched %d times, want 1", n)
 	}
+}
+
+// TestCIMDFetchBudget: one address can make the server fetch 30 documents
+// it has not cached, then is refused for a while without a fetch; cached
+// documents keep working.
+func TestCIMDFetchBudget(t *testing.T) {
+	d := startDocServer(t)
+	d.mux.HandleFunc("/many/", func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := json.Marshal(cimdDoc("https://" + r.Host + r.URL.Path))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(raw)
+	})
+	e := start(t, options{authExtra: d.option("127.0.0.1")})
+	b := e.browser("alice")
+	doc := func(i int) string { return d.url("/many/" + strconv.Itoa(i) + ".json") }
+	for i := range 30 {
+		if status, _, _ := b.step(t, http.MethodGet, e.rawAuthURL(doc(i), cimdRedirect, "st"), nil); status != http.StatusOK {
+			t.Fatalf("document %d of 30: %d, want the consent page", i+1, status)
+		}
+	}
+	// A page, not a redirect to the client; the status is left open
+	// (400 today; 429 would say more).
+	status, loc, body := b.step(t, http.MethodGet, e.rawAuthURL(doc(30), cimdRedirect, "st"), nil)
+	if status < 400 || status >= 500 || loc != "" || !strings.Contains(body, "many client metadata documents were fetched from this address") {
+		t.Errorf("document 31: %d %q %s, want a page saying the budget is spent", status, loc, pageText(body))
+	}
+	if n := d.count("/many/30.json"); n != 0 {
+		t.Errorf("the document over budget was fetched (%d requests)", n)
+	}
+	if status, _, _ := b.step(t, http.MethodGet, e.rawAuthURL(doc(0), cimdRedirect, "st"), nil); status != http.StatusOK {
+		t.Errorf("a cached document over budget: %d, want the consent page", status)
+	}
+}
+
+var tags = regexp.MustCompile(`<[^>]*>|\s+`)
+
+// pageText is the text of an HTML page, for error messages.
+func pageText(body string) string {
+	s := strings.TrimSpace(tags.ReplaceAllString(body, " "))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
