@@ -26,6 +26,9 @@ type authzError struct {
 	redirect    bool
 	code        string
 	description string
+	// status overrides the status of the error page; 0 means 400, or
+	// 503 for temporarily_unavailable.
+	status int
 }
 
 func (e *authzError) Error() string { return e.code + ": " + e.description }
@@ -85,8 +88,10 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 		return nil, pageError("the client_id is too long")
 	}
 	client, err := s.lookupClient(r, clientID)
-	if msg, ok := clientRefusal(err); ok {
-		return nil, pageError(msg)
+	if msg, status, ok := clientRefusal(err); ok {
+		e := pageError(msg)
+		e.status = status
+		return nil, e
 	}
 	if err != nil {
 		s.log.Error("looking up a client", zapErr(err))
@@ -193,8 +198,14 @@ func (s *Server) grantScope(requested string, res *Resource) (string, *authzErro
 func (s *Server) refuseAuthz(w http.ResponseWriter, r *http.Request, req *authzRequest, e *authzError) {
 	if req == nil || !e.redirect {
 		status := http.StatusBadRequest
-		if e.code == "temporarily_unavailable" {
+		switch {
+		case e.status != 0:
+			status = e.status
+		case e.code == "temporarily_unavailable":
 			status = http.StatusServiceUnavailable
+		}
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "60")
 		}
 		writeErrorPage(w, status, "This sign-in request cannot be used", capitalize(e.description)+".")
 		return

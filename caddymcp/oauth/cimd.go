@@ -57,6 +57,15 @@ type cimdError struct {
 	// transient errors (network, timeouts, 5xx) may fall back to a stale
 	// cached copy; a document that is wrong may not.
 	transient bool
+	// status is the HTTP status to answer with: 0 for 400 (the
+	// document is wrong), 502 when its server failed, 429 when the
+	// requesting address is over its fetch budget.
+	status int
+}
+
+// Refusals of documents whose server, not the document, is at fault.
+func fetchFailed(description string) *cimdError {
+	return &cimdError{description: description, transient: true, status: http.StatusBadGateway}
 }
 
 func (e *cimdError) Error() string { return e.description }
@@ -157,7 +166,7 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 	if call == nil {
 		if !c.s.fetchLimit.allow(addr, now) {
 			c.mu.Unlock()
-			return nil, &cimdError{description: "too many client metadata documents were fetched from this address; try again in a minute", transient: true}
+			return nil, &cimdError{description: "too many client metadata documents were fetched from this address; try again in a minute", transient: true, status: http.StatusTooManyRequests}
 		}
 		call = &cimdCall{done: make(chan struct{})}
 		c.inflight[id] = call
@@ -178,7 +187,7 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 	select {
 	case <-call.done:
 	case <-ctx.Done():
-		return nil, &cimdError{description: "the request ended before the client metadata document was fetched", transient: true}
+		return nil, fetchFailed("the request ended before the client metadata document was fetched")
 	}
 	if call.err != nil {
 		var ce *cimdError
@@ -228,14 +237,14 @@ func (c *cimdResolver) fetchDocument(ctx context.Context, id string) (*store.Cli
 		if errors.Is(err, errForbiddenAddress) {
 			return nil, 0, &cimdError{description: "the client_id URL's host is not a public address"}
 		}
-		return nil, 0, &cimdError{description: "the client metadata document could not be fetched", transient: true}
+		return nil, 0, fetchFailed("the client metadata document could not be fetched")
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return nil, 0, &cimdError{description: "the client metadata document is a redirect, which is not followed"}
 	case resp.StatusCode >= 500:
-		return nil, 0, &cimdError{description: "the client metadata document's server failed (" + strconv.Itoa(resp.StatusCode) + ")", transient: true}
+		return nil, 0, fetchFailed("the client metadata document's server failed (" + strconv.Itoa(resp.StatusCode) + ")")
 	case resp.StatusCode != http.StatusOK:
 		return nil, 0, &cimdError{description: "the client metadata document was not found (" + strconv.Itoa(resp.StatusCode) + ")"}
 	}
@@ -244,7 +253,7 @@ func (c *cimdResolver) fetchDocument(ctx context.Context, id string) (*store.Cli
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, cimdMaxBytes+1))
 	if err != nil {
-		return nil, 0, &cimdError{description: "the client metadata document could not be read", transient: true}
+		return nil, 0, fetchFailed("the client metadata document could not be read")
 	}
 	if len(body) > cimdMaxBytes {
 		return nil, 0, &cimdError{description: fmt.Sprintf("the client metadata document is larger than %d bytes", cimdMaxBytes)}

@@ -2,14 +2,15 @@ package oauth_test
 
 import (
 	"crypto/x509"
-	"html"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
@@ -222,7 +223,10 @@ func TestCIMDFetchBudget(t *testing.T) {
 	for i := range 40 {
 		c := d.doc(fmt.Sprintf("/c%d.json", i), nil)
 		r := b.authorize(authzQuery(c, newPKCE()))
-		if r.Status == http.StatusBadRequest && strings.Contains(r.Body, "Too many client metadata documents") {
+		if r.Status == http.StatusTooManyRequests && strings.Contains(r.Body, "Too many client metadata documents") {
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
 			refused++
 		}
 	}
@@ -231,5 +235,45 @@ func TestCIMDFetchBudget(t *testing.T) {
 	}
 	if refused > 15 {
 		t.Errorf("%d of 40 refused; the burst should allow about 30", refused)
+	}
+}
+
+// TestCIMDServerDown: a document whose server fails is a 502 at the
+// authorization endpoint and a retryable 503 at the token endpoint; a
+// document fetched before keeps working on its cached copy meanwhile.
+func TestCIMDServerDown(t *testing.T) {
+	d := newDocServer(t)
+	e := cimdEnv(t, d, nil)
+	e.state.allow5xx = true // 502 and 503 are the answers under test
+	var down atomic.Bool
+	broken := func(path string) {
+		inner := d.handlers[path]
+		d.handlers[path] = func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "down", http.StatusInternalServerError)
+				return
+			}
+			inner(w, r)
+		}
+	}
+	cached := d.doc("/cached.json", nil)
+	broken("/cached.json")
+	fresh := d.doc("/fresh.json", nil)
+	broken("/fresh.json")
+	tok := e.loginTokens(cached, "alice")
+
+	down.Store(true)
+	e.clock.Advance(2 * time.Hour) // past the hour a document is fresh for
+	r := e.newBrowser("alice").authorize(authzQuery(fresh, newPKCE()))
+	expectPage(t, r, http.StatusBadGateway)
+	tr := e.postForm("/token", map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {"mcp_rt_x"}, "client_id": {fresh.ID}}, nil)
+	expectOAuthError(t, tr, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if tr.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	// The client known from before refreshes on its stale copy.
+	e.mustTokens(e.refresh(cached, tok.Refresh))
+	if n := d.hits["/cached.json"].Load(); n < 2 {
+		t.Errorf("the stale document was not refetched (%d fetches)", n)
 	}
 }

@@ -249,16 +249,17 @@ var (
 )
 
 // clientRefusal returns the message to show for a lookupClient error
-// that is the client's fault, or ok false for a failure of ours.
-func clientRefusal(err error) (msg string, ok bool) {
+// that is not a failure of ours, with its status (0 for the default of
+// the endpoint: 400 or 401), or ok false for a failure of ours.
+func clientRefusal(err error) (msg string, status int, ok bool) {
 	var ce *cimdError
 	switch {
 	case errors.Is(err, errUnknownClient), errors.Is(err, errCIMDDisabled):
-		return err.Error(), true
+		return err.Error(), 0, true
 	case errors.As(err, &ce):
-		return ce.description, true
+		return ce.description, ce.status, true
 	}
-	return "", false
+	return "", 0, false
 }
 
 // lookupClient finds a client: pre-registered, described by a metadata

@@ -100,7 +100,13 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 		return nil, refuse
 	}
 	client, err := s.lookupClient(r, id)
-	if msg, ok := clientRefusal(err); ok {
+	if msg, status, ok := clientRefusal(err); ok {
+		switch status {
+		case http.StatusTooManyRequests, http.StatusBadGateway:
+			// The client may be fine; its document could not be
+			// fetched just now.
+			return nil, &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: msg}
+		}
 		refuse.description = msg
 		return nil, refuse
 	}

@@ -132,9 +132,13 @@ func (e *env) rawAuthURL(clientID, redirect, state string) string {
 // plain error page of ours (400, the browser sent nowhere) that says why.
 func expectRefusalPage(t *testing.T, b *browser, authURL, why string) {
 	t.Helper()
+	want := http.StatusBadRequest
+	if strings.Contains(why, "could not be fetched") {
+		want = http.StatusBadGateway // the document's server, not the document, failed
+	}
 	status, loc, body := b.step(t, http.MethodGet, authURL, nil)
-	if status != http.StatusBadRequest || loc != "" {
-		t.Errorf("status %d Location %q, want 400 and no redirect", status, loc)
+	if status != want || loc != "" {
+		t.Errorf("status %d Location %q, want %d and no redirect", status, loc, want)
 	}
 	if !strings.Contains(body, why) {
 		t.Errorf("error page does not say %q:\n%s", why, pageText(body))
@@ -393,10 +397,9 @@ func TestCIMDFetchBudget(t *testing.T) {
 			t.Fatalf("document %d of 30: %d, want the consent page", i+1, status)
 		}
 	}
-	// A page, not a redirect to the client; the status is left open
-	// (400 today; 429 would say more).
+	// A page, not a redirect to the client: 429.
 	status, loc, body := b.step(t, http.MethodGet, e.rawAuthURL(doc(30), cimdRedirect, "st"), nil)
-	if status < 400 || status >= 500 || loc != "" || !strings.Contains(body, "many client metadata documents were fetched from this address") {
+	if status != http.StatusTooManyRequests || loc != "" || !strings.Contains(body, "many client metadata documents were fetched from this address") {
 		t.Errorf("document 31: %d %q %s, want a page saying the budget is spent", status, loc, pageText(body))
 	}
 	if n := d.count("/many/30.json"); n != 0 {
