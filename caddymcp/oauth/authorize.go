@@ -88,7 +88,7 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 		return nil, pageError("the client_id is too long")
 	}
 	client, err := s.lookupClient(r, clientID)
-	if msg, status, ok := clientRefusal(err); ok {
+	if msg, status, _, ok := clientRefusal(err); ok {
 		e := pageError(msg)
 		e.status = status
 		return nil, e

@@ -57,15 +57,17 @@ type cimdError struct {
 	// transient errors (network, timeouts, 5xx) may fall back to a stale
 	// cached copy; a document that is wrong may not.
 	transient bool
-	// status is the HTTP status to answer with: 0 for 400 (the
-	// document is wrong), 502 when its server failed, 429 when the
-	// requesting address is over its fetch budget.
+	// status is the HTTP status of the authorization endpoint's page: 0
+	// for 400, or 429 when the requesting address is over its fetch
+	// budget. A document whose server failed is a 400 there too: the
+	// client_id cannot be used now, and our own 5xx rates stay about us.
 	status int
 }
 
-// Refusals of documents whose server, not the document, is at fault.
+// fetchFailed refuses a document whose server, not the document, is at
+// fault: worth retrying.
 func fetchFailed(description string) *cimdError {
-	return &cimdError{description: description, transient: true, status: http.StatusBadGateway}
+	return &cimdError{description: description, transient: true}
 }
 
 func (e *cimdError) Error() string { return e.description }

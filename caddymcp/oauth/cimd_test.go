@@ -238,13 +238,13 @@ func TestCIMDFetchBudget(t *testing.T) {
 	}
 }
 
-// TestCIMDServerDown: a document whose server fails is a 502 at the
+// TestCIMDServerDown: a document whose server fails is a 400 page at the
 // authorization endpoint and a retryable 503 at the token endpoint; a
 // document fetched before keeps working on its cached copy meanwhile.
 func TestCIMDServerDown(t *testing.T) {
 	d := newDocServer(t)
 	e := cimdEnv(t, d, nil)
-	e.state.allow5xx = true // 502 and 503 are the answers under test
+	e.state.allow5xx = true // the token endpoint's 503 is under test
 	var down atomic.Bool
 	broken := func(path string) {
 		inner := d.handlers[path]
@@ -265,7 +265,10 @@ func TestCIMDServerDown(t *testing.T) {
 	down.Store(true)
 	e.clock.Advance(2 * time.Hour) // past the hour a document is fresh for
 	r := e.newBrowser("alice").authorize(authzQuery(fresh, newPKCE()))
-	expectPage(t, r, http.StatusBadGateway)
+	expectPage(t, r, http.StatusBadRequest)
+	if !strings.Contains(r.Body, "server failed (500)") {
+		t.Errorf("page does not say the document's server failed: %.400s", r.Body)
+	}
 	tr := e.postForm("/token", map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {"mcp_rt_x"}, "client_id": {fresh.ID}}, nil)
 	expectOAuthError(t, tr, http.StatusServiceUnavailable, "temporarily_unavailable")
 	if tr.Header.Get("Retry-After") == "" {

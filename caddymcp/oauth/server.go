@@ -249,17 +249,18 @@ var (
 )
 
 // clientRefusal returns the message to show for a lookupClient error
-// that is not a failure of ours, with its status (0 for the default of
-// the endpoint: 400 or 401), or ok false for a failure of ours.
-func clientRefusal(err error) (msg string, status int, ok bool) {
+// that is not a failure of ours, with the status of the authorization
+// endpoint's page (0 for 400) and whether trying again later may work, or
+// ok false for a failure of ours.
+func clientRefusal(err error) (msg string, status int, transient, ok bool) {
 	var ce *cimdError
 	switch {
 	case errors.Is(err, errUnknownClient), errors.Is(err, errCIMDDisabled):
-		return err.Error(), 0, true
+		return err.Error(), 0, false, true
 	case errors.As(err, &ce):
-		return ce.description, ce.status, true
+		return ce.description, ce.status, ce.transient, true
 	}
-	return "", 0, false
+	return "", 0, false, false
 }
 
 // lookupClient finds a client: pre-registered, described by a metadata

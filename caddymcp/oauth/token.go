@@ -100,11 +100,10 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 		return nil, refuse
 	}
 	client, err := s.lookupClient(r, id)
-	if msg, status, ok := clientRefusal(err); ok {
-		switch status {
-		case http.StatusTooManyRequests, http.StatusBadGateway:
+	if msg, _, transient, ok := clientRefusal(err); ok {
+		if transient {
 			// The client may be fine; its document could not be
-			// fetched just now.
+			// fetched just now (and no copy of it is cached).
 			return nil, &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: msg}
 		}
 		refuse.description = msg

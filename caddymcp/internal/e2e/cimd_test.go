@@ -132,13 +132,9 @@ func (e *env) rawAuthURL(clientID, redirect, state string) string {
 // plain error page of ours (400, the browser sent nowhere) that says why.
 func expectRefusalPage(t *testing.T, b *browser, authURL, why string) {
 	t.Helper()
-	want := http.StatusBadRequest
-	if strings.Contains(why, "could not be fetched") {
-		want = http.StatusBadGateway // the document's server, not the document, failed
-	}
 	status, loc, body := b.step(t, http.MethodGet, authURL, nil)
-	if status != want || loc != "" {
-		t.Errorf("status %d Location %q, want %d and no redirect", status, loc, want)
+	if status != http.StatusBadRequest || loc != "" {
+		t.Errorf("status %d Location %q, want 400 and no redirect", status, loc)
 	}
 	if !strings.Contains(body, why) {
 		t.Errorf("error page does not say %q:\n%s", why, pageText(body))
