@@ -49,6 +49,9 @@ type env struct {
 	caddy    *child
 	// caddyfile is the configuration the child runs.
 	caddyfile []byte
+	// profile, if set, starts a CPU profile of Caddy for a phase and
+	// returns a function that waits for it.
+	profile func(name string, d time.Duration) func()
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -80,6 +80,8 @@ func run(c config, w io.Writer) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
 	if c.profile != "" {
 		if err := os.MkdirAll(c.profile, 0o755); err != nil {
@@ -128,7 +130,7 @@ func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 	logins := 1
 
 	if has("proxy") {
-		stopProfile := e.profileDuring(c, "proxy", c.duration*time.Duration(2*c.rounds))
+		stopProfile := e.profileDuring(c, "proxy", c.duration*time.Duration(2*c.rounds+2))
 		f, err := e.proxyBench(tok.Access, c.conns, c.rounds, c.duration)
 		stopProfile()
 		if err != nil {
@@ -155,9 +157,8 @@ func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 	}
 
 	if has("tokens") {
-		stopProfile := e.profileDuring(c, "tokens", c.duration)
+		e.profile = func(name string, d time.Duration) func() { return e.profileDuring(c, name, d) }
 		_, f, err := e.tokenBench(c.conns, c.codes, c.duration)
-		stopProfile()
 		if err != nil {
 			return fmt.Errorf("tokens: %w", err)
 		}

@@ -77,6 +77,7 @@ func (e *env) tokenBench(clients, codes int, d time.Duration) (*oauthClient, tok
 	chains := make([]string, codes)
 	lat := make([][]time.Duration, clients)
 	next.Store(0)
+	stopProfile := e.startProfile("exchange", time.Second)
 	start = time.Now()
 	for w := range clients {
 		wg.Go(func() {
@@ -101,10 +102,11 @@ func (e *env) tokenBench(clients, codes int, d time.Duration) (*oauthClient, tok
 		})
 	}
 	wg.Wait()
+	f.exchangePerSec = float64(codes) / time.Since(start).Seconds()
+	stopProfile()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return c, f, err
 	}
-	f.exchangePerSec = float64(codes) / time.Since(start).Seconds()
 	f.exchangeP99 = pct(flatten(lat), 99)
 
 	// refresh_token grants: each client its own chain.
@@ -114,6 +116,7 @@ func (e *env) tokenBench(clients, codes int, d time.Duration) (*oauthClient, tok
 	var stop atomic.Bool
 	var refreshes atomic.Int64
 	lat = make([][]time.Duration, clients)
+	stopProfile = e.startProfile("refresh", d)
 	start = time.Now()
 	for w := range clients {
 		wg.Go(func() {
@@ -140,6 +143,7 @@ func (e *env) tokenBench(clients, codes int, d time.Duration) (*oauthClient, tok
 	stop.Store(true)
 	wg.Wait()
 	elapsed := time.Since(start)
+	stopProfile()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return c, f, err
 	}
@@ -163,6 +167,14 @@ func (e *env) tokenBench(clients, codes int, d time.Duration) (*oauthClient, tok
 	}
 	f.issued = seen.len()
 	return c, f, nil
+}
+
+// startProfile profiles Caddy for d if the run asked for profiles.
+func (e *env) startProfile(name string, d time.Duration) func() {
+	if e.profile == nil {
+		return func() {}
+	}
+	return e.profile(name, d)
 }
 
 // tokenSet checks that no token is ever handed out twice.

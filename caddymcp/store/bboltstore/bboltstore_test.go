@@ -342,7 +342,7 @@ func BenchmarkGetAccessToken(b *testing.B) {
 }
 
 // BenchmarkCreateGrantParallel measures issuance throughput with real
-// fsyncs; concurrent callers share commits through DB.Batch, so raise
+// fsyncs; concurrent callers share commits through the group commit, so raise
 // -cpu or GOMAXPROCS (or use b.SetParallelism) to see group commit at work.
 func BenchmarkCreateGrantParallel(b *testing.B) {
 	ctx := context.Background()
