@@ -68,7 +68,7 @@ import (
 
 // schemaVersion is the layout version this code reads and writes. Bump it
 // (and add a migration in initSchema) when the layout changes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the file when Options.LockTimeout is zero.
@@ -204,7 +204,14 @@ func initSchema(tx *bolt.Tx) error {
 		if v > schemaVersion {
 			return fmt.Errorf("the file has schema version %d, newer than this build of caddymcp supports (%d); upgrade caddymcp or use another file", v, schemaVersion)
 		}
-		// v < schemaVersion: migrations go here once there is a version 2.
+		if v < schemaVersion {
+			// Version 2 writes access tokens in binary (codec.go) and
+			// still reads version 1's JSON ones, so restamping the
+			// file is the whole migration.
+			if err := meta.Put(keySchemaVersion, []byte(strconv.Itoa(schemaVersion))); err != nil {
+				return err
+			}
+		}
 	}
 	for _, name := range dataBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -802,7 +809,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	if err != nil {
 		return err
 	}
-	atVal, err := encode(unixNano(at.ExpiresAt), at)
+	atVal, err := encodeAccess(at)
 	if err != nil {
 		return err
 	}
@@ -890,8 +897,8 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 		if unixNano(now) >= exp {
 			return nil
 		}
-		if err := json.Unmarshal(raw[8:], &at); err != nil {
-			return fmt.Errorf("decode access token: %w", err)
+		if err := decodeAccess(raw[8:], &at); err != nil {
+			return err
 		}
 		if expired(at.ExpiresAt, now) {
 			return nil
@@ -995,7 +1002,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 	if ok, err := s.exists(ctx, bucketRefresh, oldHash); err != nil || !ok {
 		return orNotFound(err)
 	}
-	atVal, err := encode(unixNano(at.ExpiresAt), at)
+	atVal, err := encodeAccess(at)
 	if err != nil {
 		return err
 	}
@@ -1084,7 +1091,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		access := tx.Bucket(bucketAccess)
 		var at store.AccessToken
-		ok, err := get(access, hash, &at)
+		ok, err := getAccess(access, hash, &at)
 		if err != nil || !ok {
 			return err
 		}
