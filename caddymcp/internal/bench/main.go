@@ -146,7 +146,19 @@ func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 	}
 
 	if has("streams") {
-		for _, route := range []struct{ name, path string }{{"plain reverse_proxy", "/plain/sse"}, {"mcp_auth + proxy", "/sse"}} {
+		for i, route := range []struct{ name, path string }{{"plain reverse_proxy", "/plain/sse"}, {"mcp_auth + proxy", "/sse"}} {
+			// Each route in a fresh Caddy: a Go process keeps the
+			// memory it grew for one route's streams and would lend
+			// it to the next.
+			if err := e.stopCaddy(); err != nil {
+				return err
+			}
+			if err := e.startCaddy(fmt.Sprintf("caddy-streams-%d", i)); err != nil {
+				return err
+			}
+			if _, err := e.heldStreams(route.path, tok.Access, 1); err != nil {
+				return fmt.Errorf("streams (%s): %w", route.name, err)
+			}
 			f, err := e.heldStreams(route.path, tok.Access, c.streams)
 			if err != nil {
 				return fmt.Errorf("streams (%s): %w", route.name, err)
