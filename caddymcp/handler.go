@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 func init() {
@@ -296,14 +297,32 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if mayBeLegacySSE(r) {
 		w = newSSEEndpointRewriter(w, r)
 	}
+	// One provider answers the placeholders when something asks for one,
+	// rather than six static values set (and boxed) on every request.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", strconv.FormatInt(tok.User.ID, 10))
-	repl.Set("http.auth.user.login", tok.User.Login)
-	repl.Set("http.auth.user.name", tok.User.Name)
-	repl.Set("http.auth.user.email", tok.User.Email)
-	repl.Set("mcp_auth.client_id", tok.ClientID)
-	repl.Set("mcp_auth.scope", tok.Scope)
+	repl.Map(tokenPlaceholders(tok))
 	return next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), &authenticated{token: tok, gate: m})))
+}
+
+// tokenPlaceholders provides the placeholders of an accepted token.
+func tokenPlaceholders(tok *store.AccessToken) caddy.ReplacerFunc {
+	return func(key string) (any, bool) {
+		switch key {
+		case "http.auth.user.id":
+			return strconv.FormatInt(tok.User.ID, 10), true
+		case "http.auth.user.login":
+			return tok.User.Login, true
+		case "http.auth.user.name":
+			return tok.User.Name, true
+		case "http.auth.user.email":
+			return tok.User.Email, true
+		case "mcp_auth.client_id":
+			return tok.ClientID, true
+		case "mcp_auth.scope":
+			return tok.Scope, true
+		}
+		return nil, false
+	}
 }
 
 // isPreflight reports whether r is a CORS preflight request.

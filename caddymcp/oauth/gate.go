@@ -45,7 +45,7 @@ func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToke
 	refuse := func(status int, code, description string) *Refusal {
 		return s.refusal(r, res, status, code, description)
 	}
-	if r.URL.Query().Has("access_token") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 		return nil, refuse(http.StatusBadRequest, "invalid_request", "send the access token in the Authorization header, not the URL")
 	}
 	hdrs := r.Header.Values("Authorization")
@@ -71,7 +71,7 @@ func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToke
 		s.log.Error("looking up an access token", zapErr(err))
 		return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
 	}
-	if at.Resource != s.resourceURL(r, res) && at.Resource != s.issuer(r) {
+	if !s.audienceOK(r, res, at.Resource) {
 		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
 	}
 	if res != nil && len(res.Scopes) > 0 {
@@ -83,6 +83,41 @@ func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToke
 		}
 	}
 	return at, nil
+}
+
+// audienceOK reports whether aud, a token's audience, is the resource res
+// or the whole site (the issuer). It is resourceURL and issuer compared
+// without building them, because it runs on every gated request.
+func (s *Server) audienceOK(r *http.Request, res *Resource, aud string) bool {
+	var rest string
+	var ok bool
+	if s.cfg.Issuer != "" {
+		rest, ok = strings.CutPrefix(aud, s.cfg.Issuer)
+	} else {
+		rest, ok = cutRequestIssuer(r, aud)
+	}
+	return ok && (rest == "" || (res != nil && rest == res.Path))
+}
+
+// cutRequestIssuer is strings.CutPrefix(aud, s.issuer(r)) for the default
+// issuer, the scheme and lower-cased host of the request.
+func cutRequestIssuer(r *http.Request, aud string) (string, bool) {
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	rest, ok := strings.CutPrefix(aud, scheme)
+	if !ok {
+		return "", false
+	}
+	host := r.Host
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+			host = strings.ToLower(host)
+			break
+		}
+	}
+	return strings.CutPrefix(rest, host)
 }
 
 // refusal builds the RFC 6750 section 3 challenge. Descriptions are our

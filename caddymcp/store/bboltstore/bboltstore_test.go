@@ -154,7 +154,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open of a newer schema succeeded")
 	}
-	for _, want := range []string{path, "schema version 2", "newer"} {
+	for _, want := range []string{path, fmt.Sprintf("schema version %d", schemaVersion+1), "newer"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -166,7 +166,7 @@ func TestSchemaTooNew(t *testing.T) {
 	}
 	defer db.Close()
 	_ = db.View(func(tx *bolt.Tx) error {
-		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != "2" {
+		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != fmt.Sprint(schemaVersion+1) {
 			t.Errorf("schema version became %q", v)
 		}
 		return nil
@@ -342,7 +342,7 @@ func BenchmarkGetAccessToken(b *testing.B) {
 }
 
 // BenchmarkCreateGrantParallel measures issuance throughput with real
-// fsyncs; concurrent callers share commits through DB.Batch, so raise
+// fsyncs; concurrent callers share commits through the group commit, so raise
 // -cpu or GOMAXPROCS (or use b.SetParallelism) to see group commit at work.
 func BenchmarkCreateGrantParallel(b *testing.B) {
 	ctx := context.Background()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // Sweep works in rounds so that it never holds bbolt's single write lock
@@ -147,7 +149,14 @@ func sweepOne(tx *bolt.Tx, bucket, key []byte, nowN int64) (int, error) {
 		var tok struct {
 			GrantID string `json:"grant_id"`
 		}
-		decodeErr := json.Unmarshal(raw[8:], &tok)
+		var decodeErr error
+		if kind == kindAccess {
+			var at store.AccessToken
+			decodeErr = decodeAccess(raw[8:], &at)
+			tok.GrantID = at.GrantID
+		} else {
+			decodeErr = json.Unmarshal(raw[8:], &tok)
+		}
 		if err := b.Delete(key); err != nil {
 			return 0, err
 		}

@@ -1,0 +1,170 @@
+package caddymcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
+)
+
+// noIdP stands in for GitHub where no login happens: the gate never asks
+// the identity provider anything.
+type noIdP struct{}
+
+func (noIdP) AuthCodeURL(string, string) string { return "" }
+func (noIdP) Exchange(context.Context, string, string) (*oauth2.Token, error) {
+	return nil, oauth.ErrUpstreamRevoked
+}
+func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, error) {
+	return store.Identity{}, oauth.ErrUpstreamRevoked
+}
+func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) error {
+	return oauth.ErrUpstreamRevoked
+}
+
+// benchGate is an MCPAuth gating /mcp over a real bbolt file that holds one
+// live grant, and the access token of that grant.
+type benchGate struct {
+	m     *MCPAuth
+	st    *bboltstore.Store
+	token string
+	grant string
+}
+
+func newBenchGate(t testing.TB) *benchGate {
+	t.Helper()
+	st, err := bboltstore.Open(filepath.Join(t.TempDir(), "state.db"), bboltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, err := oauth.NewKeys(make([]byte, oauth.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := oauth.New(oauth.Config{Resources: []oauth.Resource{{Path: "/mcp"}}}, st, noIdP{}, keys, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &MCPAuth{server: srv, logger: zap.NewNop()}
+	matcher := caddyhttp.MatchPath{"/mcp*"}
+	if err := matcher.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	m.resources = []gatedResource{{res: srv.ResourceFor("/mcp"), matcher: matcher}}
+
+	ctx := context.Background()
+	now := time.Now()
+	if err := st.PutClient(ctx, &store.Client{ID: "client-1", RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	token := "mcp_at_bench-token-bench-token-bench-token-bench-tok"
+	who := store.Identity{ID: 583231, Login: "octocat", Name: "The Octocat", Email: "octocat@github.com"}
+	g := &store.Grant{ID: "grant-1", ClientID: "client-1", User: who, Scope: "read", Resource: "https://mcp.example.com/mcp",
+		CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+	sum := sha256.Sum256([]byte(token))
+	at := &store.AccessToken{Hash: sum[:], GrantID: g.ID, ClientID: g.ClientID, User: who, Scope: g.Scope, Resource: g.Resource,
+		ExpiresAt: now.Add(time.Hour)}
+	rsum := sha256.Sum256([]byte("refresh"))
+	rt := &store.RefreshToken{Hash: rsum[:], GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+	if err := st.CreateGrant(ctx, g, at, rt, nil); err != nil {
+		t.Fatal(err)
+	}
+	return &benchGate{m: m, st: st, token: token, grant: g.ID}
+}
+
+// request is what Caddy hands a handler: a request with its own replacer.
+func (g *benchGate) request(base *http.Request) *http.Request {
+	repl := caddy.NewReplacer()
+	r := base.WithContext(context.WithValue(base.Context(), caddy.ReplacerCtxKey, repl))
+	r.Header = http.Header{"Authorization": {"Bearer " + g.token}, "Content-Type": {"application/json"}}
+	return r
+}
+
+// passed is a next handler that records the placeholders the gate set.
+type passed struct{ login, id string }
+
+func (p *passed) ServeHTTP(_ http.ResponseWriter, r *http.Request) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	p.login, _ = repl.GetString("http.auth.user.login")
+	p.id, _ = repl.GetString("http.auth.user.id")
+	return nil
+}
+
+// TestBenchGateRevocation checks the setup BenchmarkGate measures: the
+// token is accepted with its placeholders, and revoking its grant refuses
+// the very next request, whatever the gate may keep between requests.
+func TestBenchGateRevocation(t *testing.T) {
+	g := newBenchGate(t)
+	base := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/mcp", nil)
+	next := &passed{}
+	w := httptest.NewRecorder()
+	if err := g.m.ServeHTTP(w, g.request(base), next); err != nil {
+		t.Fatal(err)
+	}
+	if next.login != "octocat" || next.id != "583231" {
+		t.Fatalf("placeholders login=%q id=%q; response %d %s", next.login, next.id, w.Code, w.Body)
+	}
+	if err := g.st.RevokeGrant(context.Background(), g.grant); err != nil {
+		t.Fatal(err)
+	}
+	next = &passed{}
+	w = httptest.NewRecorder()
+	if err := g.m.ServeHTTP(w, g.request(base), next); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusUnauthorized || next.login != "" {
+		t.Fatalf("after revocation: status %d, next handler saw %q", w.Code, next.login)
+	}
+}
+
+// discard is a ResponseWriter that keeps nothing.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkGate measures what the gate adds to a request to a protected
+// path: path match, token hash, store lookup, audience, expiry and scope
+// checks, and the placeholders. "plain" is the same request handed straight
+// to the next handler (a fresh replacer and request, as Caddy makes), so
+// the gate's cost is the difference.
+func BenchmarkGate(b *testing.B) {
+	g := newBenchGate(b)
+	base := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/mcp", nil)
+	noop := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	w := &discard{h: http.Header{}}
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := noop.ServeHTTP(w, g.request(base)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gated", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := g.request(base)
+			if err := g.m.ServeHTTP(w, r, noop); err != nil {
+				b.Fatal(err)
+			}
+			if r.Header.Get("Authorization") != "" {
+				b.Fatal("the gate did not accept the token")
+			}
+		}
+	})
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	// The driver re-executes its own binary as the Caddy child; under
+	// go test that binary is this test.
+	runChildIfAsked()
+	os.Exit(m.Run())
+}
+
+// TestDriverSmoke runs every phase of the load driver with tiny numbers, so
+// that the driver cannot rot: real Caddy in a child process, real TLS, the
+// whole OAuth flow, both routes, held streams, the exact store count, and
+// startup with a seeded store. It measures nothing.
+func TestDriverSmoke(t *testing.T) {
+	var out bytes.Buffer
+	err := run(config{conns: 2, rounds: 1, duration: 300 * time.Millisecond, streams: 3, codes: 4, grants: 50,
+		phases: "proxy,streams,tokens,startup", dir: t.TempDir()}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`ratio gated/plain\s+\d+\.\d+`,
+		`3 idle SSE streams via plain reverse_proxy`,
+		`3 idle SSE streams via mcp_auth \+ proxy .*goroutines started by caddymcp: \+0\n`,
+		`authorization_code\s+\d+ grants/s`,
+		`store: 5 grants for 5 logins, .*none lost or duplicated`,
+		`startup: provisioning .* with 50 grants`,
+	} {
+		if !regexp.MustCompile(want).Match(out.Bytes()) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}

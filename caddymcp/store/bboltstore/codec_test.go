@@ -1,0 +1,120 @@
+package bboltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+func TestAccessCodecRoundTrip(t *testing.T) {
+	for _, at := range []*store.AccessToken{
+		{Hash: digest("a"), GrantID: "g", ClientID: "c", User: store.Identity{ID: 583231, Login: "octocat", Name: "Ökta Cat ✓",
+			Email: "o@example.com", AvatarURL: "https://a.example/1"}, Scope: "read write", Resource: "https://mcp.example.com/mcp",
+			ExpiresAt: time.Unix(1900000000, 123456789)},
+		{Hash: digest("b"), GrantID: "g", ClientID: "c", User: store.Identity{ID: -1}, ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		{Hash: digest("c"), GrantID: "g", ClientID: "c", ExpiresAt: time.Unix(-62135596800, 0)},
+	} {
+		val, err := encodeAccess(at)
+		must(t, err)
+		if exp, _ := valueExp(val); exp != unixNano(at.ExpiresAt) {
+			t.Errorf("expiry prefix %d, want %d", exp, unixNano(at.ExpiresAt))
+		}
+		var got store.AccessToken
+		must(t, decodeAccess(val[8:], &got))
+		if !got.ExpiresAt.Equal(at.ExpiresAt) {
+			t.Errorf("ExpiresAt %v, want %v", got.ExpiresAt, at.ExpiresAt)
+		}
+		got.ExpiresAt = at.ExpiresAt
+		if !reflect.DeepEqual(&got, at) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, *at)
+		}
+		// Every truncation, and a huge length, is an error, never a panic.
+		for n := 0; n < len(val)-8; n++ {
+			if err := decodeAccess(val[8:8+n], &got); err == nil {
+				t.Errorf("a record cut to %d bytes decoded", n)
+			}
+		}
+		bad := append([]byte{accessV1}, binary.AppendUvarint(nil, 1<<62)...)
+		if err := decodeAccess(bad, &got); err == nil {
+			t.Error("a record with a huge length decoded")
+		}
+	}
+}
+
+// TestSchema1AccessTokensStillWork opens a file of schema version 1, whose
+// access tokens are JSON: it is restamped to the current version, and its
+// tokens are read, revoked and swept like binary ones.
+func TestSchema1AccessTokensStillWork(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	s, err := Open(path, Options{})
+	must(t, err)
+	now := time.Now()
+	must(t, s.PutClient(ctx, &store.Client{ID: "c", CreatedAt: now}))
+	mk := func(id string, exp time.Time) (*store.Grant, *store.AccessToken, *store.RefreshToken) {
+		g := &store.Grant{ID: id, ClientID: "c", User: store.Identity{ID: 7, Login: "octocat"}, Resource: "https://x/mcp", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		at := &store.AccessToken{Hash: digest(id + "at"), GrantID: id, ClientID: "c", User: g.User, Scope: "read", Resource: g.Resource, ExpiresAt: exp}
+		rt := &store.RefreshToken{Hash: digest(id + "rt"), GrantID: id, ClientID: "c", ExpiresAt: g.ExpiresAt}
+		return g, at, rt
+	}
+	g1, at1, rt1 := mk("g1", now.Add(time.Hour))
+	g2, at2, rt2 := mk("g2", now.Add(time.Hour))
+	g3, at3, rt3 := mk("g3", now.Add(time.Minute))
+	must(t, s.CreateGrant(ctx, g1, at1, rt1, nil))
+	must(t, s.CreateGrant(ctx, g2, at2, rt2, nil))
+	must(t, s.CreateGrant(ctx, g3, at3, rt3, nil))
+	must(t, s.Close())
+	// Rewrite the file as version 1 wrote it: JSON access tokens.
+	setMeta(t, path, func(tx *bolt.Tx) error {
+		for _, at := range []*store.AccessToken{at1, at2, at3} {
+			val, err := encode(unixNano(at.ExpiresAt), at)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketAccess).Put(at.Hash, val); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte("1"))
+	})
+
+	s, err = Open(path, Options{})
+	must(t, err)
+	defer s.Close()
+	must(t, s.db.View(func(tx *bolt.Tx) error {
+		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != "2" {
+			t.Errorf("schema version %q after Open, want 2", v)
+		}
+		return nil
+	}))
+	got, err := s.GetAccessToken(ctx, at1.Hash, now)
+	must(t, err)
+	if got.User.Login != "octocat" || got.GrantID != "g1" || got.Scope != "read" || !got.ExpiresAt.Equal(at1.ExpiresAt) {
+		t.Errorf("version 1 token read as %+v", got)
+	}
+	must(t, s.RevokeAccessToken(ctx, at2.Hash))
+	if _, err := s.GetAccessToken(ctx, at2.Hash, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("revoked version 1 token: %v", err)
+	}
+	if n := countKeys(t, s, bucketGrantTokens); n != 5 {
+		t.Errorf("grant_tokens holds %d keys after revoking one of 3 access tokens, want 5", n)
+	}
+	// The expired one is swept with its index entry.
+	if _, err := s.Sweep(ctx, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, s, bucketAccess); n != 1 {
+		t.Errorf("access holds %d tokens after Sweep, want 1", n)
+	}
+	if n := countKeys(t, s, bucketGrantTokens); n != 4 {
+		t.Errorf("grant_tokens holds %d keys after Sweep, want 4", n)
+	}
+}
