@@ -55,9 +55,10 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 			return err
 		}
 		s.log.Info("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventTokenRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: at.User, GrantID: at.GrantID})
 		return s.store.RevokeAccessToken(ctx, h)
 	case strings.HasPrefix(tok, prefixRefreshToken):
-		rt, _, err := s.store.GetRefreshToken(ctx, h, s.now())
+		rt, g, err := s.store.GetRefreshToken(ctx, h, s.now())
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
 			return nil
 		}
@@ -65,6 +66,7 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 			return err
 		}
 		s.log.Info("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID})
 		return s.store.RevokeGrant(ctx, rt.GrantID)
 	}
 	return nil

@@ -85,6 +85,9 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL default to one hour and 30 days.
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
+	// Observer, if set, receives the server's decisions for metrics and
+	// the audit log.
+	Observer Observer
 }
 
 // Server serves the authorization server's endpoints and authenticates

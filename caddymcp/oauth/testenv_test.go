@@ -69,6 +69,8 @@ type envOptions struct {
 	// shared, if set, is used instead of a new bbolt store: two sites
 	// of one Caddy sharing the default state file.
 	shared *bboltstore.Store
+	// observer, if set, receives the server's events.
+	observer oauth.Observer
 }
 
 // env is one authorization server on an httptest TLS server, backed by a
@@ -179,6 +181,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		ScopesSupported: []string{"read"},
 		AccessTokenTTL:  accessTTL,
 		RefreshTokenTTL: refreshTTL,
+		Observer:        o.observer,
 	}, st, e.idp, keys, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
