@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
 //		secret_key        <base64>
+//		health_path       <path>
 //	}
 //
 // The list options may be repeated; their values add up. Each protect line
@@ -145,6 +146,10 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "secret_key":
 			if err := oneArg(d, &m.SecretKey); err != nil {
+				return err
+			}
+		case "health_path":
+			if err := oneArg(d, &m.HealthPath); err != nil {
 				return err
 			}
 		default:
