@@ -116,6 +116,8 @@ func TestAdaptErrors(t *testing.T) {
 		"server bad size":     {"mcp_server {\nmax_request_body lots\n}", `max_request_body: "lots" is not a size`},
 		"server huge size":    {"mcp_server {\nmax_request_body 2GiB\n}", "between 1B and 1GiB"},
 		"server bad timeout":  {"mcp_server {\nsession_idle_timeout -1s\n}", "not a positive duration"},
+		"health twice":        {"mcp_auth {\nhealth_path /a\nhealth_path /b\n}", "health_path may be given only once"},
+		"health no path":      {"mcp_auth {\nhealth_path\n}", "wrong argument count"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := adapt(t, "localhost {\n"+tc.body+"\n}\n")
@@ -123,5 +125,18 @@ func TestAdaptErrors(t *testing.T) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckHealthPath(t *testing.T) {
+	for _, ok := range []string{"", "/healthz", "/lb/health"} {
+		if err := checkHealthPath(ok); err != nil {
+			t.Errorf("checkHealthPath(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"healthz", "/", "/token", "/.well-known/health", "/a//b", "/a/../b", "/h?x", "/h*"} {
+		if err := checkHealthPath(bad); err == nil {
+			t.Errorf("checkHealthPath(%q) accepted", bad)
+		}
 	}
 }
