@@ -94,49 +94,34 @@ const adminPrefix = "/mcp_auth/"
 // maxAdminBody bounds the body of a POST.
 const maxAdminBody = 64 << 10
 
-func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
-	collection, id, hasID := strings.Cut(rest, "/")
-	switch {
-	case collection == "stores" && !hasID:
-		if err := allow(r, http.MethodGet); err != nil {
-			return err
-		}
-		return a.listStores(w)
-	case collection == "clients" && !hasID:
-		if err := allow(r, http.MethodGet); err != nil {
-			return err
-		}
-		return a.listClients(w, r)
-	case collection == "clients" && id != "":
-		if err := allow(r, http.MethodDelete); err != nil {
-			return err
-		}
-		return a.deleteClient(w, r, id)
-	case collection == "grants" && !hasID:
-		if err := allow(r, http.MethodGet); err != nil {
-			return err
-		}
-		return a.listGrants(w, r)
-	case collection == "grants" && id != "":
-		if err := allow(r, http.MethodDelete); err != nil {
-			return err
-		}
-		return a.revokeGrant(w, r, id)
-	case collection == "revoke" && !hasID:
-		if err := allow(r, http.MethodPost); err != nil {
-			return err
-		}
-		return a.revokeGrants(w, r)
-	}
-	return apiError(http.StatusNotFound, "no such mcp_auth admin route: %s", r.URL.Path)
+// adminRoutes maps a collection, with or without an ID after it, to its
+// method and handler.
+var adminRoutes = []struct {
+	collection string
+	withID     bool
+	method     string
+	serve      func(a *AdminAPI, w http.ResponseWriter, r *http.Request, id string) error
+}{
+	{"stores", false, http.MethodGet, (*AdminAPI).listStores},
+	{"clients", false, http.MethodGet, (*AdminAPI).listClients},
+	{"clients", true, http.MethodDelete, (*AdminAPI).deleteClient},
+	{"grants", false, http.MethodGet, (*AdminAPI).listGrants},
+	{"grants", true, http.MethodDelete, (*AdminAPI).revokeGrant},
+	{"revoke", false, http.MethodPost, (*AdminAPI).revokeGrants},
 }
 
-func allow(r *http.Request, method string) error {
-	if r.Method != method {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use %s", r.Method, method)}
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	collection, id, withID := strings.Cut(strings.TrimPrefix(r.URL.Path, adminPrefix), "/")
+	for _, route := range adminRoutes {
+		if route.collection != collection || route.withID != withID || (withID && id == "") {
+			continue
+		}
+		if r.Method != route.method {
+			return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use %s", r.Method, route.method)}
+		}
+		return route.serve(a, w, r, id)
 	}
-	return nil
+	return apiError(http.StatusNotFound, "no such mcp_auth admin route: %s", r.URL.Path)
 }
 
 func apiError(status int, format string, args ...any) error {
@@ -182,7 +167,7 @@ type userView struct {
 
 // --- handlers --------------------------------------------------------------
 
-func (a *AdminAPI) listStores(w http.ResponseWriter) error {
+func (a *AdminAPI) listStores(w http.ResponseWriter, _ *http.Request, _ string) error {
 	type storeView struct {
 		Path string `json:"path"`
 	}
@@ -193,12 +178,8 @@ func (a *AdminAPI) listStores(w http.ResponseWriter) error {
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"stores": views})
 }
 
-func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "store", "after", "limit")
-	if err != nil {
-		return err
-	}
-	ns, err := a.pick(q)
+func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request, _ string) error {
+	q, ns, err := a.target(r, "after", "limit")
 	if err != nil {
 		return err
 	}
@@ -221,12 +202,8 @@ func (a *AdminAPI) listClients(w http.ResponseWriter, r *http.Request) error {
 	return writeAdminJSON(w, http.StatusOK, out)
 }
 
-func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "store", "after", "limit", "user", "user_id", "client")
-	if err != nil {
-		return err
-	}
-	ns, err := a.pick(q)
+func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request, _ string) error {
+	q, ns, err := a.target(r, "after", "limit", "user", "user_id", "client")
 	if err != nil {
 		return err
 	}
@@ -263,11 +240,7 @@ func (a *AdminAPI) listGrants(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id string) error {
-	q, err := query(r, "store")
-	if err != nil {
-		return err
-	}
-	ns, err := a.pick(q)
+	_, ns, err := a.target(r)
 	if err != nil {
 		return err
 	}
@@ -296,11 +269,7 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id strin
 }
 
 func (a *AdminAPI) revokeGrant(w http.ResponseWriter, r *http.Request, id string) error {
-	q, err := query(r, "store")
-	if err != nil {
-		return err
-	}
-	ns, err := a.pick(q)
+	_, ns, err := a.target(r)
 	if err != nil {
 		return err
 	}
@@ -325,12 +294,8 @@ type revokeRequest struct {
 	ClientID string `json:"client_id,omitempty"`
 }
 
-func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "store")
-	if err != nil {
-		return err
-	}
-	ns, err := a.pick(q)
+func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, _ string) error {
+	_, ns, err := a.target(r)
 	if err != nil {
 		return err
 	}
@@ -432,6 +397,17 @@ func filterFrom(user, userID, client string) (store.GrantFilter, error) {
 		return f, apiError(http.StatusBadRequest, "user or client_id is too long")
 	}
 	return f, nil
+}
+
+// target reads the query (taking names and store) and picks the state file
+// the request is about.
+func (a *AdminAPI) target(r *http.Request, names ...string) (url.Values, namedStore, error) {
+	q, err := query(r, append(names, "store")...)
+	if err != nil {
+		return nil, namedStore{}, err
+	}
+	ns, err := a.pick(q)
+	return q, ns, err
 }
 
 // pick chooses the state file a request is about: the only one, or the
