@@ -13,9 +13,10 @@ func init() {
 const appModuleID = "mcp_auth"
 
 // App is the mcp_auth app. It needs no configuration: mcp_auth's storage
-// loads it, and it opens the config's state files when the config starts.
-// A config that is only validated (`caddy validate`) is never started, so
-// it never opens, or waits for, a state file that a running server holds.
+// loads it, and it makes sure the config's state files are open when the
+// config starts, waiting for one that another process holds. A config that
+// is only validated (`caddy validate`) is never started, so it never waits
+// for, or fails on, a state file that a running server holds.
 type App struct {
 	mu     *sync.Mutex
 	stores []*sharedStore
@@ -41,7 +42,7 @@ func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.stores {
-		if _, err := s.open(); err != nil {
+		if _, err := s.open(0); err != nil {
 			return err
 		}
 	}

@@ -34,11 +34,12 @@ type StorageBackend interface {
 // before cleaning up the old one, so the file stays open (and its lock
 // held) across reloads.
 //
-// Provisioning does not open the file; the mcp_auth app opens it when the
-// config starts (or the first request does, whichever comes first). So
-// `caddy validate` checks a config without touching a state file that a
-// running server holds, while a second `caddy run` on the same file still
-// fails at startup with a clear "locked by another process" error.
+// Provisioning opens the file only if it is free at once. If another
+// process holds it, the mcp_auth app waits for it when the config starts
+// (up to lock_timeout, then fails with a clear "locked by another process"
+// error). So `caddy validate` of a running server's config answers at once
+// without touching its state file, and a second `caddy run` on the same
+// file still fails at startup.
 type BboltStorage struct {
 	// Path of the bbolt file. Default: `mcp_auth/state.db` in Caddy's data
 	// directory. Placeholders such as {env.*} are replaced.
@@ -90,6 +91,14 @@ func (b *BboltStorage) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("storage bbolt: %w", err)
 	}
 	b.key, b.shared = abs, val.(*sharedStore)
+	if _, err := b.shared.open(time.Millisecond); err != nil {
+		if !errors.Is(err, bboltstore.ErrLocked) {
+			_, _ = storePool.Delete(abs)
+			b.shared = nil
+			return err
+		}
+		log.Debug("the state file is locked by another process; waiting for it when the config starts", zap.String("path", abs))
+	}
 	app, err := ctx.App(appModuleID)
 	if err != nil {
 		return err
@@ -127,9 +136,10 @@ type sharedStore struct {
 
 var errStoreClosed = errors.New("storage bbolt: the state file was closed by a config change")
 
-// open returns the open file, opening it on first use. A failed open (a
-// locked file) is retried by the next call.
-func (s *sharedStore) open() (*bboltstore.Store, error) {
+// open returns the open file, opening it on first use and waiting up to
+// lockTimeout (0: the configured lock_timeout) for another process to
+// release it. A failed open is retried by the next call.
+func (s *sharedStore) open(lockTimeout time.Duration) (*bboltstore.Store, error) {
 	if db := s.db.Load(); db != nil {
 		return db, nil
 	}
@@ -141,7 +151,10 @@ func (s *sharedStore) open() (*bboltstore.Store, error) {
 	if s.closed {
 		return nil, errStoreClosed
 	}
-	db, err := bboltstore.Open(s.path, bboltstore.Options{LockTimeout: s.timeout})
+	if lockTimeout <= 0 {
+		lockTimeout = s.timeout
+	}
+	db, err := bboltstore.Open(s.path, bboltstore.Options{LockTimeout: lockTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("storage bbolt: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 // open yet (see BboltStorage) and passes the call on.
 
 func (s *sharedStore) PutClient(ctx context.Context, c *store.Client) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -19,7 +19,7 @@ func (s *sharedStore) PutClient(ctx context.Context, c *store.Client) error {
 }
 
 func (s *sharedStore) GetClient(ctx context.Context, id string) (*store.Client, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (s *sharedStore) GetClient(ctx context.Context, id string) (*store.Client, 
 }
 
 func (s *sharedStore) DeleteClient(ctx context.Context, id string) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func (s *sharedStore) DeleteClient(ctx context.Context, id string) error {
 }
 
 func (s *sharedStore) PutPending(ctx context.Context, p *store.Pending) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func (s *sharedStore) PutPending(ctx context.Context, p *store.Pending) error {
 }
 
 func (s *sharedStore) TakePending(ctx context.Context, stateHash []byte, now time.Time) (*store.Pending, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func (s *sharedStore) TakePending(ctx context.Context, stateHash []byte, now tim
 }
 
 func (s *sharedStore) PutCode(ctx context.Context, c *store.Code) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (s *sharedStore) PutCode(ctx context.Context, c *store.Code) error {
 }
 
 func (s *sharedStore) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (s *sharedStore) RedeemCode(ctx context.Context, codeHash []byte, now time.
 }
 
 func (s *sharedStore) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (s *sharedStore) CreateGrant(ctx context.Context, g *store.Grant, at *store
 }
 
 func (s *sharedStore) GetGrant(ctx context.Context, id string, now time.Time) (*store.Grant, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (s *sharedStore) GetGrant(ctx context.Context, id string, now time.Time) (*
 }
 
 func (s *sharedStore) GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*store.AccessToken, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func (s *sharedStore) GetAccessToken(ctx context.Context, hash []byte, now time.
 }
 
 func (s *sharedStore) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,7 +99,7 @@ func (s *sharedStore) GetRefreshToken(ctx context.Context, hash []byte, now time
 }
 
 func (s *sharedStore) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (s *sharedStore) RotateRefresh(ctx context.Context, oldHash []byte, now tim
 }
 
 func (s *sharedStore) RevokeAccessToken(ctx context.Context, hash []byte) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (s *sharedStore) RevokeAccessToken(ctx context.Context, hash []byte) error 
 }
 
 func (s *sharedStore) RevokeGrant(ctx context.Context, grantID string) error {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (s *sharedStore) RevokeGrant(ctx context.Context, grantID string) error {
 }
 
 func (s *sharedStore) ListClients(ctx context.Context, after string, limit int) ([]*store.Client, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (s *sharedStore) ListClients(ctx context.Context, after string, limit int) 
 }
 
 func (s *sharedStore) ListGrants(ctx context.Context, f store.GrantFilter, now time.Time) ([]*store.Grant, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *sharedStore) ListGrants(ctx context.Context, f store.GrantFilter, now t
 }
 
 func (s *sharedStore) RevokeGrants(ctx context.Context, f store.GrantFilter) (int, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return 0, err
 	}
@@ -147,7 +147,7 @@ func (s *sharedStore) RevokeGrants(ctx context.Context, f store.GrantFilter) (in
 }
 
 func (s *sharedStore) Sweep(ctx context.Context, now time.Time) (int, error) {
-	db, err := s.open()
+	db, err := s.open(0)
 	if err != nil {
 		return 0, err
 	}
