@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -105,6 +106,21 @@ type Store interface {
 	// every client when clientID is empty, and returns how many.
 	WithdrawConsents(ctx context.Context, userID int64, clientID string) (int, error)
 
+	// ListClients returns up to limit registered clients in order of
+	// their IDs, starting after the ID after ("" for the first). A limit
+	// outside 1..MaxListLimit is clamped into it (0 means DefaultListLimit).
+	ListClients(ctx context.Context, after string, limit int) ([]*Client, error)
+
+	// ListGrants returns up to f.Limit live grants that match f, in order
+	// of their IDs, starting after the ID f.After.
+	ListGrants(ctx context.Context, f GrantFilter, now time.Time) ([]*Grant, error)
+
+	// RevokeGrants revokes every grant that matches f (live or lapsed;
+	// After and Limit are ignored) in one transaction, and returns how
+	// many it revoked. A filter that names neither a user nor a client
+	// would revoke everything and is refused with an error.
+	RevokeGrants(ctx context.Context, f GrantFilter) (int, error)
+
 	// Sweep deletes expired records (and tokens of revoked grants) and
 	// unused clients (see UnusedClientTTL), and returns how many it
 	// removed.
@@ -124,6 +140,54 @@ const (
 	UnusedClientTTL = 24 * time.Hour
 	IdleClientTTL   = 30 * 24 * time.Hour
 )
+
+// Bounds on list sizes, so that no listing can hold the store or the
+// caller's memory for long.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// ClampLimit applies DefaultListLimit and MaxListLimit to a requested list
+// size.
+func ClampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultListLimit
+	case n > MaxListLimit:
+		return MaxListLimit
+	}
+	return n
+}
+
+// GrantFilter selects grants for ListGrants and RevokeGrants. Fields left
+// zero match everything.
+type GrantFilter struct {
+	// ClientID selects the grants of one client.
+	ClientID string
+	// UserID selects the grants of one GitHub user by numeric ID.
+	UserID int64
+	// UserLogin selects the grants of one GitHub user by login, compared
+	// case-insensitively as GitHub does.
+	UserLogin string
+	// After is the ID of the last grant of the previous page.
+	After string
+	// Limit bounds the page as ClampLimit does.
+	Limit int
+}
+
+// NamesSubject reports whether f selects by user or client, as
+// RevokeGrants requires.
+func (f GrantFilter) NamesSubject() bool {
+	return f.ClientID != "" || f.UserID != 0 || f.UserLogin != ""
+}
+
+// Match reports whether g is selected by f's user and client fields.
+func (f GrantFilter) Match(g *Grant) bool {
+	return (f.ClientID == "" || g.ClientID == f.ClientID) &&
+		(f.UserID == 0 || g.User.ID == f.UserID) &&
+		(f.UserLogin == "" || strings.EqualFold(g.User.Login, f.UserLogin))
+}
 
 // Client is an OAuth client registered through RFC 7591.
 type Client struct {
