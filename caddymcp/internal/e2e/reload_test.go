@@ -89,10 +89,7 @@ func TestSessionsSurviveReload(t *testing.T) {
 func TestValidateWhileRunning(t *testing.T) {
 	e := start(t, options{})
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddy").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
+	bin := caddyBinary(t)
 	cfgFile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgFile, []byte(e.render(options{})), 0o600); err != nil {
 		t.Fatal(err)
