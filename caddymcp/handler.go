@@ -212,7 +212,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		AllowOrgs:     m.AllowOrgs,
 		AllowTeams:    m.AllowTeams,
 		ScopeRules:    m.scopeRules(),
-		HTTPClient:    &http.Client{Timeout: 15 * time.Second, Transport: githubTimer{base: http.DefaultTransport}},
+		HTTPClient:    &http.Client{Timeout: 15 * time.Second, Transport: githubTimer{base: githubTransport()}},
 	})
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
@@ -353,6 +353,17 @@ func tokenPlaceholders(tok *store.AccessToken) caddy.ReplacerFunc {
 		}
 		return nil, false
 	}
+}
+
+// githubTransport is the connection pool for GitHub. Every refresh asks
+// GitHub who the user is, many at once under load: Go's default keeps two
+// idle connections per host, so the rest were closed and dialed again,
+// each a new TLS handshake with GitHub.
+func githubTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 128
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 // isPreflight reports whether r is a CORS preflight request.
