@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -124,6 +125,54 @@ const (
 	UnusedClientTTL = 24 * time.Hour
 	IdleClientTTL   = 30 * 24 * time.Hour
 )
+
+// Bounds on list sizes, so that no listing can hold the store or the
+// caller's memory for long.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// ClampLimit applies DefaultListLimit and MaxListLimit to a requested list
+// size.
+func ClampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultListLimit
+	case n > MaxListLimit:
+		return MaxListLimit
+	}
+	return n
+}
+
+// GrantFilter selects grants for ListGrants and RevokeGrants. Fields left
+// zero match everything.
+type GrantFilter struct {
+	// ClientID selects the grants of one client.
+	ClientID string
+	// UserID selects the grants of one GitHub user by numeric ID.
+	UserID int64
+	// UserLogin selects the grants of one GitHub user by login, compared
+	// case-insensitively as GitHub does.
+	UserLogin string
+	// After is the ID of the last grant of the previous page.
+	After string
+	// Limit bounds the page as ClampLimit does.
+	Limit int
+}
+
+// NamesSubject reports whether f selects by user or client, as
+// RevokeGrants requires.
+func (f GrantFilter) NamesSubject() bool {
+	return f.ClientID != "" || f.UserID != 0 || f.UserLogin != ""
+}
+
+// Match reports whether g is selected by f's user and client fields.
+func (f GrantFilter) Match(g *Grant) bool {
+	return (f.ClientID == "" || g.ClientID == f.ClientID) &&
+		(f.UserID == 0 || g.User.ID == f.UserID) &&
+		(f.UserLogin == "" || strings.EqualFold(g.User.Login, f.UserLogin))
+}
 
 // Client is an OAuth client registered through RFC 7591.
 type Client struct {
