@@ -33,6 +33,9 @@ func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, error) {
 func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) error {
 	return oauth.ErrUpstreamRevoked
 }
+func (noIdP) WithheldScopes(context.Context, *oauth2.Token, store.Identity) ([]string, error) {
+	return nil, oauth.ErrUpstreamRevoked
+}
 
 // benchGate is an MCPAuth gating /mcp over a real bbolt file that holds one
 // live grant, and the access token of that grant.

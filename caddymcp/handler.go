@@ -299,10 +299,20 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// One provider answers the placeholders when something asks for one,
 	// rather than six static values set (and boxed) on every request.
+	// Static values win over providers, so any set earlier in the chain
+	// (by basic_auth, or a client-influenced `vars`) are removed: the
+	// identity upstreams see is always the token's.
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for _, k := range placeholderKeys {
+		repl.Delete(k)
+	}
 	repl.Map(tokenPlaceholders(tok))
 	return next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), &authenticated{token: tok, gate: m})))
 }
+
+// placeholderKeys are the placeholders tokenPlaceholders answers.
+var placeholderKeys = []string{"http.auth.user.id", "http.auth.user.login", "http.auth.user.name",
+	"http.auth.user.email", "mcp_auth.client_id", "mcp_auth.scope"}
 
 // tokenPlaceholders provides the placeholders of an accepted token.
 func tokenPlaceholders(tok *store.AccessToken) caddy.ReplacerFunc {
