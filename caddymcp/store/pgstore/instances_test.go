@@ -23,17 +23,7 @@ func digest(s string) []byte {
 // openN opens n stores (n pools, as n Caddy instances have) on one schema.
 func openN(t *testing.T, n int) []*pgstore.Store {
 	t.Helper()
-	dsn := pgtest.DSN(t)
-	var out []*pgstore.Store
-	for range n {
-		s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		out = append(out, s)
-	}
-	return out
+	return openN2(t, pgtest.DSN(t), n)
 }
 
 // issue stores a client and a grant with its first token pair through s.
