@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
 //		secret_key        <base64>
+//		health_path       <path>
 //		registration      open|closed
 //		client_id_metadata_documents on|off [{
 //			allow_hosts     <host...>
@@ -160,6 +161,10 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "secret_key":
 			if err := oneArg(d, &m.SecretKey); err != nil {
+				return err
+			}
+		case "health_path":
+			if err := oneArg(d, &m.HealthPath); err != nil {
 				return err
 			}
 		default:

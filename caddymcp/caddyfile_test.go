@@ -125,6 +125,8 @@ func TestAdaptErrors(t *testing.T) {
 		"client unknown opt":  {"mcp_auth {\nclient app {\ncolour red\n}\n}", `unrecognized client option "colour"`},
 		"restrict nobody":     {"mcp_auth {\nrestrict_scope admin\n}", "restrict_scope admin needs allow_users, allow_orgs or allow_teams"},
 		"restrict unknown":    {"mcp_auth {\nrestrict_scope admin {\nallow_pets cat\n}\n}", `unrecognized restrict_scope option "allow_pets"`},
+		"health twice":        {"mcp_auth {\nhealth_path /a\nhealth_path /b\n}", "health_path may be given only once"},
+		"health no path":      {"mcp_auth {\nhealth_path\n}", "wrong argument count"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := adapt(t, "localhost {\n"+tc.body+"\n}\n")
@@ -132,5 +134,18 @@ func TestAdaptErrors(t *testing.T) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckHealthPath(t *testing.T) {
+	for _, ok := range []string{"", "/healthz", "/lb/health"} {
+		if err := checkHealthPath(ok); err != nil {
+			t.Errorf("checkHealthPath(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"healthz", "/", "/token", "/.well-known/health", "/a//b", "/a/../b", "/h?x", "/h*"} {
+		if err := checkHealthPath(bad); err == nil {
+			t.Errorf("checkHealthPath(%q) accepted", bad)
+		}
 	}
 }

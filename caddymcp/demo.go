@@ -17,33 +17,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/spf13/cobra"
 
 	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
-
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "mcp-auth",
-		Usage: "demo [--listen <host:port>]",
-		Short: "Commands of the caddymcp plugin",
-		Long: `Commands of the caddymcp plugin (mcp_auth, mcp_server).
-
-"demo" runs the whole thing on this machine with no GitHub OAuth app: Caddy
-with mcp_auth and mcp_server on https://localhost (Caddy's local CA), and a
-local stand-in for GitHub on a loopback port, which is NOT GitHub. Point the
-MCP Inspector or any MCP client at the printed URL.`,
-		CobraFunc: func(cmd *cobra.Command) {
-			demo := &cobra.Command{
-				Use:   "demo [--listen <host:port>]",
-				Short: "Run mcp_auth and mcp_server locally against a stand-in for GitHub",
-				RunE:  caddycmd.WrapCommandFuncForCobra(cmdDemo),
-			}
-			demo.Flags().String("listen", "localhost:8443", "loopback address of the demo site")
-			cmd.AddCommand(demo)
-		},
-	})
-}
 
 // demoUsers are the accounts of the demo's GitHub stand-in.
 func demoUsers() []fakegithub.User {

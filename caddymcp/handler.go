@@ -101,6 +101,11 @@ type MCPAuth struct {
 	// or teams. Default: none; every admitted user may be granted every
 	// scope.
 	RestrictScopes []ScopeRestriction `json:"restrict_scopes,omitempty"`
+	// HealthPath, if set, is a path of the site where GET answers 200
+	// with {"status":"ok"} while the state store answers, and 503
+	// otherwise, for load balancers. It is matched exactly and needs no
+	// token. Default: none (off).
+	HealthPath string `json:"health_path,omitempty"`
 
 	server    *oauth.Server
 	idp       *githubidp.Provider
@@ -166,6 +171,12 @@ func (MCPAuth) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the authorization server.
 func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("mcp_auth: registering metrics: %w", err)
+	}
+	if err := checkHealthPath(m.HealthPath); err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
 	if m.GitHub == nil {
 		return fmt.Errorf("mcp_auth: a github block with client_id and client_secret is required")
 	}
@@ -203,7 +214,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		AllowOrgs:     m.AllowOrgs,
 		AllowTeams:    m.AllowTeams,
 		ScopeRules:    m.scopeRules(),
-		HTTPClient:    &http.Client{Timeout: 15 * time.Second},
+		HTTPClient:    &http.Client{Timeout: 15 * time.Second, Transport: githubTimer{base: http.DefaultTransport}},
 	})
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
@@ -214,6 +225,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		ScopesSupported: m.ScopesSupported,
 		AccessTokenTTL:  time.Duration(m.AccessTokenTTL),
 		RefreshTokenTTL: time.Duration(m.RefreshTokenTTL),
+		Observer:        observer(m.logger.Named("audit")),
 	}
 	for _, p := range m.Protect {
 		cfg.Resources = append(cfg.Resources, oauth.Resource{Path: p.Path, Scopes: p.Scopes})
@@ -256,7 +268,15 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 // paths, and passes everything else on.
 func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h := m.server.Endpoint(r.URL.Path); h != nil {
-		h(w, r)
+		if r.URL.Path == "/token" {
+			timeTokenRequest(w, r, h)
+		} else {
+			h(w, r)
+		}
+		return nil
+	}
+	if m.HealthPath != "" && r.URL.Path == m.HealthPath {
+		m.serveHealth(w, r)
 		return nil
 	}
 	g, err := m.resourceFor(r)

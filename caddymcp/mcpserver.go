@@ -3,6 +3,7 @@ package caddymcp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -40,6 +41,11 @@ func init() {
 // A session belongs to the user who opened it: another user presenting its
 // session ID is refused (403 for Streamable HTTP, 404 for SSE, where each
 // user's sessions live apart).
+//
+// Sessions are kept per process, shared by every mcp_server with the same
+// max_request_body and session_idle_timeout, so that they survive `caddy
+// reload`: a Streamable HTTP session, and a legacy SSE stream (which the old
+// config's server keeps serving), go on working with the new config.
 type MCPServer struct {
 	// AllowedOrigins lists the origins (scheme://host[:port]) of browser
 	// clients allowed to call, besides the site's own, such as
@@ -56,11 +62,27 @@ type MCPServer struct {
 	// request for this long. Default: 30m.
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
 
+	*transports
+	poolKey string
+	logger  *zap.Logger
+}
+
+// transports are the SDK handlers of an MCPServer, which hold its
+// sessions. They are shared through sessionPool by every MCPServer with
+// the same settings, old config and new, so that sessions survive a
+// config reload: the new handler finds them where the old one left them.
+type transports struct {
 	streamable http.Handler // sessions, for revisions up to 2025-11-25
 	stateless  http.Handler // from 2026-07-28, which has no sessions
 	sse        *perUserSSE
-	logger     *zap.Logger
 }
+
+// Destruct lets the sessions go with the last config using them; the SDK
+// ends them at their idle timeout.
+func (*transports) Destruct() error { return nil }
+
+// sessionPool holds the transports of this process by their settings.
+var sessionPool = caddy.NewUsagePool()
 
 // Defaults.
 const (
@@ -89,6 +111,26 @@ func (s *MCPServer) Provision(ctx caddy.Context) error {
 		s.AllowedOrigins[i] = strings.TrimRight(strings.ToLower(o), "/")
 	}
 
+	s.poolKey = fmt.Sprintf("max_request_body=%d session_idle_timeout=%s", s.MaxRequestBody, time.Duration(s.SessionIdleTimeout))
+	val, _, err := sessionPool.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) { return s.newTransports(), nil })
+	if err != nil {
+		return err
+	}
+	s.transports = val.(*transports)
+	return nil
+}
+
+// Cleanup releases this config's use of the shared transports.
+func (s *MCPServer) Cleanup() error {
+	if s.transports == nil {
+		return nil
+	}
+	_, err := sessionPool.Delete(s.poolKey)
+	return err
+}
+
+// newTransports builds the SDK handlers for s's settings.
+func (s *MCPServer) newTransports() *transports {
 	// One server for all Streamable HTTP sessions: each request carries
 	// its caller in the SDK's TokenInfo, which also binds the session to
 	// the user.
@@ -98,19 +140,20 @@ func (s *MCPServer) Provision(ctx caddy.Context) error {
 	// The SDK's DNS-rebinding guard refuses loopback connections with
 	// another Host, which is every site behind a local proxy. Nothing here
 	// answers without a token, and Origin is checked in ServeHTTP.
-	s.streamable = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+	t := &transports{}
+	t.streamable = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
 		SessionTimeout:             time.Duration(s.SessionIdleTimeout),
 		MaxRequestBodyBytes:        s.MaxRequestBody,
 		DisableLocalhostProtection: true,
 	})))
 	// The SDK speaks 2026-07-28 over HTTP only without sessions.
-	s.stateless = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+	t.stateless = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
 		Stateless:                  true,
 		MaxRequestBodyBytes:        s.MaxRequestBody,
 		DisableLocalhostProtection: true,
 	})))
-	s.sse = &perUserSSE{opts: &mcp.SSEOptions{MaxRequestBodyBytes: s.MaxRequestBody, DisableLocalhostProtection: true}}
-	return nil
+	t.sse = &perUserSSE{opts: &mcp.SSEOptions{MaxRequestBodyBytes: s.MaxRequestBody, DisableLocalhostProtection: true}}
+	return t
 }
 
 // newToolServer is an MCP server with the built-in tools, reporting this
@@ -178,33 +221,77 @@ func (a *authenticated) caller() *tools.Caller {
 }
 
 // perUserSSE keeps one SDK SSE handler per user, so that a session ID is
-// only ever looked up among the sessions of the user presenting it.
+// only ever looked up among the sessions of the user presenting it. A
+// user's handler lives while they have a stream open, so the map holds
+// only users with open streams.
 type perUserSSE struct {
-	opts     *mcp.SSEOptions
-	mu       sync.Mutex
-	handlers map[int64]*mcp.SSEHandler
+	opts  *mcp.SSEOptions
+	mu    sync.Mutex
+	users map[int64]*userSSE
 }
 
-func (p *perUserSSE) handler(userID int64) *mcp.SSEHandler {
+// userSSE is one user's SSE handler and how many streams it serves.
+type userSSE struct {
+	h       *mcp.SSEHandler
+	streams int
+}
+
+// serve opens a stream (GET) or posts a message to one of the user's
+// streams.
+func (p *perUserSSE) serve(userID int64, w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		p.mu.Lock()
+		u := p.users[userID]
+		p.mu.Unlock()
+		if u == nil {
+			// What the SDK answers for a session it does not know.
+			http.Error(w, "session not found", http.StatusNotFound)
+			return
+		}
+		u.h.ServeHTTP(w, r)
+		return
+	}
+	u := p.open(userID)
+	defer p.close(userID, u)
+	u.h.ServeHTTP(w, r) // returns when the stream ends
+}
+
+func (p *perUserSSE) open(userID int64) *userSSE {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if h := p.handlers[userID]; h != nil {
-		return h
-	}
-	if p.handlers == nil {
-		p.handlers = map[int64]*mcp.SSEHandler{}
-	}
-	h := mcp.NewSSEHandler(func(r *http.Request) *mcp.Server {
-		// A new session, opened by this user's GET: its tools act for
-		// the caller who opened it.
-		a := authenticatedFrom(r.Context())
-		if a == nil {
-			return nil
+	u := p.users[userID]
+	if u == nil {
+		if p.users == nil {
+			p.users = map[int64]*userSSE{}
 		}
-		return newToolServer(tools.Fixed(a.caller()))
-	}, p.opts)
-	p.handlers[userID] = h
-	return h
+		u = &userSSE{h: mcp.NewSSEHandler(func(r *http.Request) *mcp.Server {
+			// A new session, opened by this user's GET: its tools act
+			// for the caller who opened it.
+			a := authenticatedFrom(r.Context())
+			if a == nil {
+				return nil
+			}
+			return newToolServer(tools.Fixed(a.caller()))
+		}, p.opts)}
+		p.users[userID] = u
+	}
+	u.streams++
+	return u
+}
+
+func (p *perUserSSE) close(userID int64, u *userSSE) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u.streams--; u.streams == 0 && p.users[userID] == u {
+		delete(p.users, userID)
+	}
+}
+
+// size is how many users have streams open.
+func (p *perUserSSE) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.users)
 }
 
 // ServeHTTP serves the MCP transports to authenticated users.
@@ -235,7 +322,7 @@ func (s *MCPServer) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			errors.New("mcp_server needs an mcp_auth gate in front of it: add this path to mcp_auth's protect list"))
 	}
 	if isLegacySSE(r) {
-		s.sse.handler(a.token.User.ID).ServeHTTP(w, r)
+		s.sse.serve(a.token.User.ID, w, r)
 		return nil
 	}
 	r.Header.Set("Authorization", internalAuthorization)
@@ -283,5 +370,6 @@ func (s *MCPServer) originAllowed(r *http.Request, origin string) bool {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MCPServer)(nil)
+	_ caddy.CleanerUpper          = (*MCPServer)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MCPServer)(nil)
 )

@@ -2,8 +2,11 @@ package caddymcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,9 +29,17 @@ type StorageBackend interface {
 
 // BboltStorage keeps the authorization server's state in one bbolt file.
 //
-// The file is opened once per process and shared by every config that
-// names it: a config reload provisions the new handler before cleaning up
-// the old one, so the file stays open (and its lock held) across reloads.
+// The file is opened once per process and shared by every config and
+// every site that names it: a config reload provisions the new handler
+// before cleaning up the old one, so the file stays open (and its lock
+// held) across reloads.
+//
+// Provisioning opens the file only if it is free at once. If another
+// process holds it, the mcp_auth app waits for it when the config starts
+// (up to lock_timeout, then fails with a clear "locked by another process"
+// error). So `caddy validate` of a running server's config answers at once
+// without touching its state file, and a second `caddy run` on the same
+// file still fails at startup.
 type BboltStorage struct {
 	// Path of the bbolt file. Default: `mcp_auth/state.db` in Caddy's data
 	// directory. Placeholders such as {env.*} are replaced.
@@ -50,28 +61,15 @@ func (BboltStorage) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// storePool holds the open bbolt files of this process, by absolute path.
+// storePool holds the state files of this process, by absolute path. The
+// admin API finds the running stores here.
 var storePool = caddy.NewUsagePool()
-
-// sharedStore is one open file and the sweeper that collects its expired
-// records.
-type sharedStore struct {
-	*bboltstore.Store
-	stop context.CancelFunc
-	done chan struct{}
-}
-
-// Destruct closes the file when the last config using it is gone.
-func (s *sharedStore) Destruct() error {
-	s.stop()
-	<-s.done
-	return s.Store.Close()
-}
 
 // sweepInterval is how often expired records are collected.
 const sweepInterval = 10 * time.Minute
 
-// Provision opens (or joins) the shared bbolt file.
+// Provision joins (or creates) the pool entry of the file, without opening
+// it, and has the mcp_auth app open it when the config starts.
 func (b *BboltStorage) Provision(ctx caddy.Context) error {
 	path := caddy.NewReplacer().ReplaceKnown(b.Path, "")
 	if path == "" {
@@ -81,48 +79,32 @@ func (b *BboltStorage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage bbolt: %w", err)
 	}
-	b.key = abs
-	log := ctx.Logger()
 	timeout := time.Duration(b.LockTimeout)
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
+	log := ctx.Logger()
 	val, _, err := storePool.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		st, err := bboltstore.Open(abs, bboltstore.Options{LockTimeout: timeout})
-		if err != nil {
-			return nil, err
-		}
-		sweepCtx, stop := context.WithCancel(context.Background())
-		s := &sharedStore{Store: st, stop: stop, done: make(chan struct{})}
-		go s.sweep(sweepCtx, log.Named("sweeper"))
-		log.Info("opened state file", zap.String("path", abs))
-		return s, nil
+		return &sharedStore{path: abs, timeout: timeout, log: log}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage bbolt: %w", err)
 	}
-	b.shared = val.(*sharedStore)
-	return nil
-}
-
-// sweep deletes expired records until ctx is done.
-func (s *sharedStore) sweep(ctx context.Context, log *zap.Logger) {
-	defer close(s.done)
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.Sweep(ctx, time.Now())
-			if err != nil {
-				log.Error("sweeping expired records", zap.Error(err))
-			} else if n > 0 {
-				log.Debug("swept expired records", zap.Int("removed", n))
-			}
+	b.key, b.shared = abs, val.(*sharedStore)
+	if _, err := b.shared.open(time.Millisecond); err != nil {
+		if !errors.Is(err, bboltstore.ErrLocked) {
+			_, _ = storePool.Delete(abs)
+			b.shared = nil
+			return err
 		}
+		log.Debug("the state file is locked by another process; waiting for it when the config starts", zap.String("path", abs))
 	}
+	app, err := ctx.App(appModuleID)
+	if err != nil {
+		return err
+	}
+	app.(*App).addStore(b.shared)
+	return nil
 }
 
 // Store returns the shared store.
@@ -137,9 +119,99 @@ func (b *BboltStorage) Cleanup() error {
 	return err
 }
 
+// sharedStore is one state file of this process, opened on first use, and
+// the sweeper that collects its expired records. It implements store.Store
+// by passing each call to the open file.
+type sharedStore struct {
+	path    string
+	timeout time.Duration
+	log     *zap.Logger
+
+	db     atomic.Pointer[bboltstore.Store] // set once opened
+	mu     sync.Mutex                       // serializes opening and closing
+	closed bool
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+var errStoreClosed = errors.New("storage bbolt: the state file was closed by a config change")
+
+// open returns the open file, opening it on first use and waiting up to
+// lockTimeout (0: the configured lock_timeout) for another process to
+// release it. A failed open is retried by the next call.
+func (s *sharedStore) open(lockTimeout time.Duration) (*bboltstore.Store, error) {
+	if db := s.db.Load(); db != nil {
+		return db, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if db := s.db.Load(); db != nil {
+		return db, nil
+	}
+	if s.closed {
+		return nil, errStoreClosed
+	}
+	if lockTimeout <= 0 {
+		lockTimeout = s.timeout
+	}
+	db, err := bboltstore.Open(s.path, bboltstore.Options{LockTimeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("storage bbolt: %w", err)
+	}
+	sweepCtx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go s.sweep(sweepCtx, db)
+	s.log.Info("opened state file", zap.String("path", s.path))
+	s.db.Store(db)
+	return db, nil
+}
+
+// Destruct closes the file when the last config using it is gone.
+func (s *sharedStore) Destruct() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	db := s.db.Swap(nil)
+	if db == nil {
+		return nil
+	}
+	s.stop()
+	<-s.done
+	return db.Close()
+}
+
+// sweep deletes expired records until ctx is done.
+func (s *sharedStore) sweep(ctx context.Context, db *bboltstore.Store) {
+	defer close(s.done)
+	log := s.log.Named("sweeper")
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := db.Sweep(ctx, time.Now())
+			if err != nil {
+				log.Error("sweeping expired records", zap.Error(err))
+			} else if n > 0 {
+				log.Debug("swept expired records", zap.Int("removed", n))
+			}
+		}
+	}
+}
+
+// ready reports whether the file is open and answers a read.
+func (s *sharedStore) ready(ctx context.Context) error {
+	_, err := s.ListClients(ctx, "", 1)
+	return err
+}
+
 // Interface guards
 var (
 	_ caddy.Provisioner  = (*BboltStorage)(nil)
 	_ caddy.CleanerUpper = (*BboltStorage)(nil)
 	_ StorageBackend     = (*BboltStorage)(nil)
+	_ store.Store        = (*sharedStore)(nil)
+	_ caddy.Destructor   = (*sharedStore)(nil)
 )

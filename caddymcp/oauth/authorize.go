@@ -64,6 +64,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	browser := s.browserID(w, r)
+	s.emit(Event{Kind: EventAuthorizationStarted, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource, Scope: req.scope})
 	if s.approved(r, req) {
 		s.sendToGitHub(w, r, req, browser)
 		return

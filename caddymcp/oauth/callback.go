@@ -53,6 +53,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if e := q.Get("error"); e != "" {
 		// GitHub's access_denied is the user pressing Cancel.
 		s.log.Info("GitHub login not completed", zap.String("client_id", p.ClientID), zap.String("github_error", cleanText(e, 64)))
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonLoginCancelled, ClientID: p.ClientID, Resource: p.Resource})
 		fail("access_denied", "the GitHub login was not completed")
 		return
 	}
@@ -64,6 +65,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	ghTok, err := s.idp.Exchange(r.Context(), code, s.issuer(r)+pathCallback)
 	if err != nil {
 		s.log.Warn("GitHub code exchange failed", zap.String("client_id", p.ClientID), zapErr(err))
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
 		fail("access_denied", "GitHub did not complete the login")
 		return
 	}
@@ -71,10 +73,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrNotAllowed) {
 			s.log.Info("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
+			s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonNotAllowed, ClientID: p.ClientID, User: who, Resource: p.Resource})
 			fail("access_denied", "the GitHub user "+who.Login+" is not allowed to use this server")
 			return
 		}
 		s.log.Warn("GitHub user lookup failed", zap.String("client_id", p.ClientID), zapErr(err))
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
 		fail("temporarily_unavailable", "GitHub could not be asked who you are; try again")
 		return
 	}
@@ -115,6 +119,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("user authorized client",
 		zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login),
 		zap.String("resource", p.Resource), zap.String("scope", scope), zap.Strings("withheld", withheld))
+	s.emit(Event{Kind: EventAuthorizationApproved, ClientID: p.ClientID, User: who, Resource: p.Resource, Scope: scope})
 	s.redirectToClient(w, r, p.RedirectURI, url.Values{"code": {authCode}}, p.ClientState)
 }
 

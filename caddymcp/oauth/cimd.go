@@ -62,6 +62,8 @@ type cimdError struct {
 	// budget. A document whose server failed is a 400 there too: the
 	// client_id cannot be used now, and our own 5xx rates stay about us.
 	status int
+	// refused is set when the address guard refused the host.
+	refused bool
 }
 
 // fetchFailed refuses a document whose server, not the document, is at
@@ -176,6 +178,7 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 		// Detached from this request: other requests may wait for the
 		// same fetch, which its own timeout bounds.
 		call.client, call.ttl, call.err = c.fetchDocument(context.WithoutCancel(ctx), id)
+		c.s.emit(Event{Kind: EventCIMDFetch, ClientID: id, Reason: fetchResult(call.err)})
 		c.mu.Lock()
 		delete(c.inflight, id)
 		if call.err == nil {
@@ -237,7 +240,7 @@ func (c *cimdResolver) fetchDocument(ctx context.Context, id string) (*store.Cli
 	if err != nil {
 		c.s.log.Info("client metadata document not fetched", zap.String("client_id", id), zapErr(err))
 		if errors.Is(err, errForbiddenAddress) {
-			return nil, 0, &cimdError{description: "the client_id URL's host is not a public address"}
+			return nil, 0, &cimdError{description: "the client_id URL's host is not a public address", refused: true}
 		}
 		return nil, 0, fetchFailed("the client metadata document could not be fetched")
 	}
@@ -316,4 +319,20 @@ func cacheTTL(h http.Header) time.Duration {
 		}
 	}
 	return min(max(ttl, cimdMinTTL), cimdMaxTTL)
+}
+
+// fetchResult names the outcome of a fetch for metrics: "ok", "refused"
+// (a non-public address), "unavailable" (the document's server failed) or
+// "invalid" (the document is wrong).
+func fetchResult(err error) string {
+	var ce *cimdError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &ce) && ce.refused:
+		return "refused"
+	case errors.As(err, &ce) && ce.transient:
+		return "unavailable"
+	}
+	return "invalid"
 }

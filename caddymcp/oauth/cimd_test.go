@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -278,5 +279,38 @@ func TestCIMDServerDown(t *testing.T) {
 	e.mustTokens(e.refresh(cached, tok.Refresh))
 	if n := d.hits["/cached.json"].Load(); n < 2 {
 		t.Errorf("the stale document was not refetched (%d fetches)", n)
+	}
+}
+
+// TestCIMDFetchEvents: every fetch is reported to the observer with its
+// result, for the cimd_fetches_total metric.
+func TestCIMDFetchEvents(t *testing.T) {
+	d := newDocServer(t)
+	good := d.doc("/good.json", nil)
+	bad := d.doc("/bad.json", func(m map[string]any) { delete(m, "client_name") })
+	roots := x509.NewCertPool()
+	roots.AddCert(d.Certificate())
+	var mu sync.Mutex
+	var results []string
+	e := newEnvWith(t, envOptions{
+		config: func(c *oauth.Config) { c.CIMD = oauth.CIMDConfig{AllowHosts: []string{"127.0.0.1"}, RootCAs: roots} },
+		observer: func(ev oauth.Event) {
+			if ev.Kind == oauth.EventCIMDFetch {
+				mu.Lock()
+				results = append(results, ev.Reason)
+				mu.Unlock()
+			}
+		},
+	})
+	b := e.newBrowser("alice")
+	b.authorize(authzQuery(good, newPKCE()))
+	b.authorize(authzQuery(good, newPKCE())) // cached: no fetch
+	b.authorize(authzQuery(bad, newPKCE()))
+	byName := &testClient{ID: strings.Replace(good.ID, "127.0.0.1", "localhost", 1), RedirectURIs: good.RedirectURIs}
+	b.authorize(authzQuery(byName, newPKCE()))
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(results, ","); got != "ok,invalid,refused" {
+		t.Errorf("fetch results %q, want ok,invalid,refused", got)
 	}
 }

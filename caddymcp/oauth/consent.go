@@ -403,6 +403,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 		s.sendToGitHub(w, r, req, browser)
 	case "deny":
 		s.log.Info("consent denied", clientFields(req.client)...)
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource})
 		s.redirectToClient(w, r, req.redirectURI, url.Values{
 			"error":             {"access_denied"},
 			"error_description": {"the user denied the request"},

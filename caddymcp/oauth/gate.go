@@ -17,7 +17,9 @@ type Refusal struct {
 	Status      int
 	Code        string // "", invalid_request, invalid_token or insufficient_scope
 	Description string
-	challenge   string
+	// Reason is the gate's decision, one of the Gate* constants.
+	Reason    string
+	challenge string
 }
 
 // Write sends the refusal.
@@ -42,43 +44,55 @@ func (f *Refusal) Write(w http.ResponseWriter) {
 // send. Tokens are accepted only in the Authorization header (RFC 6750
 // section 2.1): one in the query string is refused, never used.
 func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToken, *Refusal) {
-	refuse := func(status int, code, description string) *Refusal {
-		return s.refusal(r, res, status, code, description)
+	at, f := s.authenticate(r, res)
+	if f != nil {
+		s.emit(Event{Kind: EventGate, Reason: f.Reason})
+	} else {
+		s.emit(Event{Kind: EventGate, Reason: GateAllowed, ClientID: at.ClientID, User: at.User, GrantID: at.GrantID, Resource: at.Resource})
+	}
+	return at, f
+}
+
+func (s *Server) authenticate(r *http.Request, res *Resource) (*store.AccessToken, *Refusal) {
+	refuse := func(reason string, status int, code, description string) *Refusal {
+		f := s.refusal(r, res, status, code, description)
+		f.Reason = reason
+		return f
 	}
 	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
-		return nil, refuse(http.StatusBadRequest, "invalid_request", "send the access token in the Authorization header, not the URL")
+		return nil, refuse(GateBadRequest, http.StatusBadRequest, "invalid_request", "send the access token in the Authorization header, not the URL")
 	}
 	hdrs := r.Header.Values("Authorization")
 	if len(hdrs) == 0 {
-		return nil, refuse(http.StatusUnauthorized, "", "")
+		return nil, refuse(GateMissing, http.StatusUnauthorized, "", "")
 	}
 	if len(hdrs) > 1 {
-		return nil, refuse(http.StatusBadRequest, "invalid_request", "send one Authorization header")
+		return nil, refuse(GateBadRequest, http.StatusBadRequest, "invalid_request", "send one Authorization header")
 	}
 	scheme, tok, ok := strings.Cut(hdrs[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, refuse(http.StatusUnauthorized, "", "")
+		return nil, refuse(GateMissing, http.StatusUnauthorized, "", "")
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" || len(tok) > maxSecretLen {
-		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token is malformed")
+		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is malformed")
 	}
 	at, err := s.store.GetAccessToken(r.Context(), hashSecret(tok), s.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
 	}
 	if err != nil {
 		s.log.Error("looking up an access token", zapErr(err))
-		return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
+		return nil, refuse(GateUnavailable, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
 	}
 	if !s.audienceOK(r, res, at.Resource) {
-		return nil, refuse(http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
+		return nil, refuse(GateWrongAudience, http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
 	}
 	if res != nil && len(res.Scopes) > 0 {
 		have := strings.Fields(at.Scope)
 		for _, need := range res.Scopes {
 			if !slices.Contains(have, need) {
-				return nil, refuse(http.StatusForbidden, "insufficient_scope", "the access token lacks a scope this resource requires")
+				return nil, refuse(GateInsufficientScope, http.StatusForbidden, "insufficient_scope", "the access token lacks a scope this resource requires")
 			}
 		}
 	}

@@ -144,6 +144,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Info("client registered", clientFields(c)...)
+		s.emit(Event{Kind: EventClientRegistered, ClientID: c.ID, ClientName: c.Name})
 	}
 	resp := registrationResponse{
 		ClientID:         c.ID,

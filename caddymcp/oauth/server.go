@@ -102,6 +102,9 @@ type Config struct {
 	// limits; the connection's IP if nil. Behind a proxy it should
 	// return the real client's address.
 	ClientAddr func(*http.Request) string
+	// Observer, if set, receives the server's decisions for metrics and
+	// the audit log.
+	Observer Observer
 }
 
 // StaticClient is a client the operator registers in the configuration,

@@ -73,6 +73,8 @@ type envOptions struct {
 	scopeRules []githubidp.ScopeRule
 	// config, if set, adjusts the server's configuration.
 	config func(*oauth.Config)
+	// observer, if set, receives the server's events.
+	observer oauth.Observer
 }
 
 // env is one authorization server on an httptest TLS server, backed by a
@@ -186,6 +188,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		ScopesSupported: []string{"read"},
 		AccessTokenTTL:  accessTTL,
 		RefreshTokenTTL: refreshTTL,
+		Observer:        o.observer,
 	}
 	if o.config != nil {
 		o.config(&cfg)

@@ -170,6 +170,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	switch {
 	case errors.Is(err, store.ErrCodeReplayed):
 		s.log.Warn("authorization code replayed; the grant issued from it is revoked", zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonCodeReplayed, ClientID: client.ID, ClientName: client.Name})
 		return nil, badRequest("invalid_grant", "the authorization code was already used; tokens issued from it are revoked")
 	case errors.Is(err, store.ErrNotFound):
 		return nil, badRequest("invalid_grant", "the authorization code is invalid or expired")
@@ -236,6 +237,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	}
 	s.log.Info("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
+	s.emit(Event{Kind: EventTokenIssued, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
 		refresh = "" // stored, but this client said it will not refresh
 	}
@@ -261,6 +263,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("rotated refresh token reused; grant revoked", zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
 		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
@@ -291,6 +294,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("refresh token used twice at once; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
 		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
@@ -300,6 +304,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	}
 	s.log.Info("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
+	s.emit(Event{Kind: EventTokenRefreshed, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	return s.tokenResponse(access, refresh, at), nil
 }
 
@@ -314,6 +319,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		// The key changed or the record is damaged: the only way forward
 		// is a new login.
 		s.log.Warn("GitHub token of a grant cannot be opened; revoking", zap.String("grant", g.ID), zapErr(err))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonUnusable, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
 		_ = s.store.RevokeGrant(r.Context(), g.ID)
 		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
 	}
@@ -337,11 +343,13 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		return nil
 	case errors.Is(err, ErrNotAllowed):
 		s.log.Info("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonNotAllowed, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
 		_ = s.store.RevokeGrant(r.Context(), g.ID)
 		return badRequest("invalid_grant", "the user is no longer allowed to use this server")
 	default:
 		s.log.Warn("re-checking the user with GitHub failed", zap.String("grant", g.ID), zapErr(err))
 		if errors.Is(err, ErrUpstreamRevoked) {
+			s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonUpstreamRevoked, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
 			_ = s.store.RevokeGrant(r.Context(), g.ID)
 			return badRequest("invalid_grant", "GitHub no longer accepts this login; sign in again")
 		}

@@ -106,6 +106,21 @@ type Store interface {
 	// every client when clientID is empty, and returns how many.
 	WithdrawConsents(ctx context.Context, userID int64, clientID string) (int, error)
 
+	// ListClients returns up to limit registered clients in order of
+	// their IDs, starting after the ID after ("" for the first). A limit
+	// outside 1..MaxListLimit is clamped into it (0 means DefaultListLimit).
+	ListClients(ctx context.Context, after string, limit int) ([]*Client, error)
+
+	// ListGrants returns up to f.Limit live grants that match f, in order
+	// of their IDs, starting after the ID f.After.
+	ListGrants(ctx context.Context, f GrantFilter, now time.Time) ([]*Grant, error)
+
+	// RevokeGrants revokes every grant that matches f (live or lapsed;
+	// After and Limit are ignored) in one transaction, and returns how
+	// many it revoked. A filter that names neither a user nor a client
+	// would revoke everything and is refused with an error.
+	RevokeGrants(ctx context.Context, f GrantFilter) (int, error)
+
 	// Sweep deletes expired records (and tokens of revoked grants) and
 	// unused clients (see UnusedClientTTL), and returns how many it
 	// removed.

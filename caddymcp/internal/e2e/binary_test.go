@@ -29,11 +29,7 @@ import (
 // instead of hanging.
 func TestBinaryWithExampleConfig(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddy")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
+	bin := caddyBinary(t)
 	example, err := filepath.Abs("../../../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
@@ -169,10 +165,7 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 // sign-in against that stand-in, and stops cleanly on Ctrl+C.
 func TestDemoCommand(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddy").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
+	bin := caddyBinary(t)
 	listen := fmt.Sprintf("localhost:%d", freePort(t))
 	demo := exec.Command(bin, "mcp-auth", "demo", "--listen", listen)
 	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))

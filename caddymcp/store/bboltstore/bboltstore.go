@@ -139,6 +139,7 @@ type Store struct {
 	db      *bolt.DB
 	path    string
 	commits *groupCommit
+	tokens  tokenCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -397,7 +398,19 @@ func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) 
 
 // update runs fn in a batched write transaction. fn must follow the rules in
 // the package comment: reset its outputs on entry, return nil for outcomes.
+//
+// It clears the access-token cache once fn has committed, as fn may have
+// revoked tokens; writes that cannot use updateKeep.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	err := s.updateKeep(ctx, fn)
+	s.tokens.invalidate() // also after a failure: fn may have committed in a group that failed later
+	return err
+}
+
+// updateKeep is update for writes that never delete an access token or a
+// grant (inserts, and changes to other records), which leave the
+// access-token cache alone.
+func (s *Store) updateKeep(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -513,7 +526,7 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 	}
 	key := []byte(c.ID)
 	var res error
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
 		b := tx.Bucket(bucketClients)
 		if b.Get(key) != nil {
@@ -646,7 +659,7 @@ func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
 // replace another.
 func (s *Store) insert(ctx context.Context, bucket, key, val []byte) error {
 	var res error
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil // update may run this more than once
 		b := tx.Bucket(bucket)
 		if b.Get(key) != nil {
@@ -671,7 +684,7 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 	}
 	var out *store.Pending
 	var res error
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		out, res = nil, nil
 		b := tx.Bucket(bucketPending)
 		var p store.Pending
@@ -752,7 +765,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 	}
 	var out *store.Code
 	var res error
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		out, res = nil, nil
 		b := tx.Bucket(bucketCodes)
 		var rec codeRecord
@@ -790,6 +803,9 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		out = &c
 		return nil
 	})
+	if err != nil || res == store.ErrCodeReplayed {
+		s.tokens.invalidate() // the replay revoked a grant
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -853,7 +869,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	}
 	gKey := []byte(g.ID)
 	var res error
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
 		if tx.Bucket(bucketClients).Get([]byte(g.ClientID)) == nil {
 			res = store.ErrNotFound
@@ -918,6 +934,13 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	if !lookupKey(hash) {
 		return nil, store.ErrNotFound
 	}
+	cached, ok, gen := s.tokens.get(hash)
+	if ok {
+		if expired(cached.ExpiresAt, now) {
+			return nil, store.ErrNotFound
+		}
+		return &cached, nil
+	}
 	var at store.AccessToken
 	var res error
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -953,6 +976,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	if res != nil {
 		return nil, res
 	}
+	s.tokens.put(hash, &at, gen)
 	return &at, nil
 }
 
@@ -1048,7 +1072,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		return err
 	}
 	var res error
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
 		refresh := tx.Bucket(bucketRefresh)
 		var old store.RefreshToken
@@ -1114,6 +1138,9 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		}
 		return putTokens(tx, at, atVal, rt, rtVal)
 	})
+	if err != nil || errors.Is(res, store.ErrRefreshReused) {
+		s.tokens.invalidate() // the reuse revoked the grant
+	}
 	if err != nil {
 		return err
 	}

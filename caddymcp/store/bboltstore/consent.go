@@ -38,7 +38,7 @@ func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketConsents)
 		// A replaced consent may have named another user: drop its
 		// index entry first.
@@ -86,7 +86,7 @@ func (s *Store) WithdrawConsents(ctx context.Context, userID int64, clientID str
 		prefix = append(prefix, lenPrefix(clientID, 0)...)
 	}
 	n := 0
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		idx, consents := tx.Bucket(bucketUserConsents), tx.Bucket(bucketConsents)
 		for _, k := range prefixKeys(idx, prefix) {

@@ -102,6 +102,8 @@ func (s *Store) sweepBucket(ctx context.Context, bucket []byte, nowN int64) (int
 				}
 				return nil
 			})
+			// A lapsed grant takes live access tokens with it.
+			s.tokens.invalidate()
 			if err != nil {
 				return total, err
 			}

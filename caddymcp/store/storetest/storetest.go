@@ -85,6 +85,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 
 		{"Sweep", testSweep},
 
+		{"Admin/ListClients", testListClients},
+		{"Admin/ListGrants", testListGrants},
+		{"Admin/ListGrantsPages", testListGrantsPages},
+		{"Admin/RevokeGrants", testRevokeGrants},
+
 		{"EmptyAndNil", testEmptyAndNil},
 		{"ConcurrentIndependentFlows", testConcurrentFlows},
 	}
