@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,8 +72,24 @@ var postgresPool = caddy.NewUsagePool()
 // sharedPostgres is one open database and its sweeper.
 type sharedPostgres struct {
 	*pgstore.Store
+	// name identifies the database in the admin API, without the
+	// password: postgres://user@host:port/database.
+	name string
 	stop context.CancelFunc
 	done chan struct{}
+}
+
+// runningPostgresStores are the databases in this process's pool, for the
+// admin API, by name.
+func runningPostgresStores() []namedStore {
+	var out []namedStore
+	postgresPool.Range(func(_, val any) bool {
+		s := val.(*sharedPostgres)
+		out = append(out, namedStore{path: s.name, st: s})
+		return true
+	})
+	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
+	return out
 }
 
 // Destruct closes the pool when the last config using it is gone.
@@ -106,7 +123,8 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		sweepCtx, stop := context.WithCancel(context.Background())
-		s := &sharedPostgres{Store: st, stop: stop, done: make(chan struct{})}
+		name := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+		s := &sharedPostgres{Store: st, name: name, stop: stop, done: make(chan struct{})}
 		go s.sweep(sweepCtx, log.Named("sweeper"), p.scrub)
 		log.Info("connected to PostgreSQL", zap.String("host", cfg.ConnConfig.Host),
 			zap.Uint16("port", cfg.ConnConfig.Port), zap.String("database", cfg.ConnConfig.Database),

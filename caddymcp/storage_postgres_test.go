@@ -68,6 +68,19 @@ func TestPostgresStorageShared(t *testing.T) {
 	if a.Store() != b.Store() {
 		t.Error("two configs on one database got two pools")
 	}
+	// The admin API finds it, by a name without the password.
+	var found bool
+	for _, ns := range runningStores() {
+		if strings.HasPrefix(ns.path, "postgres://postgres@127.0.0.1:") && ns.st == a.Store() {
+			found = true
+		}
+		if pw := pgtest.SharedPassword(); pw != "" && strings.Contains(ns.path, pw) {
+			t.Errorf("the admin API names a store with its password: %s", ns.path)
+		}
+	}
+	if !found && os.Getenv(pgtest.EnvDSN) == "" {
+		t.Errorf("the admin API does not list the database: %+v", runningStores())
+	}
 	ctx := context.Background()
 	if err := a.Store().PutClient(ctx, &store.Client{ID: "c1", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
