@@ -61,19 +61,9 @@ type instance struct {
 	out    *lockedBuffer // stdout and stderr, before the log is set up
 }
 
-// buildBinary builds cmd/caddy as the README says.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "caddy")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddy").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{t: t, bin: buildBinary(t), pg: pgtest.Start(t), shared: t.TempDir(), pub: freePort(t)}
+	c := &cluster{t: t, bin: caddyBinary(t), pg: pgtest.Start(t), shared: t.TempDir(), pub: freePort(t)}
 	c.dsn = pgtest.NewSchema(t, c.pg.DSN())
 	c.site = fmt.Sprintf("https://localhost:%d", c.pub)
 	c.secrets = &logBuffer{secrets: []string{ghClientSecret, c.pg.Password()}}
