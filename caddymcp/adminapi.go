@@ -80,6 +80,7 @@ func runningStores() []namedStore {
 		out = append(out, namedStore{path: key.(string), st: val.(*sharedStore)})
 		return true
 	})
+	out = append(out, runningPostgresStores()...)
 	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
 	return out
 }

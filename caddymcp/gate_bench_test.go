@@ -37,11 +37,12 @@ func (noIdP) WithheldScopes(context.Context, *oauth2.Token, store.Identity) ([]s
 	return nil, oauth.ErrUpstreamRevoked
 }
 
-// benchGate is an MCPAuth gating /mcp over a real bbolt file that holds one
-// live grant, and the access token of that grant.
+// benchGate is an MCPAuth gating /mcp over a real store (a bbolt file,
+// or PostgreSQL in gate_bench_postgres_test.go) that holds one live grant,
+// and the access token of that grant.
 type benchGate struct {
 	m     *MCPAuth
-	st    *bboltstore.Store
+	st    store.Store
 	token string
 	grant string
 }
@@ -53,6 +54,12 @@ func newBenchGate(t testing.TB) *benchGate {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newBenchGateOn(t, st)
+}
+
+// newBenchGateOn is newBenchGate over a given store.
+func newBenchGateOn(t testing.TB, st store.Store) *benchGate {
+	t.Helper()
 	keys, err := oauth.NewKeys(make([]byte, oauth.KeySize))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +153,11 @@ func (d *discard) WriteHeader(int)             {}
 // to the next handler (a fresh replacer and request, as Caddy makes), so
 // the gate's cost is the difference.
 func BenchmarkGate(b *testing.B) {
-	g := newBenchGate(b)
+	benchmarkGate(b, newBenchGate(b))
+}
+
+// benchmarkGate runs BenchmarkGate's two cases on g.
+func benchmarkGate(b *testing.B, g *benchGate) {
 	base := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/mcp", nil)
 	noop := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 	w := &discard{h: http.Header{}}

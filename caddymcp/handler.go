@@ -82,7 +82,9 @@ type MCPAuth struct {
 	// SecretKey is 32 random bytes in base64 that seal GitHub tokens at
 	// rest and sign cookies. Placeholders such as {env.*} and {file.*}
 	// are replaced. Default: a key generated once into
-	// mcp_auth/secret.key in Caddy's data directory (mode 0600).
+	// mcp_auth/secret.key in Caddy's data directory (mode 0600); with
+	// postgres storage, a key generated once into the database and shared
+	// by every instance.
 	SecretKey string `json:"secret_key,omitempty"`
 
 	// Registration is "open" (clients register themselves with RFC 7591
@@ -193,7 +195,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	}
 	m.storage = mod.(StorageBackend)
 
-	key, err := masterKey(m.SecretKey, m.logger)
+	key, err := secretKeyFor(m.storage, m.SecretKey, m.logger)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
 	}

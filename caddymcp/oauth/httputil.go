@@ -34,7 +34,17 @@ type oauthError struct {
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	retryAfter503(w, status)
 	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+// retryAfter503 tells a client when to try again after a 503 (the store
+// did not answer: a database restart, a failover), unless the handler
+// already said.
+func retryAfter503(w http.ResponseWriter, status int) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "5")
+	}
 }
 
 // allowMethods answers 405 unless r uses one of the methods, and answers
@@ -108,6 +118,7 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 
 // writeErrorPage shows a browser an error it cannot be redirected with.
 func writeErrorPage(w http.ResponseWriter, status int, title, message string) {
+	retryAfter503(w, status)
 	setPageHeaders(w)
 	w.WriteHeader(status)
 	_ = errorPage.Execute(w, pageData{Title: title, Message: message})

@@ -138,7 +138,7 @@ func TestStoreFailures(t *testing.T) {
 
 	with(t, "PutClient", func(t *testing.T, e *env) {
 		r := e.postJSON("/register", "application/json", `{"redirect_uris":["https://client.example.com/cb"]}`)
-		expectOAuthError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+		expect503(t, r)
 	})
 	with(t, "GetClient", func(t *testing.T, e *env) {
 		r := e.newBrowser("alice").authorize(authzQuery(c, newPKCE()))
@@ -159,6 +159,9 @@ func TestStoreFailures(t *testing.T) {
 		r := b.get(cb.String())
 		fs.set("TakePending", false)
 		expectPage(t, r, http.StatusServiceUnavailable)
+		if r.Header.Get("Retry-After") == "" {
+			t.Errorf("the callback's 503 page has no Retry-After")
+		}
 	})
 	t.Run("PutCode", func(t *testing.T) {
 		e := e.sub(t)

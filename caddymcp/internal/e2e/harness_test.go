@@ -80,6 +80,9 @@ type env struct {
 	// render produces this env's Caddyfile for the given options, so a
 	// test can reload with changes.
 	render func(options) string
+	// dial, when set, makes this env's HTTP clients' connections (a load
+	// balancer in the client: see instances_test.go).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // options shape the Caddyfile of a test.
@@ -255,6 +258,7 @@ func (e *env) httpClient(jar http.CookieJar) *http.Client {
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: e.roots},
 			ForceAttemptHTTP2: true,
+			DialContext:       e.dial,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

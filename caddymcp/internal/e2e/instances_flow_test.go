@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// TestTwoInstancesOnePostgres runs the issue's scenarios on two Caddy
+// processes (A and B) sharing one PostgreSQL database, in one test so that
+// the processes and the database start once:
+//
+//  1. DCR on A, authorize and consent on A, token exchange on B, tool call
+//     on A, refresh on B, revoke on A, then the very next request on B is
+//     refused (no instance caches tokens, so "within 1 s" holds at once).
+//  2. The same refresh token sent to A and B at once: exactly one succeeds,
+//     and the reuse revokes the grant on both.
+//  3. A is killed between consent and GitHub's callback: the user finishes
+//     on B (the browser's cookies are signed with the key both share).
+//  4. PostgreSQL stops under load: both instances answer 503 with
+//     Retry-After on the gate, the token endpoint and registration, never
+//     a token they could not check; when it is back, both recover by
+//     themselves, and the refresh refused during the outage still works.
+func TestTwoInstancesOnePostgres(t *testing.T) {
+	c := newCluster(t)
+	a := c.newInstance("A")
+	b := c.newInstance("B")
+	eA, eB := a.env(), b.env()
+
+	t.Log("1: every step on another instance")
+	cl := eA.register(t, false)
+	code, verifier := authorizeCode(t, eA.browser("alice"), cl)
+	tok := exchange(t, cl.at(eB), code, verifier)
+	if got := callUserInfo(t, eA, tok); !strings.Contains(got, "@alice") {
+		t.Errorf("get_user_info on A: %s", got)
+	}
+	status, out := cl.at(eB).refresh(t, tok.RefreshToken)
+	if status != http.StatusOK {
+		t.Fatalf("refresh on B: %d %v", status, out)
+	}
+	access, refresh := eB.tokensIn(out)
+	if got := gate(eB, access); got.status != http.StatusOK {
+		t.Fatalf("B refuses the access token it issued: %+v", got)
+	}
+	if got := gate(eA, access); got.status != http.StatusOK {
+		t.Fatalf("A refuses the access token B issued: %+v", got)
+	}
+	if status, out := cl.form(t, "/revoke", url.Values{"token": {refresh}}); status != http.StatusOK {
+		t.Fatalf("revoke on A: %d %v", status, out)
+	}
+	for _, tk := range []string{access, tok.AccessToken} {
+		if got := gate(eB, tk); got.status != http.StatusUnauthorized {
+			t.Errorf("B after the revocation on A: %+v, want 401 at once", got)
+		}
+	}
+
+	t.Log("2: one refresh token on both instances at once")
+	cl2 := eA.register(t, false)
+	code, verifier = authorizeCode(t, eA.browser("alice"), cl2)
+	tok2 := exchange(t, cl2, code, verifier)
+	results := make(chan refreshResult, 2)
+	for _, e := range []*env{eA, eB} {
+		go func() { results <- rawRefresh(e, cl2.id, tok2.RefreshToken) }()
+	}
+	var won []refreshResult
+	for range 2 {
+		r := <-results
+		c.secrets.addSecret(r.access)
+		c.secrets.addSecret(r.refresh)
+		switch {
+		case r.err != nil:
+			t.Fatalf("refresh race: %v", r.err)
+		case r.status == http.StatusOK:
+			won = append(won, r)
+		case r.status != http.StatusBadRequest || !strings.Contains(r.body, "invalid_grant"):
+			t.Errorf("refresh race loser: %d %s, want 400 invalid_grant", r.status, r.body)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("refresh race: %d winners, want exactly 1", len(won))
+	}
+	// Two parties holding one refresh token is what theft looks like: the
+	// reuse revoked the grant, the winner's new tokens included.
+	for _, e := range []*env{eA, eB} {
+		if got := gate(e, won[0].access); got.status != http.StatusUnauthorized {
+			t.Errorf("the winner's access token after the reuse: %+v, want 401", got)
+		}
+	}
+
+	t.Log("3: A dies mid-flow; the user finishes on B")
+	lb := &route{}
+	lb.to(a)
+	eLB := c.envVia(lb.get)
+	cl3 := eLB.register(t, false)
+	br := eLB.browser("alice")
+	verifier = oauth2.GenerateVerifier()
+	authURL := cl3.config().AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", c.site+"/mcp"))
+	st, _, body := br.step(t, http.MethodGet, authURL, nil)
+	if st != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
+		t.Fatalf("authorize on A: %d", st)
+	}
+	form := consentForm(body)
+	form.Set("action", "approve")
+	st, toGitHub, _ := br.step(t, http.MethodPost, c.site+"/consent", form)
+	if st != http.StatusFound || !strings.HasPrefix(toGitHub, c.ghURL) {
+		t.Fatalf("consent on A: %d to %q, want a redirect to GitHub", st, toGitHub)
+	}
+	a.kill()
+	lb.to(b)
+	br.client.CloseIdleConnections()
+	cl3.http.CloseIdleConnections()
+	final, err := br.authorize(t.Context(), toGitHub)
+	if err != nil {
+		t.Fatalf("finishing the sign-in on B: %v", err)
+	}
+	tok3 := exchange(t, cl3, codeOf(t, eLB, final.String()), verifier)
+	if got := callUserInfo(t, eLB, tok3); !strings.Contains(got, "@alice") {
+		t.Errorf("get_user_info on B: %s", got)
+	}
+	a.start()
+
+	t.Log("4: PostgreSQL restarts under load")
+	loadRestart(t, c, []*env{eA, eB}, eB.register(t, false))
+
+	t.Log("5: an instance with another secret_key refuses to start")
+	other := c.configure("C", "secret_key {env.OTHER_MCP_AUTH_KEY}")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := other.command(ctx)
+	otherKey := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	cmd.Env = append(cmd.Env, "OTHER_MCP_AUTH_KEY="+otherKey)
+	stderr, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("an instance with another key: err %v (context %v)\n%s", err, ctx.Err(), stderr)
+	}
+	// Caddy writes the error to the log the config sets up.
+	log, _ := os.ReadFile(other.logPath())
+	if !strings.Contains(string(log), "secret key differs from the one the other instances on this database use") ||
+		!strings.Contains(string(log), "configure the same secret_key on every instance") {
+		t.Errorf("the refusal does not say why:\n%s", log)
+	}
+	l := &logBuffer{path: other.logPath(), secrets: append(c.secrets.secrets, otherKey)}
+	l.assertNoSecrets(t)
+}
+
+// loadRestart stops PostgreSQL while clients keep calling both instances,
+// checks the answers during the outage, and waits for both to recover.
+func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
+	code, verifier := authorizeCode(t, envs[1].browser("alice"), cl)
+	tok := exchange(t, cl, code, verifier)
+
+	var mu sync.Mutex
+	seen := map[int]int{}
+	var bad []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(25 * time.Millisecond):
+				}
+				r := gate(envs[i%len(envs)], tok.AccessToken)
+				mu.Lock()
+				seen[r.status]++
+				// A valid token is either accepted (the database
+				// answered) or 503 with Retry-After: never called
+				// invalid, never a transport failure.
+				if r.err != nil || (r.status != http.StatusOK && (r.status != http.StatusServiceUnavailable || r.retryAfter == "")) {
+					bad = append(bad, fmt.Sprintf("%+v", r))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	c.pg.Stop(t)
+	for i, e := range envs {
+		if r := gate(e, tok.AccessToken); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+			t.Errorf("instance %d gate with the database down: %+v, want 503 with Retry-After", i, r)
+		}
+		if r := rawRefresh(e, cl.id, tok.RefreshToken); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+			t.Errorf("instance %d refresh with the database down: %d %q (Retry-After %q), want 503 with Retry-After", i, r.status, r.body, r.retryAfter)
+		}
+		if r := rawPost(e, "/register", "application/json", `{"redirect_uris":["http://127.0.0.1:9/cb"]}`); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+			t.Errorf("instance %d registration with the database down: %+v, want 503 with Retry-After", i, r)
+		}
+	}
+	c.pg.Restart(t)
+	for i, e := range envs {
+		var r result
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if r = gate(e, tok.AccessToken); r.status == http.StatusOK {
+				break
+			}
+		}
+		if r.status != http.StatusOK {
+			t.Errorf("instance %d did not recover after PostgreSQL came back: %+v", i, r)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Errorf("%d answers under load were neither 200 nor 503 with Retry-After, such as %s", len(bad), bad[0])
+	}
+	t.Logf("gate answers under load across the restart: %v", seen)
+	// The refresh refused during the outage changed nothing: the token
+	// still rotates, on the other instance.
+	if status, out := cl.at(envs[0]).refresh(t, tok.RefreshToken); status != http.StatusOK {
+		t.Errorf("refresh after the outage: %d %v", status, out)
+	} else {
+		envs[0].tokensIn(out)
+	}
+}
+
+// result is one raw answer.
+type result struct {
+	status     int
+	retryAfter string
+	body       string
+	err        error
+}
+
+// gate sends an MCP initialize request with a bearer token, without
+// failing the test (it runs in load goroutines too).
+func gate(e *env, token string) result {
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	return do(e, req)
+}
+
+func rawPost(e *env, path, contentType, body string) result {
+	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	return do(e, req)
+}
+
+func do(e *env, req *http.Request) result {
+	resp, err := e.httpClient(nil).Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return result{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b)}
+}
+
+// refreshResult is a raw refresh answer with the tokens it issued.
+type refreshResult struct {
+	result
+	access, refresh string
+}
+
+// rawRefresh refreshes as public client clientID, without failing the test.
+func rawRefresh(e *env, clientID, refreshToken string) refreshResult {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {clientID}}
+	r := refreshResult{result: rawPost(e, "/token", "application/x-www-form-urlencoded", form.Encode())}
+	if r.status == http.StatusOK {
+		var out map[string]any
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+			r.err = err
+		}
+		r.access, _ = out["access_token"].(string)
+		r.refresh, _ = out["refresh_token"].(string)
+	}
+	return r
+}

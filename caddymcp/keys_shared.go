@@ -1,0 +1,40 @@
+package caddymcp
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// keySharer is a storage backend that several instances share, and that
+// therefore keeps the secret key for all of them: it checks a configured
+// key against the other instances', or hands out the key generated once.
+type keySharer interface {
+	SharedKey(ctx context.Context, configured []byte) ([]byte, error)
+}
+
+// sharedKeyTimeout bounds the key exchange with a shared backend.
+const sharedKeyTimeout = 10 * time.Second
+
+// secretKeyFor returns the master key for a config: through the storage
+// backend when it is shared by several instances, else as masterKey does
+// (configured, or generated into Caddy's data directory).
+func secretKeyFor(storage StorageBackend, configured string, log *zap.Logger) ([]byte, error) {
+	ks, ok := storage.(keySharer)
+	if !ok {
+		return masterKey(configured, log)
+	}
+	var key []byte
+	if configured != "" {
+		var err error
+		if key, err = decodeKey(caddy.NewReplacer().ReplaceKnown(configured, "")); err != nil {
+			return nil, fmt.Errorf("secret_key: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedKeyTimeout)
+	defer cancel()
+	return ks.SharedKey(ctx, key)
+}

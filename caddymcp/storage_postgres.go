@@ -1,0 +1,234 @@
+package caddymcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+	"github.com/caddymcp/caddymcp/caddymcp/store/pgstore"
+)
+
+func init() {
+	caddy.RegisterModule(PostgresStorage{})
+}
+
+// PostgresStorage keeps the authorization server's state in a PostgreSQL
+// database, so that several Caddy instances behind a load balancer share
+// it: a client registered on one instance, authorized on another, can
+// redeem its code and refresh on any.
+//
+// The schema (tables named mcp_auth_*, in the schema the connection's
+// search_path selects) is created or migrated when the first instance
+// starts. One connection pool per database is shared by every config and
+// site of the process, across config reloads. Every instance runs the
+// sweeper; a database lock lets one at a time do the work.
+//
+// Unless secret_key is configured, the secret key is generated once and
+// kept in the database for every instance; a configured one is checked
+// against the fingerprint of the key the other instances use, and an
+// instance whose key differs refuses to start.
+type PostgresStorage struct {
+	// DSN is the connection string: a postgres:// URL or key=value pairs,
+	// as libpq takes them, plus pgx's pool settings such as
+	// pool_max_conns. Required. Placeholders such as {env.*} and {file.*}
+	// are replaced; give the password through one, so it stays out of
+	// the config. The DSN is never logged.
+	DSN string `json:"dsn,omitempty"`
+
+	// ConnectTimeout bounds the connection and schema check at startup;
+	// a database that does not answer within it fails the config. Default:
+	// 10s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	key    string
+	secret string // the DSN's password, scrubbed from errors
+	shared *sharedPostgres
+}
+
+// CaddyModule returns the Caddy module information.
+func (PostgresStorage) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "mcp_auth.storage.postgres",
+		New: func() caddy.Module { return new(PostgresStorage) },
+	}
+}
+
+// postgresPool holds the open databases of this process, keyed by the
+// digest of their DSN.
+var postgresPool = caddy.NewUsagePool()
+
+// sharedPostgres is one open database and its sweeper.
+type sharedPostgres struct {
+	*pgstore.Store
+	// name identifies the database in the admin API, without the
+	// password: postgres://user@host:port/database.
+	name string
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// runningPostgresStores are the databases in this process's pool, for the
+// admin API, by name.
+func runningPostgresStores() []namedStore {
+	var out []namedStore
+	postgresPool.Range(func(_, val any) bool {
+		s := val.(*sharedPostgres)
+		out = append(out, namedStore{path: s.name, st: s})
+		return true
+	})
+	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
+	return out
+}
+
+// Destruct closes the pool when the last config using it is gone.
+func (s *sharedPostgres) Destruct() error {
+	s.stop()
+	<-s.done
+	return s.Store.Close()
+}
+
+// Provision connects to the database (or joins the pool already open for
+// it) and creates or migrates the schema. An unreachable database fails
+// the config with an error that names the host and database, never the
+// password.
+func (p *PostgresStorage) Provision(ctx caddy.Context) error {
+	dsn := strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(p.DSN, ""))
+	if dsn == "" {
+		return errors.New("storage postgres: a connection string is required (for example {env.MCP_AUTH_DATABASE_URL})")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("storage postgres: %w", pgstore.ErrBadDSN)
+	}
+	p.secret = cfg.ConnConfig.Password
+	sum := sha256.Sum256([]byte(dsn))
+	p.key = hex.EncodeToString(sum[:])
+	timeout := time.Duration(p.ConnectTimeout)
+	log := ctx.Logger()
+	val, _, err := postgresPool.LoadOrNew(p.key, func() (caddy.Destructor, error) {
+		st, err := pgstore.OpenConfig(context.Background(), cfg, pgstore.Options{ConnectTimeout: timeout})
+		if err != nil {
+			return nil, err
+		}
+		sweepCtx, stop := context.WithCancel(context.Background())
+		name := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+		s := &sharedPostgres{Store: st, name: name, stop: stop, done: make(chan struct{})}
+		go s.sweep(sweepCtx, log.Named("sweeper"), p.scrub)
+		log.Info("connected to PostgreSQL", zap.String("host", cfg.ConnConfig.Host),
+			zap.Uint16("port", cfg.ConnConfig.Port), zap.String("database", cfg.ConnConfig.Database),
+			zap.String("user", cfg.ConnConfig.User))
+		return s, nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage postgres: connecting to %s:%d, database %q: %w", cfg.ConnConfig.Host,
+			cfg.ConnConfig.Port, cfg.ConnConfig.Database, p.scrub(err))
+	}
+	p.shared = val.(*sharedPostgres)
+	return nil
+}
+
+// scrub returns err with the DSN's password masked, in case a driver
+// message ever repeats it.
+func (p *PostgresStorage) scrub(err error) error {
+	if err == nil || p.secret == "" || !strings.Contains(err.Error(), p.secret) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), p.secret, "xxxxx"))
+}
+
+// sweep deletes expired records until ctx is done. Every instance calls
+// Sweep; the one that gets the database lock does the work.
+func (s *sharedPostgres) sweep(ctx context.Context, log *zap.Logger, scrub func(error) error) {
+	defer close(s.done)
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.Sweep(ctx, time.Now())
+			if err != nil && ctx.Err() == nil {
+				log.Error("sweeping expired records", zap.Error(scrub(err)))
+			} else if n > 0 {
+				log.Debug("swept expired records", zap.Int("removed", n))
+			}
+		}
+	}
+}
+
+// Store returns the shared store.
+func (p *PostgresStorage) Store() store.Store { return p.shared }
+
+// SharedKey returns the secret key of every instance on this database:
+// configured (checked against the others') or generated once and kept in
+// the database.
+func (p *PostgresStorage) SharedKey(ctx context.Context, configured []byte) ([]byte, error) {
+	key, err := p.shared.SecretKey(ctx, configured, oauth.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("storage postgres: %w", p.scrub(err))
+	}
+	return key, nil
+}
+
+// Cleanup releases this config's use of the database.
+func (p *PostgresStorage) Cleanup() error {
+	if p.shared == nil {
+		return nil
+	}
+	_, err := postgresPool.Delete(p.key)
+	return err
+}
+
+// UnmarshalCaddyfile sets up the PostgreSQL storage. Syntax:
+//
+//	storage postgres <dsn> [{
+//		connect_timeout <duration>
+//	}]
+func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the backend name
+	if !d.NextArg() {
+		return d.Err("storage postgres needs a connection string, such as {env.MCP_AUTH_DATABASE_URL}")
+	}
+	p.DSN = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "connect_timeout" {
+			return d.Errf("unrecognized postgres option %q", d.Val())
+		}
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(s)
+		if err != nil || dur <= 0 {
+			return d.Errf("connect_timeout: %q is not a positive duration", s)
+		}
+		p.ConnectTimeout = caddy.Duration(dur)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*PostgresStorage)(nil)
+	_ caddy.CleanerUpper    = (*PostgresStorage)(nil)
+	_ caddyfile.Unmarshaler = (*PostgresStorage)(nil)
+	_ StorageBackend        = (*PostgresStorage)(nil)
+	_ keySharer             = (*PostgresStorage)(nil)
+	_ caddy.Destructor      = (*sharedPostgres)(nil)
+)

@@ -1,0 +1,136 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// PutPending implements store.Store. A state digest already stored is
+// ErrExists: overwriting would let one request replace another.
+func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
+	if p == nil {
+		return errors.New("pgstore: nil pending request")
+	}
+	if err := checkKey("state hash", p.StateHash); err != nil {
+		return err
+	}
+	rec, err := encode(p)
+	if err != nil {
+		return err
+	}
+	return s.insert(ctx, `INSERT INTO mcp_auth_pending (state_hash, expires_at, rec) VALUES ($1, $2, $3)
+ON CONFLICT (state_hash) DO NOTHING`, p.StateHash, p.ExpiresAt, rec)
+}
+
+// insert runs an INSERT ... ON CONFLICT DO NOTHING; a row that was not
+// inserted is ErrExists.
+func (s *Store) insert(ctx context.Context, sql string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return dbErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrExists
+	}
+	return nil
+}
+
+// TakePending implements store.Store. One DELETE ... RETURNING: of two
+// instances taking the same state, the second waits for the first's row
+// lock and then finds nothing. An expired request is deleted too: it is
+// dead either way.
+func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time) (*store.Pending, error) {
+	if !lookupKey(stateHash) {
+		return nil, store.ErrNotFound
+	}
+	var p store.Pending
+	if err := s.getRec(ctx, &p, `DELETE FROM mcp_auth_pending WHERE state_hash = $1 RETURNING rec`, stateHash); err != nil {
+		return nil, err
+	}
+	if expired(p.ExpiresAt, now) {
+		return nil, store.ErrNotFound
+	}
+	return &p, nil
+}
+
+// PutCode implements store.Store. A code digest already stored is
+// ErrExists: overwriting a used code would reset its single use. The
+// caller's Used and GrantID are ignored: the store maintains them.
+func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
+	if c == nil {
+		return errors.New("pgstore: nil code")
+	}
+	if err := checkKey("code hash", c.Hash); err != nil {
+		return err
+	}
+	rec := *c
+	rec.Used, rec.GrantID = false, ""
+	raw, err := encode(&rec)
+	if err != nil {
+		return err
+	}
+	return s.insert(ctx, `INSERT INTO mcp_auth_codes (hash, expires_at, rec) VALUES ($1, $2, $3)
+ON CONFLICT (hash) DO NOTHING`, c.Hash, c.ExpiresAt, raw)
+}
+
+// RedeemCode implements store.Store. A used code is checked before expiry,
+// so that a replay is treated as one (and revokes) until Sweep removes the
+// code. The replay is marked on the row, so that a CreateGrant still to
+// come from the first redemption is refused.
+func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
+	if !lookupKey(codeHash) {
+		return nil, store.ErrNotFound
+	}
+	var out *store.Code
+	var res error
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		out, res = nil, nil
+		var used bool
+		var grantID *string
+		var raw []byte
+		err := tx.QueryRow(ctx, `SELECT used, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
+			Scan(&used, &grantID, &raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res = store.ErrNotFound
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if used {
+			if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET replayed = true WHERE hash = $1 AND NOT replayed`, codeHash); err != nil {
+				return err
+			}
+			if grantID != nil {
+				if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *grantID); err != nil {
+					return err
+				}
+			}
+			res = store.ErrCodeReplayed
+			return nil
+		}
+		var c store.Code
+		if err := decode(raw, &c); err != nil {
+			return err
+		}
+		if expired(c.ExpiresAt, now) {
+			res = store.ErrNotFound
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true WHERE hash = $1`, codeHash); err != nil {
+			return err
+		}
+		c.Used, c.GrantID = true, ""
+		out = &c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, res
+}

@@ -1,0 +1,340 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// CreateGrant implements store.Store. Beyond the interface's rules, as in
+// bboltstore: the client must exist (ErrNotFound otherwise), and its row is
+// locked so that a DeleteClient cannot slip in between; a codeHash that is
+// not stored is ErrNotFound; a replayed code is ErrCodeReplayed; a code
+// already bound to a grant is ErrExists. A grant ID or token digest already
+// stored is ErrExists, and nothing of the call is kept.
+func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
+	if err := checkTokens(g, at, rt); err != nil {
+		return err
+	}
+	withCode := len(codeHash) > 0
+	if withCode && !lookupKey(codeHash) {
+		return store.ErrNotFound
+	}
+	gRec, err := encode(g)
+	if err != nil {
+		return err
+	}
+	var res error
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		res = nil
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM mcp_auth_clients WHERE id = $1 FOR NO KEY UPDATE`, g.ClientID).Scan(new(int)); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				res = store.ErrNotFound
+				return nil
+			}
+			return err
+		}
+		if withCode {
+			if res, err = checkCodeForGrant(ctx, tx, codeHash, g.ClientID); err != nil || res != nil {
+				return err
+			}
+		}
+		// A duplicate key below aborts the transaction: all or nothing.
+		if _, err := tx.Exec(ctx, `INSERT INTO mcp_auth_grants (id, client_id, user_id, user_login, expires_at, rec)
+VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.ExpiresAt, gRec); err != nil {
+			return err
+		}
+		if err := putTokens(ctx, tx, at, rt); err != nil {
+			return err
+		}
+		if withCode {
+			if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID); err != nil {
+				return err
+			}
+		}
+		return keepClient(ctx, tx, g.ClientID, g.ExpiresAt)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// checkCodeForGrant locks the code a grant is created from and returns the
+// outcome that refuses the grant, if any.
+func checkCodeForGrant(ctx context.Context, tx pgx.Tx, codeHash []byte, clientID string) (refusal, err error) {
+	var replayed bool
+	var bound *string
+	var raw []byte
+	err = tx.QueryRow(ctx, `SELECT replayed, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
+		Scan(&replayed, &bound, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c store.Code
+	if err := decode(raw, &c); err != nil {
+		return nil, err
+	}
+	switch {
+	case replayed:
+		return store.ErrCodeReplayed, nil
+	case bound != nil:
+		return fmt.Errorf("pgstore: code already produced grant %q: %w", *bound, store.ErrExists), nil
+	case c.ClientID != clientID:
+		return fmt.Errorf("pgstore: code was issued to client %q, not %q", c.ClientID, clientID), nil
+	}
+	return nil, nil
+}
+
+// putTokens inserts a new access/refresh pair. A digest already stored
+// fails with a unique violation, which the caller's transaction turns into
+// ErrExists.
+func putTokens(ctx context.Context, tx pgx.Tx, at *store.AccessToken, rt *store.RefreshToken) error {
+	atRec, err := encode(at)
+	if err != nil {
+		return err
+	}
+	rtRec, err := encode(rt)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO mcp_auth_access (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
+		at.Hash, at.GrantID, at.ExpiresAt, atRec); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO mcp_auth_refresh (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
+		rt.Hash, rt.GrantID, rt.ExpiresAt, rtRec)
+	return err
+}
+
+// GetGrant implements store.Store.
+func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.Grant, error) {
+	if !lookupID(id) {
+		return nil, store.ErrNotFound
+	}
+	var g store.Grant
+	if err := s.getRec(ctx, &g, `SELECT rec FROM mcp_auth_grants WHERE id = $1`, id); err != nil {
+		return nil, err
+	}
+	if expired(g.ExpiresAt, now) {
+		return nil, store.ErrNotFound
+	}
+	return &g, nil
+}
+
+// GetAccessToken implements store.Store. This is the per-request hot path:
+// one indexed query, joined with the grant because revocation deletes the
+// grant and a token without one is dead.
+func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*store.AccessToken, error) {
+	if !lookupKey(hash) {
+		return nil, store.ErrNotFound
+	}
+	var at store.AccessToken
+	err := s.getRec(ctx, &at, `SELECT a.rec FROM mcp_auth_access a JOIN mcp_auth_grants g ON g.id = a.grant_id
+WHERE a.hash = $1 AND a.expires_at > $2`, hash, now)
+	if err != nil {
+		return nil, err
+	}
+	if expired(at.ExpiresAt, now) {
+		return nil, store.ErrNotFound
+	}
+	return &at, nil
+}
+
+// GetRefreshToken implements store.Store. It reads with one query; only a
+// rotated token, which must revoke its grant, takes a write transaction.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+	if !lookupKey(hash) {
+		return nil, nil, store.ErrNotFound
+	}
+	var rotated bool
+	var grantID string
+	var rtRaw, gRaw []byte
+	err := s.pool.QueryRow(ctx, `SELECT r.rotated, r.grant_id, r.rec, g.rec FROM mcp_auth_refresh r
+LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(&rotated, &grantID, &rtRaw, &gRaw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, dbErr(err)
+	}
+	if rotated {
+		// A token never goes back from rotated, so its grant ID is all
+		// the revocation needs.
+		if err := s.tx(ctx, func(tx pgx.Tx) error {
+			_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID)
+			return err
+		}); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, store.ErrRefreshReused
+	}
+	var rt store.RefreshToken
+	if err := decode(rtRaw, &rt); err != nil {
+		return nil, nil, err
+	}
+	if expired(rt.ExpiresAt, now) || gRaw == nil {
+		return nil, nil, store.ErrNotFound
+	}
+	var g store.Grant
+	if err := decode(gRaw, &g); err != nil {
+		return nil, nil, err
+	}
+	return &rt, &g, nil
+}
+
+// RotateRefresh implements store.Store. It locks the grant, then the old
+// token (the order every revocation uses too), so that of two instances
+// rotating the same token one wins and the other sees it rotated. A
+// rotated oldHash is checked before expiry and before the grant, so that
+// reuse is reported (and revokes) even after the grant is gone. Beyond the
+// interface's rules: g must be the token's grant, and new token digests
+// already stored are ErrExists.
+func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	if err := checkTokens(g, at, rt); err != nil {
+		return err
+	}
+	if !lookupKey(oldHash) {
+		return store.ErrNotFound
+	}
+	var res error
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		res = nil
+		var grantID string
+		err := tx.QueryRow(ctx, `SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1`, oldHash).Scan(&grantID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res = store.ErrNotFound
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var gRaw []byte
+		err = tx.QueryRow(ctx, `SELECT rec FROM mcp_auth_grants WHERE id = $1 FOR UPDATE`, grantID).Scan(&gRaw)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var rotated bool
+		var oldRaw []byte
+		err = tx.QueryRow(ctx, `SELECT rotated, rec FROM mcp_auth_refresh WHERE hash = $1 FOR UPDATE`, oldHash).Scan(&rotated, &oldRaw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res = store.ErrNotFound // swept since the first read
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rotated {
+			// Commit the revocation, then report the reuse.
+			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID); err != nil {
+				return err
+			}
+			res = store.ErrRefreshReused
+			return nil
+		}
+		var old store.RefreshToken
+		if err := decode(oldRaw, &old); err != nil {
+			return err
+		}
+		if expired(old.ExpiresAt, now) || gRaw == nil {
+			res = store.ErrNotFound
+			return nil
+		}
+		var cur store.Grant
+		if err := decode(gRaw, &cur); err != nil {
+			return err
+		}
+		if g.ID != cur.ID || g.ClientID != cur.ClientID {
+			res = fmt.Errorf("pgstore: refresh token belongs to grant %q of client %q, not %q of %q", cur.ID, cur.ClientID, g.ID, g.ClientID)
+			return nil
+		}
+		return rotate(ctx, tx, &old, &cur, g, at, rt)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// rotate writes a checked rotation: the new pair first (a duplicate digest
+// aborts the transaction before anything else changed), then the old token
+// marked rotated, the grant's new scope and expiry, and the client's.
+func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	if err := putTokens(ctx, tx, at, rt); err != nil {
+		return err
+	}
+	old.Rotated = true
+	oldRec, err := encode(old)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mcp_auth_refresh SET rotated = true, rec = $2 WHERE hash = $1`, old.Hash, oldRec); err != nil {
+		return err
+	}
+	cur.Scope, cur.ExpiresAt = g.Scope, g.ExpiresAt
+	gRec, err := encode(cur)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mcp_auth_grants SET expires_at = $2, rec = $3 WHERE id = $1`, cur.ID, cur.ExpiresAt, gRec); err != nil {
+		return err
+	}
+	return keepClient(ctx, tx, cur.ClientID, cur.ExpiresAt)
+}
+
+// RevokeAccessToken implements store.Store.
+func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
+	if !lookupKey(hash) {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM mcp_auth_access WHERE hash = $1`, hash)
+	return dbErr(err)
+}
+
+// RevokeGrant implements store.Store.
+func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
+	if !lookupID(grantID) {
+		return nil
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID)
+		return err
+	})
+}
+
+// revokeGrantsWhere revokes the grants matching cond (an SQL condition on
+// mcp_auth_grants with parameters args): it deletes them, their access
+// tokens and their current refresh tokens, and returns how many grants and
+// how many records in all it deleted. Rotated refresh tokens stay until
+// they expire, so that their reuse is still recognised.
+//
+// The grants are locked first, in a statement of their own, so that a
+// rotation that holds one finishes before the tokens are collected, and
+// the token deletions (each with a fresh snapshot) see its new pair.
+func revokeGrantsWhere(ctx context.Context, tx pgx.Tx, cond string, args ...any) (grants, records int, err error) {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM mcp_auth_grants WHERE `+cond+` FOR UPDATE`, args...); err != nil {
+		return 0, 0, err
+	}
+	sub := `(SELECT id FROM mcp_auth_grants WHERE ` + cond + `)`
+	for _, sql := range []string{
+		`DELETE FROM mcp_auth_access WHERE grant_id IN ` + sub,
+		`DELETE FROM mcp_auth_refresh WHERE NOT rotated AND grant_id IN ` + sub,
+		`DELETE FROM mcp_auth_grants WHERE ` + cond,
+	} {
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return 0, 0, err
+		}
+		records += int(tag.RowsAffected())
+		grants = int(tag.RowsAffected()) // the last statement's count
+	}
+	return grants, records, nil
+}

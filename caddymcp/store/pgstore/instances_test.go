@@ -1,0 +1,164 @@
+package pgstore_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/pgtest"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+	"github.com/caddymcp/caddymcp/caddymcp/store/pgstore"
+)
+
+func digest(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// openN opens n stores (n pools, as n Caddy instances have) on one schema.
+func openN(t *testing.T, n int) []*pgstore.Store {
+	t.Helper()
+	return openN2(t, pgtest.DSN(t), n)
+}
+
+// issue stores a client and a grant with its first token pair through s.
+func issue(t *testing.T, s *pgstore.Store, label string, now time.Time) (*store.Grant, *store.AccessToken, *store.RefreshToken) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.PutClient(ctx, &store.Client{ID: "client-" + label, CreatedAt: now}); err != nil && !errors.Is(err, store.ErrExists) {
+		t.Fatal(err)
+	}
+	g := &store.Grant{ID: "grant-" + label, ClientID: "client-" + label, User: store.Identity{ID: 1, Login: "alice"},
+		CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+	at := &store.AccessToken{Hash: digest(label + "/at"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
+	rt := &store.RefreshToken{Hash: digest(label + "/rt"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+	if err := s.CreateGrant(ctx, g, at, rt, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g, at, rt
+}
+
+// TestInstancesRace: instances with pools of their own race for the same
+// single-use records, many rounds; each round has exactly one winner, and
+// a refresh token rotated by two instances at once revokes the grant.
+func TestInstancesRace(t *testing.T) {
+	const instances, rounds = 4, 10
+	stores := openN(t, instances)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	for r := range rounds {
+		label := fmt.Sprintf("r%d", r)
+		g, _, rt := issue(t, stores[0], label, now)
+		code := digest(label + "/code")
+		if err := stores[0].PutCode(ctx, &store.Code{Hash: code, ClientID: g.ClientID, ExpiresAt: now.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		codeErrs := make([]error, instances)
+		rotErrs := make([]error, instances)
+		start := make(chan struct{})
+		for i, s := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, codeErrs[i] = s.RedeemCode(ctx, code, now)
+				ng := *g
+				at := &store.AccessToken{Hash: digest(fmt.Sprintf("%s/at%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
+				nrt := &store.RefreshToken{Hash: digest(fmt.Sprintf("%s/rt%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+				rotErrs[i] = s.RotateRefresh(ctx, rt.Hash, now, &ng, at, nrt)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		count := func(what string, errs []error, loser error) {
+			wins := 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+				case !errors.Is(err, loser):
+					t.Errorf("round %d %s: unexpected error %v", r, what, err)
+				}
+			}
+			if wins != 1 {
+				t.Errorf("round %d %s: %d winners, want exactly 1", r, what, wins)
+			}
+		}
+		count("RedeemCode", codeErrs, store.ErrCodeReplayed)
+		count("RotateRefresh", rotErrs, store.ErrRefreshReused)
+		// The losers' reuse revoked the grant, on every instance.
+		for i, s := range stores {
+			if _, err := s.GetGrant(ctx, g.ID, now); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("round %d: instance %d still sees the grant: %v", r, i, err)
+			}
+		}
+	}
+}
+
+// TestRevocationSeenEverywhere: a grant revoked through one instance is
+// refused by the others at once (no instance caches tokens).
+func TestRevocationSeenEverywhere(t *testing.T) {
+	stores := openN(t, 2)
+	ctx := context.Background()
+	now := time.Now()
+	g, at, _ := issue(t, stores[0], "x", now)
+	if _, err := stores[1].GetAccessToken(ctx, at.Hash, now); err != nil {
+		t.Fatalf("the other instance does not see the token: %v", err)
+	}
+	if err := stores[0].RevokeGrant(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[1].GetAccessToken(ctx, at.Hash, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the other instance still accepts a revoked token: %v", err)
+	}
+}
+
+// TestNewerSchemaRefused: a database migrated by a newer caddymcp is
+// refused at Open with a message saying so, and left untouched.
+func TestNewerSchemaRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	mustExec(t, dsn, `UPDATE mcp_auth_schema SET version = 99`)
+	_, err = pgstore.Open(context.Background(), dsn, pgstore.Options{})
+	if err == nil || !strings.Contains(err.Error(), "schema version 99, newer than this build supports") {
+		t.Fatalf("Open on a newer schema: %v", err)
+	}
+	// Opening again with the version back works: nothing was changed.
+	mustExec(t, dsn, `UPDATE mcp_auth_schema SET version = 1`)
+	s, err = pgstore.Open(context.Background(), dsn, pgstore.Options{})
+	if err != nil {
+		t.Fatalf("Open after restoring the version: %v", err)
+	}
+	s.Close()
+}
+
+// TestOpenConcurrently: instances starting together on an empty database
+// take turns creating the schema.
+func TestOpenConcurrently(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	errs := make(chan error, 6)
+	for range cap(errs) {
+		go func() {
+			s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{})
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("Open: %v", err)
+		}
+	}
+}

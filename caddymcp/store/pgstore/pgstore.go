@@ -1,0 +1,244 @@
+// Package pgstore is the store.Store backend for several Caddy instances:
+// one PostgreSQL database (through a pgx connection pool) shared by every
+// instance behind a load balancer.
+//
+// # Layout
+//
+// One table per record kind, in the schema the connection's search_path
+// selects (normally public), all named mcp_auth_*. Each row holds the key
+// and the columns that queries, locks and Sweep need, and the record itself
+// as JSON in `rec`, exactly as the server gave it: codes, states, tokens
+// and client secrets only as their SHA-256 digests, the GitHub token only
+// as the AES-GCM ciphertext the server sealed.
+//
+// # Concurrency
+//
+// Every method is one transaction at READ COMMITTED, and every
+// check-then-write takes a row lock first (SELECT ... FOR UPDATE, or a
+// single DELETE/UPDATE ... RETURNING), so that two instances racing for a
+// single-use record, or rotating the same refresh token, see one winner.
+// Locks are taken grant first, then its tokens, so that revocation and
+// rotation of one grant queue up instead of deadlocking; a transaction that
+// PostgreSQL still aborts for a deadlock or a serialization failure is run
+// again, whole, a few times.
+//
+// # Revocation
+//
+// As in bboltstore, revoking a grant deletes the grant, its access tokens
+// and its current refresh token in one transaction, and keeps rotated
+// refresh tokens until they expire so that their reuse is still recognised.
+// Token lookups join the grant, so a token never outlives its grant.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
+)
+
+// Limits on keys, the same as bboltstore's: real IDs and SHA-256 digests
+// are far shorter, and a longer value from the network is answered without
+// a query.
+const (
+	maxIDLen  = 1024
+	maxKeyLen = 1024
+)
+
+// maxAttempts bounds how often a transaction that PostgreSQL aborted for a
+// deadlock or a serialization failure is run.
+const maxAttempts = 4
+
+// Options tune Open.
+type Options struct {
+	// ConnectTimeout bounds Open's first connection and schema check.
+	// Zero means 10 seconds.
+	ConnectTimeout time.Duration
+}
+
+// Store is a store.Store in PostgreSQL. It is safe for concurrent use, by
+// any number of processes sharing the database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// ErrBadDSN is matched (with errors.Is) by Open's error for a connection
+// string that does not parse. The error never repeats the string, which
+// may hold a password.
+var ErrBadDSN = errors.New("pgstore: the connection string does not parse (it is not shown, because it may hold a password)")
+
+// Open connects to the database named by dsn (a PostgreSQL URL or key=value
+// connection string; pool settings such as pool_max_conns are accepted),
+// creates or migrates the schema, and returns the store. It fails if the
+// database cannot be reached within opts.ConnectTimeout, or holds a schema
+// written by a newer caddymcp.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, ErrBadDSN
+	}
+	return OpenConfig(ctx, cfg, opts)
+}
+
+// OpenConfig is Open with a parsed pool configuration.
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store, error) {
+	timeout := opts.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if cfg.ConnConfig.ConnectTimeout <= 0 || cfg.ConnConfig.ConnectTimeout > timeout {
+		cfg.ConnConfig.ConnectTimeout = timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool. It waits for connections in use; calling it again
+// is a no-op.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	return nil
+}
+
+// --- transactions ----------------------------------------------------------
+
+// tx runs fn in a transaction and commits it if fn returns nil. Like
+// bboltstore, functions report the caller's outcome (ErrNotFound,
+// ErrCodeReplayed, ...) through a variable they reset on entry and return
+// nil, so that a revocation they made is committed; they return an error
+// only to roll back. fn may run more than once.
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	var err error
+	for range maxAttempts {
+		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return dbErr(err)
+}
+
+// retryable reports whether PostgreSQL aborted the transaction for a
+// deadlock (40P01) or a serialization failure (40001), after which running
+// it again is the documented remedy.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// uniqueViolation reports whether err is PostgreSQL's 23505.
+func uniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// dbErr maps a database error to the store's: a unique violation is
+// ErrExists; store errors and context errors pass unchanged; anything else
+// is wrapped as a failure of this backend.
+func dbErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case uniqueViolation(err):
+		return store.ErrExists
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists),
+		errors.Is(err, store.ErrCodeReplayed), errors.Is(err, store.ErrRefreshReused),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("pgstore: %w", err)
+}
+
+// --- validation ------------------------------------------------------------
+
+func checkID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("pgstore: %s is empty", what)
+	case len(id) > maxIDLen:
+		return fmt.Errorf("pgstore: %s is longer than %d bytes", what, maxIDLen)
+	}
+	return nil
+}
+
+func checkKey(what string, key []byte) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("pgstore: %s is empty", what)
+	case len(key) > maxKeyLen:
+		return fmt.Errorf("pgstore: %s is longer than %d bytes", what, maxKeyLen)
+	}
+	return nil
+}
+
+// lookupKey reports whether key can name a stored record; callers answer
+// ErrNotFound (or nothing) for one that cannot, without a query.
+func lookupKey(key []byte) bool { return len(key) > 0 && len(key) <= maxKeyLen }
+
+// lookupID is lookupKey for string IDs.
+func lookupID(id string) bool { return id != "" && len(id) <= maxIDLen }
+
+// expired reports whether a record expiring at exp is dead at now: records
+// are live strictly before their expiry.
+func expired(exp, now time.Time) bool { return !now.Before(exp) }
+
+// checkTokens validates a grant and its new token pair: present, keyed, and
+// bound to the grant and its client.
+func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	switch {
+	case g == nil:
+		return errors.New("pgstore: nil grant")
+	case at == nil:
+		return errors.New("pgstore: nil access token")
+	case rt == nil:
+		return errors.New("pgstore: nil refresh token")
+	}
+	if err := checkID("grant ID", g.ID); err != nil {
+		return err
+	}
+	if err := checkID("client ID", g.ClientID); err != nil {
+		return err
+	}
+	if err := checkKey("access token hash", at.Hash); err != nil {
+		return err
+	}
+	if err := checkKey("refresh token hash", rt.Hash); err != nil {
+		return err
+	}
+	if at.GrantID != g.ID || rt.GrantID != g.ID {
+		return fmt.Errorf("pgstore: tokens name grant %q/%q, not %q", at.GrantID, rt.GrantID, g.ID)
+	}
+	if at.ClientID != g.ClientID || rt.ClientID != g.ClientID {
+		return fmt.Errorf("pgstore: tokens name client %q/%q, not the grant's %q", at.ClientID, rt.ClientID, g.ClientID)
+	}
+	if string(at.Hash) == string(rt.Hash) {
+		return errors.New("pgstore: access and refresh token have the same hash")
+	}
+	return nil
+}
