@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
+	"github.com/caddymcp/caddymcp/caddymcp/internal/ports"
 )
 
 // The GitHub OAuth app the stand-in knows.
@@ -54,15 +56,14 @@ type env struct {
 	profile func(name string, d time.Duration) func()
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, outside
+// the range other processes' servers are given (see package ports).
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free()
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port, nil
+	return strconv.Itoa(p), nil
 }
 
 // newEnv starts the stand-in and the upstream and writes the Caddyfile for

@@ -38,6 +38,7 @@ import (
 
 	_ "github.com/caddymcp/caddymcp/caddymcp"
 	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
+	"github.com/caddymcp/caddymcp/caddymcp/internal/ports"
 )
 
 // GitHub OAuth app credentials the stand-in knows.
@@ -97,12 +98,11 @@ type options struct {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // start brings up the stand-in, an upstream MCP server and Caddy.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/ports"
 )
 
 // Server is a throwaway PostgreSQL server in a temporary directory.
@@ -101,13 +102,10 @@ func newServer() (*Server, error) {
 		s.remove()
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if s.port, err = ports.Free(); err != nil {
 		s.remove()
 		return nil, err
 	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	s.dsn = fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres?sslmode=disable", s.password, s.port)
 	if err := s.start(); err != nil {
 		s.remove()
