@@ -299,6 +299,9 @@ func (s *Server) clientFromDocument(id string, body []byte) (*store.Client, erro
 		return nil, &cimdError{description: "the client metadata document is invalid: " + msg}
 	}
 	c.ID = id
+	// The document is the client, whenever it was fetched: approvals of
+	// it must not lapse each time the cache refreshes (see clientEpoch).
+	c.CreatedAt = time.Time{}
 	return c, nil
 }
 

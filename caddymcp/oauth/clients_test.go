@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
@@ -257,4 +258,57 @@ func TestCodeExchangeNarrowsScope(t *testing.T) {
 	}
 	code, p = e.codeFor(c, "alice", set("resource", e.issuer+"/sse"), set("scope", "tools"))
 	expectOAuthError(t, e.exchange(c, code, p.Verifier, set("scope", "tools admin")), http.StatusBadRequest, "invalid_scope")
+}
+
+// TestRemovedStaticClientStops: a pre-registered client's stored stand-in
+// (kept so its grants hang off a client) does not keep the client alive
+// once the operator removes it from the configuration, old secret or not.
+func TestRemovedStaticClientStops(t *testing.T) {
+	const secret = "leaked-static-client-secret-0123456789"
+	configured := func(c *oauth.Config) {
+		c.Clients = []oauth.StaticClient{{ID: "ci-bot", Secret: secret, RedirectURIs: []string{clientRedirect}}}
+	}
+	e := newEnvWith(t, envOptions{config: configured})
+	e.remember(secret)
+	c := &testClient{ID: "ci-bot", Secret: secret, RedirectURIs: []string{clientRedirect}}
+	tok := e.loginTokens(c, "alice")
+	code, p := e.codeFor(c, "alice")
+
+	// The same state file, the client no longer configured.
+	e2 := newEnvWith(t, envOptions{shared: e.st})
+	expectOAuthError(t, e2.refresh(c, tok.Refresh), http.StatusUnauthorized, "invalid_client")
+	expectOAuthError(t, e2.exchange(c, code, p.Verifier), http.StatusUnauthorized, "invalid_client")
+	public := &testClient{ID: "ci-bot", RedirectURIs: []string{clientRedirect}}
+	expectOAuthError(t, e2.refresh(public, tok.Refresh), http.StatusUnauthorized, "invalid_client")
+	r := e2.newBrowser("alice").authorize(authzQuery(c, newPKCE()))
+	expectPage(t, r, http.StatusBadRequest)
+	if !strings.Contains(r.Body, "not registered") {
+		t.Errorf("authorize for a removed client: %.300s", r.Body)
+	}
+}
+
+// TestDeletedClientLosesApprovals: a public client deleted by an operator
+// and registered again with the same metadata (and so the same client_id)
+// is a new client: the approvals of the old one do not skip its consent.
+func TestDeletedClientLosesApprovals(t *testing.T) {
+	e := newEnv(t)
+	meta := `{"client_name":"Claude","token_endpoint_auth_method":"none","redirect_uris":["https://client.example.com/cb"]}`
+	first := e.postJSON("/register", "application/json", meta)
+	c := &testClient{ID: first.str("client_id"), RedirectURIs: []string{clientRedirect}}
+	b := e.newBrowser("alice")
+	b.login(authzQuery(c, newPKCE())) // approved and signed in; the code is never redeemed
+	if r := b.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
+		t.Fatalf("the approved client: %d, want straight to GitHub", r.Status)
+	}
+	if err := e.st.DeleteClient(t.Context(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Second) // a new record, in another second
+	again := e.postJSON("/register", "application/json", meta)
+	if again.str("client_id") != c.ID {
+		t.Fatalf("the same metadata got another ID (%s); this test needs the same", again.str("client_id"))
+	}
+	consentForm(t, b.authorize(authzQuery(c, newPKCE())))
+	// An error is not redirected to it on the strength of the old approval either.
+	expectPage(t, b.authorize(authzQuery(c, newPKCE(), del("code_challenge"))), http.StatusBadRequest)
 }

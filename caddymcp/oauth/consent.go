@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
@@ -83,11 +85,20 @@ type approval struct {
 // run of a native app), the resource and the scope. An approval of one
 // redirect URI says nothing about the client's other ones.
 func (s *Server) approvalKey(req *authzRequest) string {
-	return s.approvalKeyOf(req.client.ID, req.redirectURI, req.resource, req.scope)
+	return s.approvalKeyOf(req.client, req.redirectURI, req.resource, req.scope)
 }
 
-func (s *Server) approvalKeyOf(clientID, redirectURI, resource, scope string) string {
-	return s.digest("approval", clientID, loopbackPortless(redirectURI), resource, scope)
+// approvalKeyOf includes when the client record was created: a client
+// deleted by an operator and registered again (a public client gets the
+// same ID for the same metadata) is another client, which no earlier
+// approval covers.
+func (s *Server) approvalKeyOf(c *store.Client, redirectURI, resource, scope string) string {
+	return s.digest("approval", c.ID, clientEpoch(c), loopbackPortless(redirectURI), resource, scope)
+}
+
+// clientEpoch identifies one record of a client ID.
+func clientEpoch(c *store.Client) string {
+	return strconv.FormatInt(c.CreatedAt.UnixNano(), 10)
 }
 
 // consentRecordKey is the store key of a user's consent to an approval.
@@ -98,7 +109,7 @@ func (s *Server) consentRecordKey(userID int64, approvalKey string) []byte {
 // approvalTarget names where an approval lets the browser be sent: enough
 // to redirect an error there, not to skip consent.
 func (s *Server) approvalTarget(req *authzRequest) string {
-	return s.digest("approval-target", req.client.ID, loopbackPortless(req.redirectURI))
+	return s.digest("approval-target", req.client.ID, clientEpoch(req.client), loopbackPortless(req.redirectURI))
 }
 
 func (s *Server) digest(purpose string, parts ...string) string {
@@ -201,9 +212,16 @@ func (s *Server) writeApprovals(w http.ResponseWriter, list []approval) {
 // only while the record stands. A failure only costs the user the page
 // next time.
 func (s *Server) recordConsent(w http.ResponseWriter, r *http.Request, p *store.Pending, userID int64) {
-	key := s.approvalKeyOf(p.ClientID, p.RedirectURI, p.Resource, p.Scope)
+	client, err := s.lookupClient(r, p.ClientID)
+	if err != nil {
+		// Gone since the consent page (deleted, or its document broke):
+		// there is nothing to remember, and the code it gets is useless.
+		s.log.Info("not recording a consent: the client is unavailable", zap.String("client_id", p.ClientID), zapErr(err))
+		return
+	}
+	key := s.approvalKeyOf(client, p.RedirectURI, p.Resource, p.Scope)
 	now := s.now()
-	err := s.store.PutConsent(r.Context(), &store.Consent{
+	err = s.store.PutConsent(r.Context(), &store.Consent{
 		Key:       s.consentRecordKey(userID, key),
 		UserID:    userID,
 		ClientID:  p.ClientID,

@@ -280,7 +280,10 @@ func (s *Server) lookupClient(r *http.Request, id string) (*store.Client, error)
 		return s.cimd.client(r.Context(), id, s.cfg.ClientAddr(r))
 	}
 	c, err := s.store.GetClient(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && c.Origin != "") {
+		// A stored stand-in of a configured client that is no longer
+		// configured is not a client: removing a client from the
+		// configuration (say, because its secret leaked) must stop it.
 		return nil, errUnknownClient
 	}
 	return c, err

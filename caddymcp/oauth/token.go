@@ -212,11 +212,18 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(s.cfg.RefreshTokenTTL),
 	}
-	if s.clientKind(client) != "registered" {
+	if kind := s.clientKind(client); kind != "registered" {
 		// Pre-registered clients and those with a metadata document
 		// live outside the store; grants hang off a stored client, so
-		// that deleting a client takes its grants with it.
+		// that deleting a client takes its grants with it. The stand-in
+		// is marked as one and holds no secret: it is never a client by
+		// itself (see lookupClient).
 		anchor := *client
+		anchor.SecretHash = nil
+		anchor.Origin = store.OriginConfigured
+		if kind == "document" {
+			anchor.Origin = store.OriginDocument
+		}
 		anchor.CreatedAt = now.UTC().Truncate(time.Second)
 		if err := s.store.PutClient(r.Context(), &anchor); err != nil && !errors.Is(err, store.ErrExists) {
 			s.log.Error("storing a client", zapErr(err))

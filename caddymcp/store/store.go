@@ -207,7 +207,19 @@ type Client struct {
 	SoftwareID              string    `json:"software_id,omitempty"`
 	SoftwareVersion         string    `json:"software_version,omitempty"`
 	CreatedAt               time.Time `json:"created_at"`
+	// Origin is empty for a client that registered itself (RFC 7591).
+	// "configured" and "document" mark the stored stand-ins of a client
+	// from the server's configuration or from a metadata document, which
+	// are stored only so that grants hang off a client: they are never
+	// looked up as clients themselves.
+	Origin string `json:"origin,omitempty"`
 }
+
+// Client origins; see Client.Origin.
+const (
+	OriginConfigured = "configured"
+	OriginDocument   = "document"
+)
 
 // Pending is a validated authorization request that has been sent on to
 // GitHub and waits for the callback.
