@@ -3,6 +3,7 @@ package caddymcp
 import (
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 
@@ -108,6 +109,12 @@ func (m *MCPAuth) clientsConfig(cfg *oauth.Config, repl *caddy.Replacer) error {
 	cfg.ClientAddr = func(r *http.Request) string {
 		if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
 			return ip
+		}
+		// Without Caddy's variable (never in a served request): the
+		// connection's address without its port, which would otherwise
+		// give every connection a bucket of its own.
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			return host
 		}
 		return r.RemoteAddr
 	}

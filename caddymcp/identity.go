@@ -3,6 +3,7 @@ package caddymcp
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/google/go-github/v75/github"
 
@@ -38,4 +39,17 @@ func (a *authenticated) gitHub(ctx context.Context) (*github.Client, error) {
 		return nil, fmt.Errorf("the GitHub login behind this session is no longer available: %w", err)
 	}
 	return a.gate.idp.API(ctx, tok), nil
+}
+
+// userKey names the user across everything a process serves: their GitHub
+// ID within their GitHub. Sites of one Caddy may sign users in with
+// different GitHubs (github.com and an Enterprise Server), whose numeric
+// IDs overlap, and mcp_server's sessions are shared by every site with the
+// same settings.
+func (a *authenticated) userKey() string {
+	host := "github.com"
+	if a.gate != nil && a.gate.GitHub != nil && a.gate.GitHub.EnterpriseURL != "" {
+		host = a.gate.GitHub.EnterpriseURL
+	}
+	return host + "#" + strconv.FormatInt(a.token.User.ID, 10)
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -199,7 +198,7 @@ func tokenInfoFromGate(ctx context.Context, _ string, r *http.Request) (*auth.To
 		return nil, auth.ErrInvalidToken
 	}
 	return &auth.TokenInfo{
-		UserID:     strconv.FormatInt(a.token.User.ID, 10),
+		UserID:     a.userKey(),
 		Scopes:     strings.Fields(a.token.Scope),
 		Expiration: a.token.ExpiresAt,
 		Extra:      map[string]any{tools.ExtraKey: a.caller()},
@@ -227,7 +226,7 @@ func (a *authenticated) caller() *tools.Caller {
 type perUserSSE struct {
 	opts  *mcp.SSEOptions
 	mu    sync.Mutex
-	users map[int64]*userSSE
+	users map[string]*userSSE // by authenticated.userKey
 }
 
 // userSSE is one user's SSE handler and how many streams it serves.
@@ -238,7 +237,7 @@ type userSSE struct {
 
 // serve opens a stream (GET) or posts a message to one of the user's
 // streams.
-func (p *perUserSSE) serve(userID int64, w http.ResponseWriter, r *http.Request) {
+func (p *perUserSSE) serve(userID string, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		p.mu.Lock()
 		u := p.users[userID]
@@ -256,13 +255,13 @@ func (p *perUserSSE) serve(userID int64, w http.ResponseWriter, r *http.Request)
 	u.h.ServeHTTP(w, r) // returns when the stream ends
 }
 
-func (p *perUserSSE) open(userID int64) *userSSE {
+func (p *perUserSSE) open(userID string) *userSSE {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	u := p.users[userID]
 	if u == nil {
 		if p.users == nil {
-			p.users = map[int64]*userSSE{}
+			p.users = map[string]*userSSE{}
 		}
 		u = &userSSE{h: mcp.NewSSEHandler(func(r *http.Request) *mcp.Server {
 			// A new session, opened by this user's GET: its tools act
@@ -279,7 +278,7 @@ func (p *perUserSSE) open(userID int64) *userSSE {
 	return u
 }
 
-func (p *perUserSSE) close(userID int64, u *userSSE) {
+func (p *perUserSSE) close(userID string, u *userSSE) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if u.streams--; u.streams == 0 && p.users[userID] == u {
@@ -322,7 +321,7 @@ func (s *MCPServer) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			errors.New("mcp_server needs an mcp_auth gate in front of it: add this path to mcp_auth's protect list"))
 	}
 	if isLegacySSE(r) {
-		s.sse.serve(a.token.User.ID, w, r)
+		s.sse.serve(a.userKey(), w, r)
 		return nil
 	}
 	r.Header.Set("Authorization", internalAuthorization)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,7 @@ func TestPerUserSSEShrinks(t *testing.T) {
 	for i := range 50 {
 		r := httptest.NewRequest(http.MethodPost, "/sse?sessionid=x", strings.NewReader("{}"))
 		w := httptest.NewRecorder()
-		p.serve(int64(i), w, r)
+		p.serve(strconv.Itoa(i), w, r)
 		if w.Code != http.StatusNotFound {
 			t.Fatalf("POST for a user without streams: %d, want 404", w.Code)
 		}
@@ -37,7 +38,7 @@ func TestPerUserSSEShrinks(t *testing.T) {
 		cancels = append(cancels, cancel)
 		ctx = withAuthenticated(ctx, &authenticated{token: &store.AccessToken{User: store.Identity{ID: user}}})
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil).WithContext(ctx)
-		wg.Go(func() { p.serve(user, httptest.NewRecorder(), r) })
+		wg.Go(func() { p.serve(strconv.FormatInt(user, 10), httptest.NewRecorder(), r) })
 	}
 	waitFor(t, "two users with streams", func() bool { return p.size() == 2 })
 	cancels[2]()

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // TestPlaceholdersWinOverEarlierValues: identity placeholders that a
@@ -24,5 +26,19 @@ func TestPlaceholdersWinOverEarlierValues(t *testing.T) {
 	}
 	if next.login != "octocat" || next.id != "583231" {
 		t.Fatalf("placeholders login=%q id=%q, want the token's octocat 583231", next.login, next.id)
+	}
+}
+
+// TestUserKeyPerGitHub: the same numeric ID on github.com and on an
+// Enterprise Server are two users, so their MCP sessions never mix.
+func TestUserKeyPerGitHub(t *testing.T) {
+	tok := &store.AccessToken{User: store.Identity{ID: 42}}
+	dotcom := &authenticated{token: tok, gate: &MCPAuth{GitHub: &GitHubConfig{}}}
+	ghes := &authenticated{token: tok, gate: &MCPAuth{GitHub: &GitHubConfig{EnterpriseURL: "https://ghe.example.com"}}}
+	if dotcom.userKey() == ghes.userKey() {
+		t.Errorf("user 42 of github.com and of ghe.example.com share the key %q", dotcom.userKey())
+	}
+	if other := (&authenticated{token: &store.AccessToken{User: store.Identity{ID: 43}}, gate: dotcom.gate}); other.userKey() == dotcom.userKey() {
+		t.Errorf("users 42 and 43 share a key")
 	}
 }

@@ -69,7 +69,8 @@ type Provider struct {
 	orgs  map[string]bool // lower-cased org logins
 	teams map[string]bool // lower-cased "org/slug"
 
-	scopeRules []scopeRule
+	scopeRules     []scopeRule
+	rulesNameUsers bool // some scope rule names users by login
 }
 
 // New validates cfg and returns a Provider.
@@ -94,6 +95,9 @@ func New(cfg Config) (*Provider, error) {
 	var err error
 	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
 		return nil, err
+	}
+	for _, r := range p.scopeRules {
+		p.rulesNameUsers = p.rulesNameUsers || len(r.users) > 0
 	}
 	scopes := cfg.Scopes
 	if len(scopes) == 0 {

@@ -56,7 +56,18 @@ func (p *Provider) WithheldScopes(ctx context.Context, tok *oauth2.Token, who st
 	if len(p.scopeRules) == 0 {
 		return nil, nil
 	}
-	m := newMember(p.api(ctx, tok), who.Login)
+	gh := p.api(ctx, tok)
+	login := who.Login
+	if p.rulesNameUsers {
+		// Logins can be renamed: a rule naming users is matched against
+		// the login GitHub reports now, not the one stored at sign-in.
+		u, _, err := gh.Users.Get(ctx, "")
+		if err != nil {
+			return nil, describe("reading the user", err)
+		}
+		login = u.GetLogin()
+	}
+	m := newMember(gh, login)
 	var withheld []string
 	for _, r := range p.scopeRules {
 		ok, err := m.in(ctx, r.users, r.orgs, r.teams)

@@ -74,3 +74,27 @@ func TestScopeRulesChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestWithheldScopesFollowRenames: a rule naming users matches the login
+// GitHub reports now, not the one the grant stored at sign-in.
+func TestWithheldScopesFollowRenames(t *testing.T) {
+	gh, base := fake(t)
+	p, _ := provider(t, base, func(c *githubidp.Config) {
+		c.ScopeRules = []githubidp.ScopeRule{{Scope: "admin", Users: []string{"alice"}}}
+	})
+	ctx := context.Background()
+	tok := token(t, gh, "alice")
+	stored := store.Identity{ID: 1001, Login: "alice"}
+	if got, err := p.WithheldScopes(ctx, tok, stored); err != nil || len(got) != 0 {
+		t.Fatalf("alice: %v %v, want nothing withheld", got, err)
+	}
+	gh.RenameUser("alice", "alice-left")
+	if got, err := p.WithheldScopes(ctx, tok, stored); err != nil || !slices.Equal(got, []string{"admin"}) {
+		t.Errorf("after renaming away from alice: %v %v, want admin withheld", got, err)
+	}
+	bobTok := token(t, gh, "bob")
+	gh.RenameUser("bob", "alice")
+	if got, err := p.WithheldScopes(ctx, bobTok, store.Identity{ID: 1002, Login: "bob"}); err != nil || len(got) != 0 {
+		t.Errorf("bob renamed to alice: %v %v, want nothing withheld (the rule names the login)", got, err)
+	}
+}

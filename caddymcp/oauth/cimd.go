@@ -26,6 +26,10 @@ import (
 // client metadata, which we fetch instead of asking the client to
 // register. Such clients are never stored; the document is the record.
 
+// maxClientIDURLLen bounds a client_id URL: the stores key clients by
+// ID, and bbolt's keys here are at most 1 KiB.
+const maxClientIDURLLen = 1024
+
 // Bounds on fetching a document. The size is the MCP specification's
 // recommendation; real documents are a few hundred bytes.
 const (
@@ -83,11 +87,11 @@ func isClientIDURL(id string) bool { return strings.HasPrefix(id, "https://") }
 // user information. The comparison with the document's client_id is
 // exact, so nothing here normalizes.
 func checkClientIDURL(id string) error {
-	if len(id) > maxParamLen {
-		return errors.New("the client_id URL is too long")
+	if len(id) > maxClientIDURLLen {
+		return fmt.Errorf("the client_id URL is longer than %d bytes", maxClientIDURLLen)
 	}
 	u, err := url.Parse(id)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Opaque != "" {
 		return errors.New("the client_id URL is not an absolute https URL")
 	}
 	if u.User != nil || u.Fragment != "" || strings.Contains(id, "#") {
@@ -97,7 +101,7 @@ func checkClientIDURL(id string) error {
 		return errors.New("the client_id URL must have a path")
 	}
 	for _, seg := range strings.Split(u.EscapedPath(), "/") {
-		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") {
+		if dec, err := url.PathUnescape(seg); err != nil || dec == "." || dec == ".." {
 			return errors.New("the client_id URL must not contain dot segments")
 		}
 	}
@@ -168,9 +172,15 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 	}
 	call := c.inflight[id]
 	if call == nil {
-		if !c.s.fetchLimit.allow(addr, now) {
+		if refusal := c.budget(addr, now); refusal != nil {
 			c.mu.Unlock()
-			return nil, &cimdError{description: "too many client metadata documents were fetched from this address; try again in a minute", transient: true, status: http.StatusTooManyRequests}
+			if old != nil && now.Before(old.expires) {
+				// Over budget, but the document was good: one noisy
+				// neighbour behind the same address must not break
+				// the clients we already know.
+				return old.client, nil
+			}
+			return nil, refusal
 		}
 		call = &cimdCall{done: make(chan struct{})}
 		c.inflight[id] = call
@@ -178,6 +188,7 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 		// Detached from this request: other requests may wait for the
 		// same fetch, which its own timeout bounds.
 		call.client, call.ttl, call.err = c.fetchDocument(context.WithoutCancel(ctx), id)
+		<-c.s.fetching
 		c.s.emit(Event{Kind: EventCIMDFetch, ClientID: id, Reason: fetchResult(call.err)})
 		c.mu.Lock()
 		delete(c.inflight, id)
@@ -204,6 +215,28 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 		return nil, call.err
 	}
 	return call.client, nil
+}
+
+// budget takes a fetch from the requesting address's budget and the
+// server's, and a slot among the fetches in flight (released by the
+// caller when the fetch is done); c.mu is held. It returns the refusal
+// when any is spent.
+func (c *cimdResolver) budget(addr string, now time.Time) *cimdError {
+	tooMany := func(description string) *cimdError {
+		return &cimdError{description: description, transient: true, status: http.StatusTooManyRequests}
+	}
+	if !c.s.fetchLimit.allow(addr, now) {
+		return tooMany("too many client metadata documents were fetched from this address; try again in a minute")
+	}
+	if !c.s.fetchGlobal.allow("", now) {
+		return tooMany("this server is fetching too many client metadata documents right now; try again in a minute")
+	}
+	select {
+	case c.s.fetching <- struct{}{}:
+		return nil
+	default:
+		return tooMany("this server is fetching too many client metadata documents right now; try again in a minute")
+	}
 }
 
 // put caches a good document; c.mu is held. Failures are not cached (the

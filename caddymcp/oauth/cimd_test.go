@@ -92,7 +92,7 @@ func TestCIMDFlow(t *testing.T) {
 	}
 	page := e.newBrowser("alice").authorize(authzQuery(c, newPKCE()))
 	consentForm(t, page)
-	for _, want := range []string{"Doc Client", "described by a document published at 127.0.0.1"} {
+	for _, want := range []string{"Doc Client", "described by a document published at " + c.ID, "does not vouch for the site"} {
 		if !strings.Contains(page.Body, want) {
 			t.Errorf("consent page lacks %q", want)
 		}
@@ -313,4 +313,42 @@ func TestCIMDFetchEvents(t *testing.T) {
 	if got := strings.Join(results, ","); got != "ok,invalid,refused" {
 		t.Errorf("fetch results %q, want ok,invalid,refused", got)
 	}
+}
+
+// TestCIMDServerWideFetchBudget: many addresses together cannot make the
+// server fetch documents without bound.
+func TestCIMDServerWideFetchBudget(t *testing.T) {
+	d := newDocServer(t)
+	var n atomic.Int64
+	e := cimdEnv(t, d, func(c *oauth.Config) {
+		c.ClientAddr = func(*http.Request) string { return fmt.Sprintf("192.0.2.%d", n.Add(1)) }
+	})
+	b := e.newBrowser("alice")
+	for i := range 300 {
+		if r := b.authorize(authzQuery(d.doc(fmt.Sprintf("/w%d.json", i), nil), newPKCE())); r.Status != http.StatusOK {
+			t.Fatalf("document %d of the server-wide burst: %d", i, r.Status)
+		}
+	}
+	r := b.authorize(authzQuery(d.doc("/w300.json", nil), newPKCE()))
+	if r.Status != http.StatusTooManyRequests || !strings.Contains(r.Body, "fetching too many client metadata documents") {
+		t.Errorf("document 301: %d %.300s", r.Status, r.Body)
+	}
+}
+
+// TestCIMDStaleCopyOverBudget: an address over its fetch budget still
+// gets the clients the server already knows, from their cached copies.
+func TestCIMDStaleCopyOverBudget(t *testing.T) {
+	d := newDocServer(t)
+	e := cimdEnv(t, d, nil)
+	known := d.doc("/known.json", nil)
+	b := e.newBrowser("alice")
+	consentForm(t, b.authorize(authzQuery(known, newPKCE())))
+	e.clock.Advance(2 * time.Hour) // the copy is stale
+	for i := range 40 {
+		b.authorize(authzQuery(d.doc(fmt.Sprintf("/s%d.json", i), nil), newPKCE()))
+	}
+	if r := b.authorize(authzQuery(d.doc("/new.json", nil), newPKCE())); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("a new document over budget: %d, want 429", r.Status)
+	}
+	consentForm(t, b.authorize(authzQuery(known, newPKCE())))
 }

@@ -1,8 +1,10 @@
 package oauth_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"slices"
 	"strings"
@@ -311,4 +313,41 @@ func TestDeletedClientLosesApprovals(t *testing.T) {
 	consentForm(t, b.authorize(authzQuery(c, newPKCE())))
 	// An error is not redirected to it on the strength of the old approval either.
 	expectPage(t, b.authorize(authzQuery(c, newPKCE(), del("code_challenge"))), http.StatusBadRequest)
+}
+
+// TestRegistrationServerWideLimit: addresses without number (every
+// request from another one here) still cannot register without bound.
+func TestRegistrationServerWideLimit(t *testing.T) {
+	var n atomic.Int64
+	e := newEnvWith(t, envOptions{config: func(c *oauth.Config) {
+		c.ClientAddr = func(*http.Request) string { return fmt.Sprintf("192.0.2.%d", n.Add(1)) }
+	}})
+	for i := range 1000 {
+		r := e.postJSON("/register", "application/json",
+			fmt.Sprintf(`{"client_name":"Flood %d","token_endpoint_auth_method":"none","redirect_uris":["https://client.example.com/cb"]}`, i))
+		if r.Status != http.StatusCreated {
+			t.Fatalf("registration %d of the server-wide burst: %d %s", i, r.Status, r.Body)
+		}
+	}
+	r := e.postJSON("/register", "application/json", `{"client_name":"One more","token_endpoint_auth_method":"none","redirect_uris":["https://client.example.com/cb"]}`)
+	expectOAuthError(t, r, http.StatusTooManyRequests, "temporarily_unavailable")
+	if !strings.Contains(r.str("error_description"), "this server is registering too many clients") {
+		t.Errorf("description %q", r.str("error_description"))
+	}
+}
+
+// TestRegistrationTooLarge: the fields are bounded one by one and the
+// record as a whole.
+func TestRegistrationTooLarge(t *testing.T) {
+	e := newEnv(t)
+	var uris []string
+	for i := range 20 {
+		uris = append(uris, fmt.Sprintf("https://client.example.com/%d/%s", i, strings.Repeat("p", 1000)))
+	}
+	body, _ := json.Marshal(map[string]any{"redirect_uris": uris, "token_endpoint_auth_method": "none"})
+	r := e.postJSON("/register", "application/json", string(body))
+	expectOAuthError(t, r, http.StatusBadRequest, "invalid_client_metadata")
+	if !strings.Contains(r.str("error_description"), "too large") {
+		t.Errorf("description %q", r.str("error_description"))
+	}
 }

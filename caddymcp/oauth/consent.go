@@ -347,7 +347,8 @@ func (s *Server) describeClient(req *authzRequest) (identity string, warnings []
 	case "document":
 		u, _ := url.Parse(req.client.ID)
 		docHost = u.Hostname()
-		identity = "This client is described by a document published at " + docHost + "; its name is what that site says."
+		identity = "This client is described by a document published at " + req.client.ID +
+			"; its name is what that site says, and this server does not vouch for the site."
 	default:
 		identity = "This client registered itself; its name is what it claims and nobody has verified it."
 		warnings = append(warnings, "Unverified client: check that you started this sign-in yourself, just now.")

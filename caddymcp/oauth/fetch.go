@@ -106,6 +106,9 @@ func (f *publicFetcher) resolve(ctx context.Context, host string) ([]netip.Addr,
 	return ips, nil
 }
 
+// globalUnicast6 is the IPv6 global unicast space (RFC 4291).
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
 // nonPublic lists ranges that are not globally reachable unicast space
 // beyond what netip's predicates already cover.
 var nonPublic = []netip.Prefix{
@@ -122,6 +125,7 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation
 	netip.MustParsePrefix("2002::/16"),       // 6to4: embeds an IPv4 address
 	netip.MustParsePrefix("2001::/32"),       // Teredo: embeds an IPv4 address
+	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments (ORCHID, benchmarking, ...)
 }
 
 // publicAddr reports whether ip is a globally routable unicast address:
@@ -130,6 +134,13 @@ var nonPublic = []netip.Prefix{
 // or one of the special ranges above.
 func publicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
+	if ip.Is6() && !globalUnicast6.Contains(ip.WithZone("")) {
+		// Only 2000::/3 is assigned for global unicast; everything else
+		// (IPv4-compatible ::a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d,
+		// site-local fec0::/10, discard 100::/64, ...) is refused rather
+		// than enumerated.
+		return false
+	}
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
 		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
 		return false

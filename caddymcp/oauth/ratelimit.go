@@ -56,16 +56,26 @@ func (l *rateLimiter) allow(addr string, now time.Time) bool {
 	return true
 }
 
-// prune drops full buckets, or, if none is full (a flood from many
-// addresses), all of them: forgetting is safer than growing.
+// prune drops full buckets, which carry no information. If that frees
+// too little (a flood from many addresses), it drops a random half: the
+// map must not grow, and forgetting some addresses only gives them a new
+// burst, which the server-wide limits still bound.
 func (l *rateLimiter) prune(now time.Time) {
 	for k, b := range l.buckets {
 		if b.tokens+float64(now.Sub(b.last))/float64(l.every) >= l.burst {
 			delete(l.buckets, k)
 		}
 	}
-	if len(l.buckets) >= maxBuckets {
-		clear(l.buckets)
+	if len(l.buckets) < maxBuckets*9/10 {
+		return
+	}
+	n := len(l.buckets) / 2
+	for k := range l.buckets { // map order is random
+		if n == 0 {
+			break
+		}
+		delete(l.buckets, k)
+		n--
 	}
 }
 

@@ -136,6 +136,11 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients were registered from this address; try again in a minute")
 			return
 		}
+		if !s.registerGlobal.allow("", s.now()) {
+			w.Header().Set("Retry-After", "60")
+			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "this server is registering too many clients right now; try again in a minute")
+			return
+		}
 		// ErrExists: the same public client registered twice at once;
 		// both get the one record.
 		if err := s.store.PutClient(r.Context(), c); err != nil && !errors.Is(err, store.ErrExists) {
@@ -254,7 +259,24 @@ func (s *Server) newClient(req *registrationRequest) (c *store.Client, code, msg
 	c.Scope = strings.Join(strings.Fields(req.Scope), " ")
 	c.SoftwareID = cleanText(req.SoftwareID, maxClientNameLen)
 	c.SoftwareVersion = cleanText(req.SoftwareVersion, maxClientNameLen)
+	if size := clientSize(c); size > maxClientSize {
+		return nil, "invalid_client_metadata", "the client metadata is too large (at most 8 KiB of redirect URIs, names and URLs)"
+	}
 	return c, "", ""
+}
+
+// maxClientSize bounds what one client record holds, whatever the
+// combination of fields: each is bounded, but twenty 2 KB redirect URIs
+// would still make every record 40 KB.
+const maxClientSize = 8 << 10
+
+// clientSize is the size of the client's variable fields.
+func clientSize(c *store.Client) int {
+	n := len(c.Name) + len(c.ClientURI) + len(c.LogoURI) + len(c.Scope) + len(c.SoftwareID) + len(c.SoftwareVersion)
+	for _, u := range c.RedirectURIs {
+		n += len(u)
+	}
+	return n
 }
 
 // publicDedupWindow is how long a public client registering the same

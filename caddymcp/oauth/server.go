@@ -134,19 +134,34 @@ type Server struct {
 	clients map[string]*store.Client // pre-registered
 	cimd    *cimdResolver            // nil when disabled
 
-	registerLimit *rateLimiter
-	fetchLimit    *rateLimiter
+	registerLimit  *rateLimiter
+	registerGlobal *rateLimiter
+	fetchLimit     *rateLimiter
+	fetchGlobal    *rateLimiter
+	fetching       chan struct{} // a slot per document fetch in flight
 }
 
 // Rate limits per client address. Registration: a burst of 20, then one
 // a minute, far above what any client needs (it registers once per
 // installation) and far below what fills a disk. Metadata document
 // fetches: a burst of 30 cache misses, then one every 10 seconds.
+//
+// Server-wide limits bound what many addresses can do together (IPv6 hands
+// one host a whole /64, a tunnel broker a /48 of them): registrations, a
+// burst of 1,000 and then one every 2 seconds, so that with unused clients
+// collected after a day the store holds at most a few tens of thousands
+// of them; document fetches, a burst of 300 then one a second, at most 16
+// at a time, so the server cannot be turned into a crawler.
 const (
-	registerBurst = 20
-	registerEvery = time.Minute
-	fetchBurst    = 30
-	fetchEvery    = 10 * time.Second
+	registerBurst       = 20
+	registerEvery       = time.Minute
+	registerGlobalBurst = 1000
+	registerGlobalEvery = 2 * time.Second
+	fetchBurst          = 30
+	fetchEvery          = 10 * time.Second
+	fetchGlobalBurst    = 300
+	fetchGlobalEvery    = time.Second
+	maxFetching         = 16
 )
 
 // New checks cfg and returns a Server.
@@ -199,16 +214,19 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 		cfg.ClientAddr = remoteAddr
 	}
 	s := &Server{
-		cfg:           cfg,
-		scopes:        slices.Compact(scopes),
-		store:         st,
-		idp:           idp,
-		keys:          keys,
-		log:           log,
-		now:           time.Now,
-		clients:       clients,
-		registerLimit: newRateLimiter(registerBurst, registerEvery),
-		fetchLimit:    newRateLimiter(fetchBurst, fetchEvery),
+		cfg:            cfg,
+		scopes:         slices.Compact(scopes),
+		store:          st,
+		idp:            idp,
+		keys:           keys,
+		log:            log,
+		now:            time.Now,
+		clients:        clients,
+		registerLimit:  newRateLimiter(registerBurst, registerEvery),
+		registerGlobal: newRateLimiter(registerGlobalBurst, registerGlobalEvery),
+		fetchLimit:     newRateLimiter(fetchBurst, fetchEvery),
+		fetchGlobal:    newRateLimiter(fetchGlobalBurst, fetchGlobalEvery),
+		fetching:       make(chan struct{}, maxFetching),
 	}
 	if !cfg.CIMD.Disabled {
 		s.cimd = newCIMDResolver(s, cfg.CIMD)

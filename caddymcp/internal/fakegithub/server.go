@@ -295,6 +295,26 @@ func (s *Server) SetDefaultLogin(login string) {
 	s.defaultLogin = login
 }
 
+// RenameUser changes a user's login, as GitHub lets users do: the ID
+// stays, and the user's tokens keep working under the new login. Unknown
+// logins are ignored.
+func (s *Server) RenameUser(login, newLogin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[strings.ToLower(login)]
+	if u == nil || newLogin == "" {
+		return
+	}
+	delete(s.users, strings.ToLower(login))
+	u.Login = newLogin
+	s.users[strings.ToLower(newLogin)] = u
+	for _, t := range s.tokens {
+		if strings.EqualFold(t.login, login) {
+			t.login = newLogin
+		}
+	}
+}
+
 // SetUserOrgs replaces the organisations of the user login. Unknown logins
 // are ignored.
 func (s *Server) SetUserOrgs(login string, orgs []string) {
