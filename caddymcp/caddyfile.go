@@ -49,7 +49,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage           <backend> [<args...>]
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
-//		secret_key        <base64>
+//		secret_key        <base64> [<previous base64>...]
 //		health_path       <path>
 //		registration      open|closed
 //		client_id_metadata_documents on|off [{
@@ -160,9 +160,14 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				m.RefreshTokenTTL = caddy.Duration(dur)
 			}
 		case "secret_key":
-			if err := oneArg(d, &m.SecretKey); err != nil {
+			var keys []string
+			if err := someArgs(d, &keys); err != nil {
 				return err
 			}
+			if m.SecretKey != "" {
+				return d.Err("secret_key may be given only once")
+			}
+			m.SecretKey, m.PreviousSecretKeys = keys[0], keys[1:]
 		case "health_path":
 			if err := oneArg(d, &m.HealthPath); err != nil {
 				return err

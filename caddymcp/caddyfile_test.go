@@ -116,6 +116,7 @@ func TestAdaptErrors(t *testing.T) {
 		"server bad size":     {"mcp_server {\nmax_request_body lots\n}", `max_request_body: "lots" is not a size`},
 		"server huge size":    {"mcp_server {\nmax_request_body 2GiB\n}", "between 1B and 1GiB"},
 		"server bad timeout":  {"mcp_server {\nsession_idle_timeout -1s\n}", "not a positive duration"},
+		"secret_key twice":    {"mcp_auth {\nsecret_key a\nsecret_key b\n}", "secret_key may be given only once"},
 		"registration maybe":  {"mcp_auth {\nregistration maybe\n}", `registration must be open or closed, not "maybe"`},
 		"cimd sometimes":      {"mcp_auth {\nclient_id_metadata_documents sometimes\n}", `must be on or off, not "sometimes"`},
 		"cimd twice":          {"mcp_auth {\nclient_id_metadata_documents on\nclient_id_metadata_documents off\n}", "may be given only once"},

@@ -86,6 +86,11 @@ type MCPAuth struct {
 	// postgres storage, a key generated once into the database and shared
 	// by every instance.
 	SecretKey string `json:"secret_key,omitempty"`
+	// PreviousSecretKeys are keys being rotated out, in the same form:
+	// GitHub tokens sealed and cookies signed under them still open and
+	// verify, while everything new uses SecretKey, so rotating the key
+	// logs nobody out. Default: none.
+	PreviousSecretKeys []string `json:"previous_secret_keys,omitempty"`
 
 	// Registration is "open" (clients register themselves with RFC 7591
 	// dynamic registration) or "closed" (only pre-registered clients and
@@ -195,11 +200,15 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	}
 	m.storage = mod.(StorageBackend)
 
-	key, err := secretKeyFor(m.storage, m.SecretKey, m.logger)
+	previous, err := previousKeys(m.PreviousSecretKeys, m.SecretKey)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
 	}
-	keys, err := oauth.NewKeys(key)
+	key, err := secretKeyFor(m.storage, m.SecretKey, previous, m.logger)
+	if err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+	keys, err := oauth.NewKeys(key, previous...)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
 	}

@@ -30,6 +30,24 @@ func masterKey(configured string, log *zap.Logger) ([]byte, error) {
 	return loadOrCreateKeyFile(filepath.Join(caddy.AppDataDir(), "mcp_auth", "secret.key"), log)
 }
 
+// previousKeys decodes the keys being rotated out. They only make sense
+// next to a configured current key: a generated one is never rotated.
+func previousKeys(configured []string, current string) ([][]byte, error) {
+	if len(configured) > 0 && current == "" {
+		return nil, errors.New("secret_key: previous keys need a current key: secret_key <new> <old...>")
+	}
+	repl := caddy.NewReplacer()
+	var out [][]byte
+	for i, p := range configured {
+		key, err := decodeKey(repl.ReplaceKnown(p, ""))
+		if err != nil {
+			return nil, fmt.Errorf("secret_key: previous key %d: %w", i+1, err)
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
 func decodeKey(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {

@@ -13,7 +13,7 @@ import (
 // therefore keeps the secret key for all of them: it checks a configured
 // key against the other instances', or hands out the key generated once.
 type keySharer interface {
-	SharedKey(ctx context.Context, configured []byte) ([]byte, error)
+	SharedKey(ctx context.Context, configured []byte, previous [][]byte) ([]byte, error)
 }
 
 // sharedKeyTimeout bounds the key exchange with a shared backend.
@@ -22,7 +22,7 @@ const sharedKeyTimeout = 10 * time.Second
 // secretKeyFor returns the master key for a config: through the storage
 // backend when it is shared by several instances, else as masterKey does
 // (configured, or generated into Caddy's data directory).
-func secretKeyFor(storage StorageBackend, configured string, log *zap.Logger) ([]byte, error) {
+func secretKeyFor(storage StorageBackend, configured string, previous [][]byte, log *zap.Logger) ([]byte, error) {
 	ks, ok := storage.(keySharer)
 	if !ok {
 		return masterKey(configured, log)
@@ -36,5 +36,5 @@ func secretKeyFor(storage StorageBackend, configured string, log *zap.Logger) ([
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedKeyTimeout)
 	defer cancel()
-	return ks.SharedKey(ctx, key)
+	return ks.SharedKey(ctx, key, previous)
 }

@@ -2,6 +2,7 @@ package caddymcp
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +73,23 @@ func TestKeyFileRefusals(t *testing.T) {
 	}
 	if _, err := masterKey("c2hvcnQ=", zap.NewNop()); err == nil || !strings.Contains(err.Error(), "secret_key") {
 		t.Errorf("short configured key: %v", err)
+	}
+}
+
+func TestPreviousKeys(t *testing.T) {
+	k1 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	k2 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	got, err := previousKeys([]string{k1}, k2)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], bytes.Repeat([]byte{1}, 32)) {
+		t.Errorf("previousKeys: %x %v", got, err)
+	}
+	if _, err := previousKeys([]string{k1}, ""); err == nil {
+		t.Errorf("previous keys without a current one were accepted")
+	}
+	if _, err := previousKeys([]string{"short"}, k2); err == nil || !strings.Contains(err.Error(), "previous key 1") {
+		t.Errorf("a malformed previous key: %v", err)
+	}
+	if got, err := previousKeys(nil, ""); err != nil || got != nil {
+		t.Errorf("no previous keys: %v %v", got, err)
 	}
 }

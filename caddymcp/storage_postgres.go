@@ -175,8 +175,8 @@ func (p *PostgresStorage) Store() store.Store { return p.shared }
 // SharedKey returns the secret key of every instance on this database:
 // configured (checked against the others') or generated once and kept in
 // the database.
-func (p *PostgresStorage) SharedKey(ctx context.Context, configured []byte) ([]byte, error) {
-	key, err := p.shared.SecretKey(ctx, configured, oauth.KeySize)
+func (p *PostgresStorage) SharedKey(ctx context.Context, configured []byte, previous [][]byte) ([]byte, error) {
+	key, err := p.shared.SecretKey(ctx, configured, oauth.KeySize, previous...)
 	if err != nil {
 		return nil, fmt.Errorf("storage postgres: %w", p.scrub(err))
 	}

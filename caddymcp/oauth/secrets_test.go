@@ -90,3 +90,71 @@ func TestRefreshAfterKeyChange(t *testing.T) {
 	e.expectRefused("/mcp", tk.Access, http.StatusUnauthorized)
 	expectOAuthError(t, e.refresh(c, tk.Refresh), http.StatusBadRequest, "invalid_grant")
 }
+
+// TestKeyRotation: with the old master key kept as a previous key, a
+// grant sealed under it still refreshes (nobody is logged out), the new
+// GitHub token is sealed under the new key, and the old key alone no
+// longer opens it.
+func TestKeyRotation(t *testing.T) {
+	e := newEnvWith(t, envOptions{allowOrgs: []string{"acme"}})
+	c := e.publicClient()
+	tk := e.loginTokens(c, "alice")
+
+	oldKey, newKey := bytes.Repeat([]byte{0x42}, oauth.KeySize), bytes.Repeat([]byte{0x44}, oauth.KeySize)
+	rotated, err := oauth.NewKeys(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := oauth.New(oauth.Config{Resources: defaultResources, ScopesSupported: []string{"read"}}, e.st, e.idp, rotated, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(srv *oauth.Server, rt string) *httptest.ResponseRecorder {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.ID}}
+		req := httptest.NewRequest(http.MethodPost, e.issuer+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		srv.Endpoint("/token")(rec, req)
+		return rec
+	}
+	rec := refresh(srv2, tk.Refresh)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("refresh after rotation, old key kept: %d %s", rec.Code, rec.Body)
+	}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	e.remember(out.AccessToken)
+	at, err := e.st.GetAccessToken(t.Context(), sha256Sum(out.AccessToken), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.st.GetGrant(t.Context(), at.GrantID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv2.GitHubToken(g.GitHubToken, g.User.ID); err != nil {
+		t.Errorf("the rotated server cannot open the grant's GitHub token: %v", err)
+	}
+	// The refresh sealed the GitHub token anew: the old key can go.
+	onlyOld, _ := oauth.NewKeys(oldKey)
+	newOnly, _ := oauth.NewKeys(newKey)
+	srvNew, _ := oauth.New(oauth.Config{Resources: defaultResources}, e.st, e.idp, newOnly, nil)
+	if _, err := srvNew.GitHubToken(g.GitHubToken, g.User.ID); err != nil {
+		t.Errorf("after a refresh, the grant still needs the old key: %v", err)
+	}
+	if sealed := newOnly.Seal([]byte("x"), nil); func() bool { _, err := onlyOld.Open(sealed, nil); return err == nil }() {
+		t.Errorf("the old key alone opens what the new one sealed")
+	}
+	if _, err := rotated.Open(onlyOld.Seal([]byte("x"), nil), nil); err != nil {
+		t.Errorf("the rotated keys do not open what the old key sealed: %v", err)
+	}
+}
+
+func sha256Sum(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}

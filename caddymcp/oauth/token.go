@@ -322,6 +322,14 @@ const recheckTimeout = 10 * time.Second
 // user is still admitted, and revokes the grant when not.
 func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	ghTok, err := s.GitHubToken(g.GitHubToken, g.User.ID)
+	if err == nil {
+		// Sealed anew under the current key at every refresh, so that a
+		// key being rotated out stops being needed once clients have
+		// refreshed.
+		if resealed, serr := s.sealGitHubToken(ghTok, g.User.ID); serr == nil {
+			g.GitHubToken = resealed
+		}
+	}
 	if err != nil {
 		// The key changed or the record is damaged: the only way forward
 		// is a new login.

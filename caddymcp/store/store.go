@@ -85,8 +85,8 @@ type Store interface {
 	GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*RefreshToken, *Grant, error)
 
 	// RotateRefresh retires the refresh token oldHash and stores the new
-	// pair for the same grant, updating the grant's scope and expiry from
-	// g. If oldHash was already rotated (two uses raced, or a stolen token
+	// pair for the same grant, updating the grant's scope, expiry and, if
+	// g has one, sealed GitHub token from g. If oldHash was already rotated (two uses raced, or a stolen token
 	// was replayed) the grant is revoked and ErrRefreshReused returned; an
 	// absent, expired or revoked one is ErrNotFound.
 	RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *Grant, at *AccessToken, rt *RefreshToken) error

@@ -1126,6 +1126,9 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		}
 		cur.Scope = g.Scope
 		cur.ExpiresAt = g.ExpiresAt
+		if g.GitHubToken != nil {
+			cur.GitHubToken = g.GitHubToken // resealed under the current key
+		}
 		gVal, err := encode(unixNano(cur.ExpiresAt), &cur)
 		if err != nil {
 			return err

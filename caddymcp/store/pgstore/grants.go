@@ -280,6 +280,9 @@ func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *sto
 		return err
 	}
 	cur.Scope, cur.ExpiresAt = g.Scope, g.ExpiresAt
+	if g.GitHubToken != nil {
+		cur.GitHubToken = g.GitHubToken // resealed under the current key
+	}
 	gRec, err := encode(cur)
 	if err != nil {
 		return err

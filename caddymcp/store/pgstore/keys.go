@@ -52,7 +52,12 @@ func Fingerprint(key []byte) []byte {
 // insert is insert-if-absent, and each reads back what won. A key that does
 // not match the fingerprint is an error matching ErrKeyMismatch that says
 // what to do.
-func (s *Store) SecretKey(ctx context.Context, configured []byte, size int) ([]byte, error) {
+//
+// previous are keys being rotated out (configured as previous secret
+// keys): an instance whose recorded fingerprint is one of them is on the
+// same key ring, and records its current key's fingerprint instead, so
+// that once every instance has the new key, the old one can be dropped.
+func (s *Store) SecretKey(ctx context.Context, configured []byte, size int, previous ...[]byte) ([]byte, error) {
 	var key []byte
 	var res error
 	err := s.tx(ctx, func(tx pgx.Tx) error {
@@ -67,6 +72,10 @@ func (s *Store) SecretKey(ctx context.Context, configured []byte, size int) ([]b
 		}
 		recorded, err := insertKey(ctx, tx, keyFingerprint, Fingerprint(key))
 		if err != nil {
+			return err
+		}
+		if !hmac.Equal(recorded, Fingerprint(key)) && configured != nil && fingerprintOf(recorded, previous) {
+			_, err := tx.Exec(ctx, `UPDATE mcp_auth_keys SET value = $2 WHERE name = $1`, keyFingerprint, Fingerprint(key))
 			return err
 		}
 		if !hmac.Equal(recorded, Fingerprint(key)) {
@@ -97,4 +106,14 @@ func insertKey(ctx context.Context, tx pgx.Tx, name string, value []byte) ([]byt
 	var stored []byte
 	err := tx.QueryRow(ctx, `SELECT value FROM mcp_auth_keys WHERE name = $1`, name).Scan(&stored)
 	return stored, err
+}
+
+// fingerprintOf reports whether fp is the fingerprint of one of keys.
+func fingerprintOf(fp []byte, keys [][]byte) bool {
+	for _, k := range keys {
+		if hmac.Equal(fp, Fingerprint(k)) {
+			return true
+		}
+	}
+	return false
 }

@@ -117,3 +117,31 @@ func openN2(t *testing.T, dsn string, n int) []*pgstore.Store {
 	}
 	return out
 }
+
+// TestSecretKeyRotation: an instance with a new key that keeps the old one
+// as previous is accepted and moves the recorded fingerprint to the new
+// key; instances with only the old key are then refused, and a key that
+// is on nobody's ring still is.
+func TestSecretKeyRotation(t *testing.T) {
+	stores := openN2(t, pgtest.DSN(t), 2)
+	ctx := context.Background()
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	if _, err := stores[0].SecretKey(ctx, oldKey, 32); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[1].SecretKey(ctx, bytes.Repeat([]byte{3}, 32), 32, bytes.Repeat([]byte{4}, 32)); !errors.Is(err, pgstore.ErrKeyMismatch) {
+		t.Errorf("a ring without the recorded key: %v, want ErrKeyMismatch", err)
+	}
+	if got, err := stores[1].SecretKey(ctx, newKey, 32, oldKey); err != nil || !bytes.Equal(got, newKey) {
+		t.Fatalf("the new key with the old one kept: %x %v", got, err)
+	}
+	if _, err := stores[0].SecretKey(ctx, newKey, 32, oldKey); err != nil {
+		t.Errorf("another instance with the same ring: %v", err)
+	}
+	if _, err := stores[0].SecretKey(ctx, newKey, 32); err != nil {
+		t.Errorf("the new key alone, after the rotation: %v", err)
+	}
+	if _, err := stores[0].SecretKey(ctx, oldKey, 32); !errors.Is(err, pgstore.ErrKeyMismatch) {
+		t.Errorf("the old key alone, after the rotation: %v, want ErrKeyMismatch", err)
+	}
+}

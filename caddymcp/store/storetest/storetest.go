@@ -930,6 +930,7 @@ func testRotateUpdatesGrant(f *fixture) {
 	g := *old.g
 	g.Scope = "read write"
 	g.ExpiresAt = base.Add(90 * 24 * time.Hour)
+	g.GitHubToken = []byte("resealed github token")
 	at := newAccess(f.hash("new/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("new/rt"), &g, g.ExpiresAt)
 	f.wantOK("RotateRefresh", f.s.RotateRefresh(f.ctx, old.rt.Hash, base, &g, at, rt))
@@ -937,8 +938,17 @@ func testRotateUpdatesGrant(f *fixture) {
 	want := *old.g
 	want.Scope = g.Scope
 	want.ExpiresAt = g.ExpiresAt
+	want.GitHubToken = g.GitHubToken
 	f.refreshLive(rt, &want, base)
 	f.accessLive(at, base)
+
+	// Without a GitHub token in g, the grant keeps the one it has.
+	g2 := want
+	g2.GitHubToken = nil
+	at2 := newAccess(f.hash("new2/at"), &g2, base.Add(accessTTL))
+	rt2 := newRefresh(f.hash("new2/rt"), &g2, g2.ExpiresAt)
+	f.wantOK("RotateRefresh", f.s.RotateRefresh(f.ctx, rt.Hash, base, &g2, at2, rt2))
+	f.refreshLive(rt2, &want, base)
 }
 
 func testRotateReuseViaGet(f *fixture) {
