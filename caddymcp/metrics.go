@@ -59,7 +59,7 @@ func init() {
 	// Known label values start at zero, so dashboards and alerts see
 	// them before the first event.
 	for _, d := range []string{oauth.GateAllowed, oauth.GateMissing, oauth.GateBadRequest, oauth.GateInvalid,
-		oauth.GateWrongAudience, oauth.GateInsufficientScope, oauth.GateUnavailable} {
+		oauth.GateExpired, oauth.GateWrongAudience, oauth.GateInsufficientScope, oauth.GateUnavailable} {
 		metricGate.WithLabelValues(d)
 	}
 	metricAuthorizations.WithLabelValues("started", "")

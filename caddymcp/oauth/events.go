@@ -59,7 +59,8 @@ const (
 	GateAllowed           = "allowed"
 	GateMissing           = "missing"            // no bearer token
 	GateBadRequest        = "bad_request"        // a token in the URL, several Authorization headers
-	GateInvalid           = "invalid"            // malformed, unknown, expired or revoked
+	GateInvalid           = "invalid"            // malformed, unknown or revoked
+	GateExpired           = "expired"            // a token of ours, past its lifetime
 	GateWrongAudience     = "wrong_audience"     // issued for another resource
 	GateInsufficientScope = "insufficient_scope" // lacks a scope the resource requires
 	GateUnavailable       = "unavailable"        // the store could not be asked

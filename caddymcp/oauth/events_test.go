@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
@@ -96,7 +97,17 @@ func TestEvents(t *testing.T) {
 	wantEvents(t, "revoke access token", ev.take(), "token_revoked/client_request")
 	e.postForm("/revoke", url.Values{"token": {narrow.Refresh}, "client_id": {c.ID}}, nil)
 	wantEvents(t, "revoke refresh token", ev.take(), "grant_revoked/client_request")
-	_ = tk2
+
+	// An access token past its lifetime is told apart from an unknown one.
+	_ = tk2 // its grant went with the reuse above
+	fresh := e.loginTokens(c, "alice")
+	ev.take()
+	e.clock.Advance(accessTTL + time.Minute)
+	r = e.expectRefused("/mcp", fresh.Access, http.StatusUnauthorized)
+	if !strings.Contains(r.Header.Get("WWW-Authenticate"), "has expired") {
+		t.Errorf("expired token challenge %q", r.Header.Get("WWW-Authenticate"))
+	}
+	wantEvents(t, "expired", ev.take(), "gate/expired")
 
 	b := e.newBrowser("bob")
 	b.get(b.atGitHub(b.toGitHub(authzQuery(c, newPKCE()))).String())

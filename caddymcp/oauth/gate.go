@@ -78,8 +78,11 @@ func (s *Server) authenticate(r *http.Request, res *Resource) (*store.AccessToke
 		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is malformed")
 	}
 	at, err := s.store.GetAccessToken(r.Context(), hashSecret(tok), s.now())
+	if errors.Is(err, store.ErrExpired) {
+		return nil, refuse(GateExpired, http.StatusUnauthorized, "invalid_token", "the access token has expired")
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is invalid or revoked")
 	}
 	if err != nil {
 		s.log.Error("looking up an access token", zapErr(err))

@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -25,6 +26,11 @@ var (
 	// ErrNotFound means the record does not exist, has expired, or belongs
 	// to a revoked grant.
 	ErrNotFound = errors.New("store: not found")
+
+	// ErrExpired means an access token exists but has expired. It
+	// matches ErrNotFound too (errors.Is), which is all most callers need
+	// to know; the gate tells the two apart for its metrics.
+	ErrExpired = fmt.Errorf("%w (expired)", ErrNotFound)
 
 	// ErrCodeReplayed means an authorization code was presented a second
 	// time. The store has already revoked the grant issued from it.
@@ -76,7 +82,8 @@ type Store interface {
 	GetGrant(ctx context.Context, id string, now time.Time) (*Grant, error)
 
 	// GetAccessToken returns a live access token by digest. A token that is
-	// absent, expired or whose grant was revoked is ErrNotFound.
+	// absent or whose grant was revoked is ErrNotFound, one that expired is
+	// ErrExpired (which matches ErrNotFound).
 	GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*AccessToken, error)
 
 	// GetRefreshToken returns a refresh token that has not been rotated,

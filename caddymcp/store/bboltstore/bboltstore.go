@@ -937,7 +937,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	cached, ok, gen := s.tokens.get(hash)
 	if ok {
 		if expired(cached.ExpiresAt, now) {
-			return nil, store.ErrNotFound
+			return nil, store.ErrExpired
 		}
 		return &cached, nil
 	}
@@ -955,12 +955,14 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 			return err
 		}
 		if unixNano(now) >= exp {
+			res = store.ErrExpired
 			return nil
 		}
 		if err := decodeAccess(raw[8:], &at); err != nil {
 			return err
 		}
 		if expired(at.ExpiresAt, now) {
+			res = store.ErrExpired
 			return nil
 		}
 		// Revocation deletes the grant; a token without one is dead.

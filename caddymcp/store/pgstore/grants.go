@@ -139,12 +139,12 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	}
 	var at store.AccessToken
 	err := s.getRec(ctx, &at, `SELECT a.rec FROM mcp_auth_access a JOIN mcp_auth_grants g ON g.id = a.grant_id
-WHERE a.hash = $1 AND a.expires_at > $2`, hash, now)
+WHERE a.hash = $1`, hash)
 	if err != nil {
 		return nil, err
 	}
 	if expired(at.ExpiresAt, now) {
-		return nil, store.ErrNotFound
+		return nil, store.ErrExpired
 	}
 	return &at, nil
 }

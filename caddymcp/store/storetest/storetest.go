@@ -894,6 +894,13 @@ func testAccessTokenExpiry(f *fixture) {
 	f.accessDead(is.at.Hash, atExp)
 	f.accessDead(is.at.Hash, atExp.Add(time.Hour))
 	f.accessDead(f.hash("unknown"), base)
+	// Expired is told apart from unknown (for the gate's metrics).
+	if _, err := f.s.GetAccessToken(f.ctx, is.at.Hash, atExp); !errors.Is(err, store.ErrExpired) {
+		f.t.Errorf("GetAccessToken(expired) = %v, want ErrExpired", err)
+	}
+	if _, err := f.s.GetAccessToken(f.ctx, f.hash("unknown"), base); errors.Is(err, store.ErrExpired) {
+		f.t.Errorf("GetAccessToken(unknown) = ErrExpired, want plain ErrNotFound")
+	}
 	// An expired access token does not affect the refresh token.
 	f.refreshLive(is.rt, is.g, atExp.Add(time.Hour))
 }
