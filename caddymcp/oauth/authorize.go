@@ -65,8 +65,8 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	browser := s.browserID(w, r)
 	s.emit(Event{Kind: EventAuthorizationStarted, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource, Scope: req.scope})
-	if s.approved(r, req) {
-		s.sendToGitHub(w, r, req, browser)
+	if by, ok := s.approved(r, req); ok {
+		s.sendToGitHub(w, r, req, browser, by)
 		return
 	}
 	s.showConsent(w, r, req, browser)
@@ -248,7 +248,10 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redire
 
 // sendToGitHub records the request under a fresh state bound to this
 // browser and redirects the browser to GitHub.
-func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string) {
+//
+// approvedBy is the user whose remembered approval skipped the consent
+// page (0 when the user just consented).
+func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string, approvedBy int64) {
 	state := newSecret("")
 	p := &store.Pending{
 		StateHash:     hashSecret(state),
@@ -259,6 +262,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 		Resource:      req.resource,
 		Scope:         req.scope,
 		BrowserHash:   hashSecret(browser),
+		ApprovedBy:    approvedBy,
 		ExpiresAt:     s.now().Add(pendingTTL),
 	}
 	if err := s.store.PutPending(r.Context(), p); err != nil {

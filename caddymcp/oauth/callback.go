@@ -82,6 +82,17 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("temporarily_unavailable", "GitHub could not be asked who you are; try again")
 		return
 	}
+	if p.ApprovedBy != 0 && p.ApprovedBy != who.ID {
+		// The consent page was skipped on the strength of another
+		// GitHub user's approval in this (shared) browser. Consent is
+		// this user's to give: ask them next time.
+		s.log.Info("sign-in by another user than the one who approved; consent needed", zap.String("client_id", p.ClientID),
+			zap.Int64("user_id", who.ID), zap.Int64("approved_by", p.ApprovedBy))
+		s.forgetApproval(w, r, p)
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: p.ClientID, User: who, Resource: p.Resource})
+		fail("access_denied", "another GitHub user approved this client in this browser; start again to approve it yourself")
+		return
+	}
 	withheld, err := s.idp.WithheldScopes(r.Context(), ghTok, who)
 	if err != nil {
 		s.log.Warn("reading the user's scope entitlements from GitHub failed", zap.String("client_id", p.ClientID), zapErr(err))

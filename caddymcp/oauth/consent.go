@@ -158,7 +158,10 @@ func (s *Server) approvals(r *http.Request) []approval {
 // the user it then signed in as still has the consent on record (it is
 // withdrawn when the client revokes its grant or an operator cuts the
 // user off), and it has not expired.
-func (s *Server) approved(r *http.Request, req *authzRequest) bool {
+//
+// It returns the user the approval belongs to: the sign-in must then be
+// theirs (see serveCallback), since this browser may be shared.
+func (s *Server) approved(r *http.Request, req *authzRequest) (int64, bool) {
 	key := s.approvalKey(req)
 	for _, a := range s.approvals(r) {
 		if a.Key != key || a.User == 0 {
@@ -168,9 +171,27 @@ func (s *Server) approved(r *http.Request, req *authzRequest) bool {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Error("looking up a consent", zapErr(err))
 		}
-		return err == nil
+		return a.User, err == nil
 	}
-	return false
+	return 0, false
+}
+
+// forgetApproval drops this browser's approval of p's request, so that
+// the next identical request shows the consent page.
+func (s *Server) forgetApproval(w http.ResponseWriter, r *http.Request, p *store.Pending) {
+	client, err := s.lookupClient(r, p.ClientID)
+	if err != nil {
+		return
+	}
+	key := s.approvalKeyOf(client, p.RedirectURI, p.Resource, p.Scope)
+	list := s.approvals(r)
+	kept := list[:0]
+	for _, a := range list {
+		if a.Key != key {
+			kept = append(kept, a)
+		}
+	}
+	s.writeApprovals(w, kept)
 }
 
 // approvedTarget reports whether this browser's user consented to be sent
@@ -419,7 +440,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	case "approve":
 		s.remember(w, r, req)
 		s.log.Info("consent approved", clientFields(req.client)...)
-		s.sendToGitHub(w, r, req, browser)
+		s.sendToGitHub(w, r, req, browser, 0)
 	case "deny":
 		s.log.Info("consent denied", clientFields(req.client)...)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 const (
@@ -321,5 +323,32 @@ func TestConsentForgedApproval(t *testing.T) {
 	ob.setCookie(cookieApproved, genuine)
 	if r := ob.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
 		t.Fatalf("the real approval cookie was not honoured: %d", r.Status)
+	}
+}
+
+// TestSharedBrowserAnotherUser: alice's remembered approval skips the
+// consent page in her browser, but when bob signs in to GitHub in that
+// browser, the sign-in is refused instead of recording a consent bob
+// never saw, and the next attempt shows bob the page.
+func TestSharedBrowserAnotherUser(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	b.login(authzQuery(c, newPKCE()))
+	gh := b.toGitHub(authzQuery(c, newPKCE())) // skipped: alice's approval
+
+	gu, _ := url.Parse(e.ghURL)
+	b.jar.SetCookies(gu, []*http.Cookie{{Name: fakegithub.LoginCookie, Value: "bob", Path: "/"}})
+	back := b.get(b.atGitHub(gh).String())
+	q := e.expectClientRedirect(back, clientRedirect, "access_denied", "client-state-123")
+	if !strings.Contains(q.Get("error_description"), "another GitHub user approved") {
+		t.Errorf("error_description %q", q.Get("error_description"))
+	}
+	form := consentForm(t, b.authorize(authzQuery(c, newPKCE())))
+	form.Set("action", "approve")
+	r := b.postForm("/consent", form)
+	u := b.get(b.atGitHub(r.loc(t)).String()).loc(t)
+	if u.Query().Get("code") == "" {
+		t.Fatalf("bob's own consent did not sign him in: %s", u)
 	}
 }

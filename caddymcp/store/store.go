@@ -241,8 +241,12 @@ type Pending struct {
 	// BrowserHash is the digest of the browser-binding cookie of the
 	// browser that started (and consented to) the request; the callback
 	// must come from the same browser.
-	BrowserHash []byte    `json:"browser_hash,omitempty"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	BrowserHash []byte `json:"browser_hash,omitempty"`
+	// ApprovedBy is the GitHub user ID whose remembered approval skipped
+	// the consent page, or 0 if the user consented in this request. The
+	// callback refuses another user: consent is theirs to give.
+	ApprovedBy int64     `json:"approved_by,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }
 
 // Identity is the GitHub user a grant was issued to.
