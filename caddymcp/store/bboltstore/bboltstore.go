@@ -362,13 +362,8 @@ func lookupID(id string) bool { return id != "" && len(id) <= maxIDLen }
 // checkTokens validates a grant and its new token pair: present, keyed, and
 // bound to the grant and its client.
 func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	switch {
-	case g == nil:
-		return errors.New("bboltstore: nil grant")
-	case at == nil:
-		return errors.New("bboltstore: nil access token")
-	case rt == nil:
-		return errors.New("bboltstore: nil refresh token")
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
+		return err
 	}
 	if err := checkID("grant ID", g.ID); err != nil {
 		return err
@@ -379,19 +374,7 @@ func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) 
 	if err := checkKey("access token hash", at.Hash); err != nil {
 		return err
 	}
-	if err := checkKey("refresh token hash", rt.Hash); err != nil {
-		return err
-	}
-	if at.GrantID != g.ID || rt.GrantID != g.ID {
-		return fmt.Errorf("bboltstore: tokens name grant %q/%q, not %q", at.GrantID, rt.GrantID, g.ID)
-	}
-	if at.ClientID != g.ClientID || rt.ClientID != g.ClientID {
-		return fmt.Errorf("bboltstore: tokens name client %q/%q, not the grant's %q", at.ClientID, rt.ClientID, g.ClientID)
-	}
-	if bytes.Equal(at.Hash, rt.Hash) {
-		return errors.New("bboltstore: access and refresh token have the same hash")
-	}
-	return nil
+	return checkKey("refresh token hash", rt.Hash)
 }
 
 // --- transactions ----------------------------------------------------------
