@@ -67,8 +67,9 @@ func freePort() (string, error) {
 }
 
 // newEnv starts the stand-in and the upstream and writes the Caddyfile for
-// a state file at statePath; startCaddy then runs it.
-func newEnv(dir, statePath string) (*env, error) {
+// a state file at statePath (or, with a PostgreSQL connection string in
+// postgresDSN, for that database); startCaddy then runs it.
+func newEnv(dir, statePath, postgresDSN string) (*env, error) {
 	e := &env{dir: dir, state: statePath}
 	var err error
 	if e.sitePort, err = freePort(); err != nil {
@@ -100,8 +101,12 @@ func newEnv(dir, statePath string) (*env, error) {
 		e.close()
 		return nil, err
 	}
+	storage := "bbolt " + statePath
+	if postgresDSN != "" {
+		storage = "postgres " + postgresDSN
+	}
 	e.caddyfile = []byte(fmt.Sprintf(caddyfileTemplate, e.admin, httpPort, e.sitePort, filepath.Join(dir, "caddy"),
-		e.sitePort, ghClientID, ghClientSecret, e.ghURL, statePath, e.upAddr, e.upAddr, e.upAddr, e.upAddr))
+		e.sitePort, ghClientID, ghClientSecret, e.ghURL, storage, e.upAddr, e.upAddr, e.upAddr, e.upAddr))
 	return e, nil
 }
 
@@ -126,7 +131,7 @@ localhost:%s {
 			client_secret %s
 			enterprise_url %s
 		}
-		storage bbolt %s
+		storage %s
 		secret_key {env.MCP_AUTH_BENCH_KEY}
 		protect /mcp /sse
 	}

@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddymcp/caddymcp/caddymcp/internal/pgtest"
 	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
 )
 
@@ -50,6 +51,7 @@ type config struct {
 	profile  string        // directory for CPU profiles of Caddy, or ""
 	phases   string        // comma-separated subset of proxy,streams,tokens,startup
 	dir      string        // working directory, or "" for a temporary one
+	postgres bool          // state in a throwaway PostgreSQL server instead of bbolt
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 	flag.StringVar(&c.profile, "cpuprofile", "", "directory to write CPU profiles of Caddy into (gated proxy, token phases)")
 	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run")
 	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one, removed afterwards)")
+	flag.BoolVar(&c.postgres, "postgres", false, "keep state in a throwaway PostgreSQL server (its binaries must be installed) instead of bbolt; proxy and streams phases only")
 	flag.Parse()
 	if err := run(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "mcp-auth-bench:", err)
@@ -89,6 +92,9 @@ func run(c config, w io.Writer) error {
 		}
 	}
 	has := func(p string) bool { return strings.Contains(","+c.phases+",", ","+p+",") }
+	if c.postgres && (has("tokens") || has("startup")) {
+		return fmt.Errorf("-postgres measures the proxy and streams phases only (the others count records in the bbolt file): add -phases proxy or -phases proxy,streams")
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (nproc), %s, %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 
 	if has("proxy") || has("streams") || has("tokens") {
@@ -110,7 +116,17 @@ func run(c config, w io.Writer) error {
 // runMain runs the phases that share one Caddy and one state file.
 func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 	state := filepath.Join(dir, "state.db")
-	e, err := newEnv(dir, state)
+	dsn := ""
+	if c.postgres {
+		pg, err := pgtest.StartServer()
+		if err != nil {
+			return fmt.Errorf("starting PostgreSQL: %w", err)
+		}
+		defer pg.Close()
+		dsn = pg.DSN()
+		fmt.Fprintf(w, "state: %s\n", pg)
+	}
+	e, err := newEnv(dir, state, dsn)
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func startupBench(dir string, n int) (startupFigures, error) {
 // startOnce starts Caddy on the state file at path, optionally reloads
 // it, and stops it.
 func startOnce(dir, path, name string, reload bool) (load, reloaded time.Duration, err error) {
-	e, err := newEnv(dir, path)
+	e, err := newEnv(dir, path, "")
 	if err != nil {
 		return 0, 0, err
 	}

@@ -22,8 +22,9 @@ import (
 // the processes and the database start once:
 //
 //  1. DCR on A, authorize and consent on A, token exchange on B, tool call
-//     on A, refresh on B, revoke on A, then the very next request on B is
-//     refused (no instance caches tokens, so "within 1 s" holds at once).
+//     on A, refresh on B, revoke on A: refused on A at once, and on B
+//     within 1 s (B serves a token it read from memory for up to
+//     pgstore.CacheTTL).
 //  2. The same refresh token sent to A and B at once: exactly one succeeds,
 //     and the reuse revokes the grant on both.
 //  3. A is killed between consent and GitHub's callback: the user finishes
@@ -59,9 +60,20 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	if status, out := cl.form(t, "/revoke", url.Values{"token": {refresh}}); status != http.StatusOK {
 		t.Fatalf("revoke on A: %d %v", status, out)
 	}
+	revoked := time.Now()
+	if got := gate(eA, access); got.status != http.StatusUnauthorized {
+		t.Errorf("A after its own revocation: %+v, want 401 at once", got)
+	}
 	for _, tk := range []string{access, tok.AccessToken} {
-		if got := gate(eB, tk); got.status != http.StatusUnauthorized {
-			t.Errorf("B after the revocation on A: %+v, want 401 at once", got)
+		for {
+			got := gate(eB, tk)
+			if got.status == http.StatusUnauthorized {
+				break
+			}
+			if since := time.Since(revoked); got.status != http.StatusOK || since > time.Second {
+				t.Fatalf("B %v after the revocation on A: %+v, want 401 within 1 s", since, got)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 
@@ -179,7 +191,7 @@ func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
 				mu.Lock()
 				seen[r.status]++
 				// A valid token is either accepted (the database
-				// answered) or 503 with Retry-After: never called
+				// answered within the last second) or 503 with Retry-After: never called
 				// invalid, never a transport failure.
 				if r.err != nil || (r.status != http.StatusOK && (r.status != http.StatusServiceUnavailable || r.retryAfter == "")) {
 					bad = append(bad, fmt.Sprintf("%+v", r))
@@ -191,9 +203,20 @@ func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
 	time.Sleep(300 * time.Millisecond)
 
 	c.pg.Stop(t)
+	stopped := time.Now()
 	for i, e := range envs {
-		if r := gate(e, tok.AccessToken); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
-			t.Errorf("instance %d gate with the database down: %+v, want 503 with Retry-After", i, r)
+		// A token verified less than pgstore.CacheTTL ago may still be
+		// served from memory; after that, the gate cannot verify it and
+		// says so.
+		for {
+			r := gate(e, tok.AccessToken)
+			if r.status == http.StatusServiceUnavailable && r.retryAfter != "" {
+				break
+			}
+			if since := time.Since(stopped); r.status != http.StatusOK || since > time.Second {
+				t.Fatalf("instance %d gate %v after the database went down: %+v, want 503 with Retry-After within 1 s", i, since, r)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		if r := rawRefresh(e, cl.id, tok.RefreshToken); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
 			t.Errorf("instance %d refresh with the database down: %d %q (Retry-After %q), want 503 with Retry-After", i, r.status, r.body, r.retryAfter)

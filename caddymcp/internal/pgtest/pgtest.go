@@ -155,6 +155,16 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartServer starts a private server outside a test, for the load
+// driver; Close stops and removes it.
+func StartServer() (*Server, error) { return newServer() }
+
+// Close stops the server and removes its files.
+func (s *Server) Close() {
+	s.stop()
+	s.remove()
+}
+
 // DSN returns the connection string of the server's postgres database.
 func (s *Server) DSN() string { return s.dsn }
 

@@ -139,7 +139,7 @@ type Store struct {
 	db      *bolt.DB
 	path    string
 	commits *groupCommit
-	tokens  tokenCache
+	tokens  store.TokenCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -386,7 +386,7 @@ func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) 
 // revoked tokens; writes that cannot use updateKeep.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	err := s.updateKeep(ctx, fn)
-	s.tokens.invalidate() // also after a failure: fn may have committed in a group that failed later
+	s.tokens.Invalidate() // also after a failure: fn may have committed in a group that failed later
 	return err
 }
 
@@ -787,7 +787,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		return nil
 	})
 	if err != nil || res == store.ErrCodeReplayed {
-		s.tokens.invalidate() // the replay revoked a grant
+		s.tokens.Invalidate() // the replay revoked a grant
 	}
 	if err != nil {
 		return nil, err
@@ -917,7 +917,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	if !lookupKey(hash) {
 		return nil, store.ErrNotFound
 	}
-	cached, ok, gen := s.tokens.get(hash)
+	cached, ok, gen := s.tokens.Get(hash, now)
 	if ok {
 		if expired(cached.ExpiresAt, now) {
 			return nil, store.ErrExpired
@@ -961,7 +961,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	if res != nil {
 		return nil, res
 	}
-	s.tokens.put(hash, &at, gen)
+	s.tokens.Put(hash, &at, gen, now)
 	return &at, nil
 }
 
@@ -1127,7 +1127,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		return putTokens(tx, at, atVal, rt, rtVal)
 	})
 	if err != nil || errors.Is(res, store.ErrRefreshReused) {
-		s.tokens.invalidate() // the reuse revoked the grant
+		s.tokens.Invalidate() // the reuse revoked the grant
 	}
 	if err != nil {
 		return err

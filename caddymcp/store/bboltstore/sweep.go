@@ -103,7 +103,7 @@ func (s *Store) sweepBucket(ctx context.Context, bucket []byte, nowN int64) (int
 				return nil
 			})
 			// A lapsed grant takes live access tokens with it.
-			s.tokens.invalidate()
+			s.tokens.Invalidate()
 			if err != nil {
 				return total, err
 			}

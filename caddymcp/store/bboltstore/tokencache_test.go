@@ -85,7 +85,7 @@ func TestTokenCacheRevocation(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, ok, _ := s.tokens.get(at.Hash); !ok {
+			if !s.tokens.Cached(at.Hash) {
 				t.Fatal("the token was not cached; this test would prove nothing")
 			}
 			revoke(t, s, g, at, rt, code)

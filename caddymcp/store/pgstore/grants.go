@@ -30,7 +30,8 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 		return err
 	}
 	var res error
-	err = s.tx(ctx, func(tx pgx.Tx) error {
+	// It never deletes a token or grant: the cache stays.
+	err = s.txKeep(ctx, func(tx pgx.Tx) error {
 		res = nil
 		if err := tx.QueryRow(ctx, `SELECT 1 FROM mcp_auth_clients WHERE id = $1 FOR NO KEY UPDATE`, g.ClientID).Scan(new(int)); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -137,6 +138,13 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 	if !lookupKey(hash) {
 		return nil, store.ErrNotFound
 	}
+	cached, ok, gen := s.tokens.Get(hash, time.Now())
+	if ok {
+		if expired(cached.ExpiresAt, now) {
+			return nil, store.ErrExpired
+		}
+		return &cached, nil
+	}
 	var at store.AccessToken
 	err := s.getRec(ctx, &at, `SELECT a.rec FROM mcp_auth_access a JOIN mcp_auth_grants g ON g.id = a.grant_id
 WHERE a.hash = $1`, hash)
@@ -146,6 +154,9 @@ WHERE a.hash = $1`, hash)
 	if expired(at.ExpiresAt, now) {
 		return nil, store.ErrExpired
 	}
+	// Wall time for the cache's TTL: it bounds real staleness, whatever
+	// clock the caller judges expiry by.
+	s.tokens.Put(hash, &at, gen, time.Now())
 	return &at, nil
 }
 
@@ -299,6 +310,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 		return nil
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM mcp_auth_access WHERE hash = $1`, hash)
+	s.tokens.Invalidate()
 	return dbErr(err)
 }
 

@@ -66,7 +66,16 @@ type Options struct {
 // any number of processes sharing the database.
 type Store struct {
 	pool *pgxpool.Pool
+	// tokens caches access tokens for the gate. This instance empties it
+	// after each of its own revoking writes; revocations made by other
+	// instances are seen within CacheTTL.
+	tokens store.TokenCache
 }
+
+// CacheTTL is how long an access token read from the database is served
+// from memory: the longest a revocation made on another instance takes to
+// be refused here. Revocations made on this instance are refused at once.
+const CacheTTL = time.Second
 
 var _ store.Store = (*Store)(nil)
 
@@ -104,6 +113,7 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store,
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s := &Store{pool: pool}
+	s.tokens.TTL = CacheTTL
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -133,7 +143,18 @@ func (s *Store) Ping(ctx context.Context) error {
 // ErrCodeReplayed, ...) through a variable they reset on entry and return
 // nil, so that a revocation they made is committed; they return an error
 // only to roll back. fn may run more than once.
+//
+// It empties this instance's access-token cache afterwards, as fn may
+// have revoked tokens; writes that cannot use txKeep.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	err := s.txKeep(ctx, fn)
+	s.tokens.Invalidate() // also after a failure: the commit may have happened
+	return err
+}
+
+// txKeep is tx for transactions that never delete an access token or a
+// grant, which leave the access-token cache alone.
+func (s *Store) txKeep(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for range maxAttempts {
 		err = pgx.BeginFunc(ctx, s.pool, fn)

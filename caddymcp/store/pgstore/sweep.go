@@ -53,6 +53,8 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 	}()
 
+	// Lapsed grants take live access tokens with them.
+	defer s.tokens.Invalidate()
 	total, err := sweepGrants(ctx, conn, now)
 	if err != nil {
 		return total, dbErr(err)
