@@ -52,7 +52,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if e := q.Get("error"); e != "" {
 		// GitHub's access_denied is the user pressing Cancel.
-		s.log.Info("GitHub login not completed", zap.String("client_id", p.ClientID), zap.String("github_error", cleanText(e, 64)))
+		s.log.Debug("GitHub login not completed", zap.String("client_id", p.ClientID), zap.String("github_error", cleanText(e, 64)))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonLoginCancelled, ClientID: p.ClientID, Resource: p.Resource})
 		fail("access_denied", "the GitHub login was not completed")
 		return
@@ -72,7 +72,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	who, err := s.idp.Admit(r.Context(), ghTok)
 	if err != nil {
 		if errors.Is(err, ErrNotAllowed) {
-			s.log.Info("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
+			s.log.Debug("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
 			s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonNotAllowed, ClientID: p.ClientID, User: who, Resource: p.Resource})
 			fail("access_denied", "the GitHub user "+who.Login+" is not allowed to use this server")
 			return
@@ -86,7 +86,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		// The consent page was skipped on the strength of another
 		// GitHub user's approval in this (shared) browser. Consent is
 		// this user's to give: ask them next time.
-		s.log.Info("sign-in by another user than the one who approved; consent needed", zap.String("client_id", p.ClientID),
+		s.log.Debug("sign-in by another user than the one who approved; consent needed", zap.String("client_id", p.ClientID),
 			zap.Int64("user_id", who.ID), zap.Int64("approved_by", p.ApprovedBy))
 		s.forgetApproval(w, r, p)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: p.ClientID, User: who, Resource: p.Resource})
@@ -127,7 +127,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.recordConsent(w, r, p, who.ID)
-	s.log.Info("user authorized client",
+	s.log.Debug("user authorized client",
 		zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login),
 		zap.String("resource", p.Resource), zap.String("scope", scope), zap.Strings("withheld", withheld))
 	s.emit(Event{Kind: EventAuthorizationApproved, ClientID: p.ClientID, User: who, Resource: p.Resource, Scope: scope})

@@ -300,7 +300,7 @@ func (c *cimdResolver) fetchDocument(ctx context.Context, id string) (*store.Cli
 	if err != nil {
 		return nil, 0, err
 	}
-	c.s.log.Info("client metadata document fetched", clientFields(client)...)
+	c.s.log.Debug("client metadata document fetched", clientFields(client)...)
 	return client, cacheTTL(resp.Header), nil
 }
 

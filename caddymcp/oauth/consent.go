@@ -439,10 +439,10 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	switch form.Get("action") {
 	case "approve":
 		s.remember(w, r, req)
-		s.log.Info("consent approved", clientFields(req.client)...)
+		s.log.Debug("consent approved", clientFields(req.client)...)
 		s.sendToGitHub(w, r, req, browser, 0)
 	case "deny":
-		s.log.Info("consent denied", clientFields(req.client)...)
+		s.log.Debug("consent denied", clientFields(req.client)...)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource})
 		s.redirectToClient(w, r, req.redirectURI, url.Values{
 			"error":             {"access_denied"},

@@ -9,6 +9,11 @@ import (
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
+// Decisions that the Observer reports (registrations, logins, grants,
+// refreshes, revocations) are logged here at debug level only: the
+// audit log records them at info level, once. Failures are logged at
+// warn or error.
+//
 // Log fields. Nothing secret goes through these: identifiers, names and
 // decisions only, never a token, code, state, verifier or secret.
 

@@ -148,7 +148,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
 			return
 		}
-		s.log.Info("client registered", clientFields(c)...)
+		s.log.Debug("client registered", clientFields(c)...)
 		s.emit(Event{Kind: EventClientRegistered, ClientID: c.ID, ClientName: c.Name})
 	}
 	resp := registrationResponse{

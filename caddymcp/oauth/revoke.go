@@ -54,7 +54,7 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		if err != nil {
 			return err
 		}
-		s.log.Info("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
+		s.log.Debug("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventTokenRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: at.User, GrantID: at.GrantID})
 		return s.store.RevokeAccessToken(ctx, h)
 	case strings.HasPrefix(tok, prefixRefreshToken):
@@ -65,7 +65,7 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		if err != nil {
 			return err
 		}
-		s.log.Info("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
+		s.log.Debug("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID})
 		if err := s.store.RevokeGrant(ctx, rt.GrantID); err != nil {
 			return err

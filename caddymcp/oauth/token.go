@@ -242,7 +242,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		s.log.Error("storing a grant", zapErr(err))
 		return nil, errUnavailable
 	}
-	s.log.Info("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
+	s.log.Debug("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	s.emit(Event{Kind: EventTokenIssued, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
@@ -309,7 +309,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 		s.log.Error("rotating a refresh token", zapErr(err))
 		return nil, errUnavailable
 	}
-	s.log.Info("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
+	s.log.Debug("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	s.emit(Event{Kind: EventTokenRefreshed, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	return s.tokenResponse(access, refresh, at), nil
@@ -347,7 +347,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		var withheld []string
 		if withheld, err = s.idp.WithheldScopes(ctx, ghTok, g.User); err == nil {
 			if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
-				s.log.Info("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
+				s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
 					zap.String("scope", narrowed), zap.Strings("withheld", withheld))
 				g.Scope = narrowed
 			}
@@ -357,7 +357,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrNotAllowed):
-		s.log.Info("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
+		s.log.Debug("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonNotAllowed, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
 		_ = s.store.RevokeGrant(r.Context(), g.ID)
 		return badRequest("invalid_grant", "the user is no longer allowed to use this server")
