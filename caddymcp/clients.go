@@ -29,9 +29,10 @@ type CIMDConfig struct {
 	// refused. Default: false (on).
 	Disabled bool `json:"disabled,omitempty"`
 	// AllowHosts may resolve to loopback, private or link-local
-	// addresses. Documents are otherwise fetched only from public
-	// addresses, checked after DNS resolution, so that a client_id cannot
-	// make the server reach into its own network. Default: none.
+	// addresses: each a host (any port) or host:port (that port only).
+	// Documents are otherwise fetched only from public addresses,
+	// checked after DNS resolution, so that a client_id cannot make the
+	// server reach into its own network. Default: none.
 	AllowHosts []string `json:"allow_hosts,omitempty"`
 	// TrustedCAFiles are PEM files of certificate authorities trusted for
 	// the documents' servers instead of the system's. Default: the

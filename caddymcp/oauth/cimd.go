@@ -46,8 +46,9 @@ type CIMDConfig struct {
 	// Disabled turns them off: an https client_id is then unknown, and
 	// the metadata does not advertise them.
 	Disabled bool
-	// AllowHosts may resolve to loopback or private addresses. By
-	// default only public addresses are fetched from.
+	// AllowHosts may resolve to loopback or private addresses: each a
+	// host (any port) or host:port. By default only public addresses are
+	// fetched from.
 	AllowHosts []string
 	// RootCAs verify the documents' servers; the system's if nil.
 	RootCAs *x509.CertPool

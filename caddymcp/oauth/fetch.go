@@ -26,7 +26,8 @@ var errForbiddenAddress = errors.New("the host resolves to a loopback, private, 
 type publicFetcher struct {
 	client *http.Client
 	// allowHosts may resolve to internal addresses: the operator's own
-	// clients hosted inside their network, or a test server.
+	// clients hosted inside their network, or a test server. An entry
+	// is a host (any port) or host:port (that port only).
 	allowHosts map[string]bool
 	resolver   *net.Resolver
 }
@@ -46,7 +47,7 @@ func newPublicFetcher(allowHosts []string, roots *x509.CertPool, timeout time.Du
 			if err != nil {
 				return nil, err
 			}
-			ips, err := f.resolve(ctx, host)
+			ips, err := f.resolve(ctx, host, f.allowed(host, port))
 			if err != nil {
 				return nil, err
 			}
@@ -81,8 +82,7 @@ func newPublicFetcher(allowHosts []string, roots *x509.CertPool, timeout time.Du
 // for an allow-listed host, otherwise only public ones, and an error if
 // any is not public (a name that mixes public and internal answers is
 // refused outright rather than raced).
-func (f *publicFetcher) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
-	allowed := f.allowHosts[strings.ToLower(host)]
+func (f *publicFetcher) resolve(ctx context.Context, host string, allowed bool) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if !allowed && !publicAddr(ip) {
 			return nil, errForbiddenAddress
@@ -108,6 +108,13 @@ func (f *publicFetcher) resolve(ctx context.Context, host string) ([]netip.Addr,
 
 // globalUnicast6 is the IPv6 global unicast space (RFC 4291).
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
+// allowed reports whether the operator allow-listed host, on any port or
+// on this one.
+func (f *publicFetcher) allowed(host, port string) bool {
+	host = strings.ToLower(host)
+	return f.allowHosts[host] || f.allowHosts[net.JoinHostPort(host, port)]
+}
 
 // nonPublic lists ranges that are not globally reachable unicast space
 // beyond what netip's predicates already cover.

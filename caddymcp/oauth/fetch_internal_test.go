@@ -56,15 +56,23 @@ func TestFetcherRefusesBeforeDialing(t *testing.T) {
 			t.Errorf("%s: %v, want the address refused", host, err)
 		}
 	}
-	if ips, err := f.resolve(ctx, "127.0.0.1"); err == nil {
+	if ips, err := f.resolve(ctx, "127.0.0.1", f.allowed("127.0.0.1", "443")); err == nil {
 		t.Errorf("resolve(127.0.0.1) = %v", ips)
 	}
-	f.allowHosts["127.0.0.1"] = true
-	if ips, err := f.resolve(ctx, "127.0.0.1"); err != nil || len(ips) != 1 {
-		t.Errorf("allow-listed resolve = %v, %v", ips, err)
+	if !f.allowed("INTERNAL.example", "8443") {
+		t.Errorf("allow-listed hosts are not case-insensitive, or not on every port")
 	}
-	if !f.allowHosts["internal.example"] {
-		t.Errorf("allow-listed hosts are not case-insensitive")
+	ported := newPublicFetcher([]string{"127.0.0.1:8443", "[::1]:9443"}, nil, time.Second)
+	for _, tc := range []struct {
+		host, port string
+		want       bool
+	}{{"127.0.0.1", "8443", true}, {"127.0.0.1", "443", false}, {"::1", "9443", true}, {"::1", "8443", false}} {
+		if got := ported.allowed(tc.host, tc.port); got != tc.want {
+			t.Errorf("allowed(%s, %s) = %v with host:port entries", tc.host, tc.port, got)
+		}
+	}
+	if ips, err := ported.resolve(ctx, "127.0.0.1", ported.allowed("127.0.0.1", "8443")); err != nil || len(ips) != 1 {
+		t.Errorf("allow-listed resolve = %v, %v", ips, err)
 	}
 }
 
