@@ -161,8 +161,9 @@ var DefaultProtect = []string{"/mcp", "/sse", "/messages"}
 type gatedResource struct {
 	res     *oauth.Resource
 	matcher caddyhttp.MatchPath
-	// forward names the header for the user's GitHub token, if any.
-	forward string
+	// forwardGitHub sends the user's GitHub token upstream in the
+	// Authorization header (the only header forward_github_token takes).
+	forwardGitHub bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -259,7 +260,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 			// Authorization: a token in any other header would be logged.
 			return fmt.Errorf("mcp_auth: forward_github_token %q: only Authorization is supported, because Caddy's logs redact no other header", p.ForwardGitHubToken)
 		}
-		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher, forward: forward})
+		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher, forwardGitHub: forward != ""})
 	}
 	slices.SortStableFunc(m.resources, func(a, b gatedResource) int { return len(b.res.Path) - len(a.res.Path) })
 	paths := make([]string, len(m.resources))
@@ -310,20 +311,15 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		refusal.Write(w)
 		return nil
 	}
-	r.Header.Del("Authorization")
-	if g.forward != "" {
-		r.Header.Del(g.forward) // never the client's value
+	r.Header.Del("Authorization") // never the client's token
+	if g.forwardGitHub {
 		gh, err := m.server.UpstreamToken(r.Context(), tok.GrantID, tok.User.ID)
 		if err != nil {
 			m.logger.Warn("the GitHub token of a grant cannot be forwarded", zap.String("grant", tok.GrantID), zap.Error(err))
 			http.Error(w, "the GitHub login behind this token is no longer available; sign in again", http.StatusUnauthorized)
 			return nil
 		}
-		if g.forward == "Authorization" {
-			r.Header.Set(g.forward, "Bearer "+gh.AccessToken)
-		} else {
-			r.Header.Set(g.forward, gh.AccessToken)
-		}
+		r.Header.Set("Authorization", "Bearer "+gh.AccessToken)
 	}
 	if mayBeLegacySSE(r) {
 		w = newSSEEndpointRewriter(w, r)
