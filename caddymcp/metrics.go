@@ -64,7 +64,7 @@ func init() {
 	}
 	metricAuthorizations.WithLabelValues("started", "")
 	metricAuthorizations.WithLabelValues("approved", "")
-	for _, r := range []string{oauth.ReasonNotAllowed, oauth.ReasonConsentDenied, oauth.ReasonLoginCancelled, oauth.ReasonGitHubError} {
+	for _, r := range []string{oauth.ReasonNotAllowed, oauth.ReasonConsentDenied, oauth.ReasonOtherUser, oauth.ReasonLoginCancelled, oauth.ReasonGitHubError} {
 		metricAuthorizations.WithLabelValues("denied", r)
 	}
 	for _, ev := range []string{"issued", "refreshed", "revoked"} {

@@ -89,7 +89,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("sign-in by another user than the one who approved; consent needed", zap.String("client_id", p.ClientID),
 			zap.Int64("user_id", who.ID), zap.Int64("approved_by", p.ApprovedBy))
 		s.forgetApproval(w, r, p)
-		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: p.ClientID, User: who, Resource: p.Resource})
+		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonOtherUser, ClientID: p.ClientID, User: who, Resource: p.Resource})
 		fail("access_denied", "another GitHub user approved this client in this browser; start again to approve it yourself")
 		return
 	}

@@ -328,14 +328,14 @@ func (s *Server) clientFromDocument(id string, body []byte) (*store.Client, erro
 		// (private_key_jwt) are not supported here.
 		return nil, &cimdError{description: `the client metadata document's token_endpoint_auth_method must be "none"`}
 	}
-	c, code, msg := s.newClient(&doc.registrationRequest)
+	c, code, msg := newClient(&doc.registrationRequest)
 	if code != "" {
 		return nil, &cimdError{description: "the client metadata document is invalid: " + msg}
 	}
+	// No creation time: the document is the client, whenever it was
+	// fetched, so approvals of it do not lapse each time the cache
+	// refreshes (see clientEpoch).
 	c.ID = id
-	// The document is the client, whenever it was fetched: approvals of
-	// it must not lapse each time the cache refreshes (see clientEpoch).
-	c.CreatedAt = time.Time{}
 	return c, nil
 }
 

@@ -293,21 +293,29 @@ func TestConsentForgedApproval(t *testing.T) {
 	}
 	payload, sig := genuine[:dot], genuine[dot+1:]
 
-	forge := func(clientIDs ...string) string {
-		var list []map[string]any
-		for _, id := range clientIDs {
-			list = append(list, map[string]any{"c": id, "e": time.Now().Add(time.Hour).Unix()})
-		}
-		raw, _ := json.Marshal(list)
-		return base64.RawURLEncoding.EncodeToString(raw)
+	// Forgeries carry the genuine approvals, which would skip the
+	// consent page for c, changed by a second of expiry: only the
+	// signature check stands between them and the page.
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var entries []map[string]any
+	if err := json.Unmarshal(raw, &entries); err != nil || len(entries) == 0 {
+		t.Fatalf("approval payload %s: %v", raw, err)
+	}
+	for _, en := range entries {
+		en["e"] = en["e"].(float64) + 1
+	}
+	changed, _ := json.Marshal(entries)
+	forged := base64.RawURLEncoding.EncodeToString(changed)
 	for name, value := range map[string]string{
-		"other payload, real signature": forge(victim.ID) + "." + sig,
-		"real payload, bad signature":   payload + "." + strings.Repeat("A", len(sig)),
-		"unsigned payload":              forge(victim.ID),
-		"empty signature":               forge(victim.ID) + ".",
-		"garbage":                       "%%%not-base64%%%",
-		"oversize":                      strings.Repeat("A", 5000),
+		"changed payload, real signature": forged + "." + sig,
+		"real payload, bad signature":     payload + "." + strings.Repeat("A", len(sig)),
+		"unsigned payload":                forged,
+		"empty signature":                 forged + ".",
+		"garbage":                         "%%%not-base64%%%",
+		"oversize":                        strings.Repeat("A", 5000),
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := e.sub(t)

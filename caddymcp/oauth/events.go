@@ -44,6 +44,7 @@ const (
 const (
 	ReasonNotAllowed      = "not_allowed"      // no allow-list admits the user
 	ReasonConsentDenied   = "consent_denied"   // the user pressed Deny
+	ReasonOtherUser       = "other_user"       // another GitHub user signed in through someone's remembered approval
 	ReasonLoginCancelled  = "login_cancelled"  // GitHub returned an error (the user cancelled there)
 	ReasonGitHubError     = "github_error"     // GitHub could not be asked
 	ReasonClientRequest   = "client_request"   // RFC 7009 revocation by the client

@@ -26,9 +26,6 @@ type Refusal struct {
 func (f *Refusal) Write(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("WWW-Authenticate", f.challenge)
-	if f.Status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "5")
-	}
 	if f.Code == "" {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("Cache-Control", "no-store")

@@ -81,12 +81,16 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 		// exactly the URL they connected to (RFC 9728 section 3.3), and
 		// an MCP endpoint may lie below the protected prefix. A token
 		// asked for with that URL is bound to the protected resource.
-		if !cleanSubPath(sub) || s.ResourceFor(sub) == nil {
+		var res *Resource
+		if cleanSubPath(sub) {
+			res = s.ResourceFor(sub)
+		}
+		if res == nil {
 			writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at "+quote(sub))
 			return
 		}
 		doc.Resource = iss + sub
-		doc.ScopesSupported = s.resourceScopes(s.ResourceFor(sub))
+		doc.ScopesSupported = s.resourceScopes(res)
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

@@ -22,8 +22,9 @@ var forbiddenSchemes = map[string]bool{
 
 // checkRedirectURI enforces the redirect URI rules of the security model:
 // https; or http on a loopback host (RFC 8252 section 7.3); or, for a
-// native application, a private-use scheme in reverse-domain form (RFC 8252
-// section 7.1). No fragments, no credentials.
+// native application, a private-use scheme (RFC 8252 section 7.1; any
+// scheme outside forbiddenSchemes, as real clients use cursor:// and
+// vscode://). No fragments, no credentials.
 func checkRedirectURI(raw, applicationType string) error {
 	if raw == "" || len(raw) > maxParamLen {
 		return fmt.Errorf("redirect URI must be 1 to %d characters", maxParamLen)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
@@ -104,11 +105,12 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must hold exactly one JSON object")
 		return
 	}
-	c, code, msg := s.newClient(&req)
+	c, code, msg := newClient(&req)
 	if code != "" {
 		writeOAuthError(w, http.StatusBadRequest, code, msg)
 		return
 	}
+	c.CreatedAt = s.now().UTC().Truncate(time.Second)
 	var secret string
 	existing := false
 	requestedURIs := c.RedirectURIs
@@ -127,6 +129,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
+		c.ID = newClientID()
 		secret = newSecret(prefixClientSecret)
 		c.SecretHash = hashSecret(secret)
 	}
@@ -177,16 +180,16 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-// newClient validates registration metadata and returns the client to
-// store, or an RFC 7591 error code and message.
-func (s *Server) newClient(req *registrationRequest) (c *store.Client, code, msg string) {
+// newClient validates client metadata (registered, pre-registered or in
+// a metadata document) and returns the client it describes, without an
+// ID or creation time, which each of those sets its own way; or an RFC
+// 7591 error code and message.
+func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 	c = &store.Client{
-		ID:                      newClientID(),
 		TokenEndpointAuthMethod: req.TokenEndpointAuthMethod,
 		GrantTypes:              req.GrantTypes,
 		ResponseTypes:           req.ResponseTypes,
 		ApplicationType:         req.ApplicationType,
-		CreatedAt:               s.now().UTC().Truncate(1e9),
 	}
 	if c.ApplicationType == "" {
 		// Clients that predate application_type, such as Cursor with its

@@ -54,9 +54,12 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		if err != nil {
 			return err
 		}
+		if err := s.store.RevokeAccessToken(ctx, h); err != nil {
+			return err
+		}
 		s.log.Debug("access token revoked", zap.String("grant", at.GrantID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventTokenRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: at.User, GrantID: at.GrantID})
-		return s.store.RevokeAccessToken(ctx, h)
+		return nil
 	case strings.HasPrefix(tok, prefixRefreshToken):
 		rt, g, err := s.store.GetRefreshToken(ctx, h, s.now())
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
@@ -65,16 +68,19 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		if err != nil {
 			return err
 		}
-		s.log.Debug("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
-		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID})
+		// A client revokes its refresh token when the user disconnects
+		// it: that withdraws the user's consent too, so connecting again
+		// asks again. Withdrawn first: if revoking the grant then fails,
+		// the client's retry still finds the token and finishes.
+		if _, err := s.store.WithdrawConsents(ctx, g.User.ID, client.ID); err != nil {
+			return err
+		}
 		if err := s.store.RevokeGrant(ctx, rt.GrantID); err != nil {
 			return err
 		}
-		// A client revokes its refresh token when the user disconnects
-		// it: that withdraws the user's consent too, so connecting again
-		// asks again.
-		_, err = s.store.WithdrawConsents(ctx, g.User.ID, client.ID)
-		return err
+		s.log.Debug("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID})
+		return nil
 	}
 	return nil
 }

@@ -249,12 +249,11 @@ func staticClients(list []StaticClient) (map[string]*store.Client, error) {
 		if sc.Secret != "" {
 			req.TokenEndpointAuthMethod = authMethodBasic
 		}
-		c, code, msg := (&Server{now: time.Now}).newClient(&req)
+		c, code, msg := newClient(&req)
 		if code != "" {
 			return nil, fmt.Errorf("oauth: client %q: %s", sc.ID, msg)
 		}
 		c.ID = sc.ID
-		c.CreatedAt = time.Time{}
 		if sc.Secret != "" {
 			c.SecretHash = hashSecret(sc.Secret)
 		}
@@ -448,8 +447,9 @@ func ParseIssuer(raw string) (string, error) {
 
 // checkResourcePath validates a protected path prefix.
 func checkResourcePath(p string) error {
-	if !strings.HasPrefix(p, "/") || p == "/" || strings.ContainsAny(p, "?#*%\\ \t\r\n") || strings.Contains(p, "//") ||
-		strings.Contains(p, "/./") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+	// The same rules as for a URL below it (cleanSubPath): a protected
+	// path must be one its metadata document and resource URL can name.
+	if p == "/" || !cleanSubPath(p) || strings.Contains(p, "*") {
 		return fmt.Errorf("oauth: protected path %q must be a clean path prefix such as /mcp (not / and without wildcards)", p)
 	}
 	if strings.HasPrefix(p, "/.well-known/") || p == pathRegister || p == pathToken || p == pathRevoke || p == pathCallback ||

@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -263,6 +264,18 @@ func (e *env) check() {
 			if s != "" && strings.Contains(line, s) {
 				e.t.Errorf("a secret (%.10s...) reached the log: %s", s, line)
 			}
+		}
+	}
+	// The security model stores tokens, codes and client secrets only as
+	// their SHA-256, and GitHub tokens sealed: none may be in the file.
+	db, err := os.ReadFile(e.st.Path())
+	if err != nil {
+		e.t.Errorf("reading the state file: %v", err)
+		return
+	}
+	for _, s := range secrets {
+		if s != "" && bytes.Contains(db, []byte(s)) {
+			e.t.Errorf("a secret (%.10s...) is stored in the clear in the state file", s)
 		}
 	}
 }

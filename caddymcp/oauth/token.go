@@ -37,9 +37,6 @@ func (e *tokenError) write(w http.ResponseWriter) {
 	if e.status == http.StatusUnauthorized && e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_auth"`)
 	}
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
-	}
 	writeOAuthError(w, e.status, e.code, e.description)
 }
 
@@ -334,8 +331,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		// The key changed or the record is damaged: the only way forward
 		// is a new login.
 		s.log.Warn("GitHub token of a grant cannot be opened; revoking", zap.String("grant", g.ID), zapErr(err))
-		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonUnusable, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
-		_ = s.store.RevokeGrant(r.Context(), g.ID)
+		s.revokeGrant(r, g, ReasonUnusable)
 		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
 	}
 	// One deadline for every GitHub call of the re-check, so a slow
@@ -358,18 +354,27 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		return nil
 	case errors.Is(err, ErrNotAllowed):
 		s.log.Debug("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
-		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonNotAllowed, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
-		_ = s.store.RevokeGrant(r.Context(), g.ID)
+		s.revokeGrant(r, g, ReasonNotAllowed)
 		return badRequest("invalid_grant", "the user is no longer allowed to use this server")
 	default:
 		s.log.Warn("re-checking the user with GitHub failed", zap.String("grant", g.ID), zapErr(err))
 		if errors.Is(err, ErrUpstreamRevoked) {
-			s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonUpstreamRevoked, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
-			_ = s.store.RevokeGrant(r.Context(), g.ID)
+			s.revokeGrant(r, g, ReasonUpstreamRevoked)
 			return badRequest("invalid_grant", "GitHub no longer accepts this login; sign in again")
 		}
 		return errUnavailable
 	}
+}
+
+// revokeGrant revokes g, then reports it to the observer (and so the
+// audit log): a revocation the store could not make is logged as a
+// failure, never reported as made.
+func (s *Server) revokeGrant(r *http.Request, g *store.Grant, reason string) {
+	if err := s.store.RevokeGrant(r.Context(), g.ID); err != nil {
+		s.log.Error("revoking a grant", zap.String("grant", g.ID), zap.String("reason", reason), zapErr(err))
+		return
+	}
+	s.emit(Event{Kind: EventGrantRevoked, Reason: reason, ClientID: g.ClientID, User: g.User, GrantID: g.ID})
 }
 
 // narrowResource checks that a grant's audience is this site's and
