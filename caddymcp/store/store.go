@@ -128,9 +128,9 @@ type Store interface {
 	// would revoke everything and is refused with an error.
 	RevokeGrants(ctx context.Context, f GrantFilter) (int, error)
 
-	// Sweep deletes expired records (and tokens of revoked grants) and
-	// unused clients (see UnusedClientTTL), and returns how many it
-	// removed.
+	// Sweep deletes expired records (revocation deletes a grant's tokens
+	// at once) and unused clients (see UnusedClientTTL), and returns how
+	// many it removed.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the backend.
@@ -140,9 +140,10 @@ type Store interface {
 // Clients are collected when nobody uses them, so that open registration
 // cannot fill the store: a client that obtained no grant within
 // UnusedClientTTL of its CreatedAt is deleted by Sweep, and so is one
-// whose grants all ended (lapsed or were revoked) IdleClientTTL ago. Each
-// grant issued or refreshed keeps its client until IdleClientTTL after the
-// grant's expiry; a store may extend that lazily, by up to a day.
+// with no grant left IdleClientTTL after its last grant's expiry: each
+// grant issued or refreshed keeps its client until then (a revoked grant
+// too, until the expiry it had), and a store may extend that lazily, by up
+// to a day.
 const (
 	UnusedClientTTL = 24 * time.Hour
 	IdleClientTTL   = 30 * 24 * time.Hour

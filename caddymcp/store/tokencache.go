@@ -72,11 +72,3 @@ func (c *TokenCache) Invalidate() {
 	c.gen++
 	clear(c.m)
 }
-
-// Cached reports whether a token is cached, for tests.
-func (c *TokenCache) Cached(hash []byte) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	_, ok := c.m[string(hash)]
-	return ok
-}

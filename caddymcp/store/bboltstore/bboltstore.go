@@ -838,7 +838,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	if withCode && !lookupKey(codeHash) {
 		return store.ErrNotFound
 	}
-	gVal, err := encode(unixNano(g.ExpiresAt), g)
+	gVal, err := encodeGrant(g)
 	if err != nil {
 		return err
 	}
@@ -846,7 +846,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	if err != nil {
 		return err
 	}
-	rtVal, err := encode(unixNano(rt.ExpiresAt), rt)
+	rtVal, err := encodeRefresh(rt)
 	if err != nil {
 		return err
 	}
@@ -1052,7 +1052,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 	if err != nil {
 		return err
 	}
-	rtVal, err := encode(unixNano(rt.ExpiresAt), rt)
+	rtVal, err := encodeRefresh(rt)
 	if err != nil {
 		return err
 	}
@@ -1102,7 +1102,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 
 		// All checks passed; from here on, only writes.
 		old.Rotated = true
-		oldVal, err := encode(unixNano(old.ExpiresAt), &old)
+		oldVal, err := encodeRefresh(&old)
 		if err != nil {
 			return err
 		}
@@ -1114,7 +1114,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		if g.GitHubToken != nil {
 			cur.GitHubToken = g.GitHubToken // resealed under the current key
 		}
-		gVal, err := encode(unixNano(cur.ExpiresAt), &cur)
+		gVal, err := encodeGrant(&cur)
 		if err != nil {
 			return err
 		}

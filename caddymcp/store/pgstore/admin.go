@@ -25,7 +25,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*st
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	return collect[store.Client](rows, func(*store.Client) bool { return true })
+	return collect[store.Client](rows)
 }
 
 // ListGrants returns up to f.Limit live grants that match f, in order of
@@ -39,7 +39,7 @@ ORDER BY id LIMIT $%d`, cond, n-2, n-1, n), args...)
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	return collect[store.Grant](rows, func(g *store.Grant) bool { return !expired(g.ExpiresAt, now) })
+	return collect[store.Grant](rows) // the query keeps live grants only
 }
 
 // RevokeGrants revokes every grant that matches f (live or lapsed; After
@@ -84,9 +84,8 @@ func grantCond(f store.GrantFilter) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-// collect decodes the rec column of every row (at most one page) and keeps
-// those keep accepts.
-func collect[T any](rows pgx.Rows, keep func(*T) bool) ([]*T, error) {
+// collect decodes the rec column of every row (at most one page).
+func collect[T any](rows pgx.Rows) ([]*T, error) {
 	defer rows.Close()
 	var out []*T
 	for rows.Next() {
@@ -98,9 +97,7 @@ func collect[T any](rows pgx.Rows, keep func(*T) bool) ([]*T, error) {
 		if err := decode(raw, v); err != nil {
 			return nil, err
 		}
-		if keep(v) {
-			out = append(out, v)
-		}
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, dbErr(err)

@@ -88,7 +88,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 	}
 	var out *store.Code
 	var res error
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txKeep(ctx, func(tx pgx.Tx) error {
 		out, res = nil, nil
 		var used bool
 		var grantID *string
@@ -129,6 +129,9 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		out = &c
 		return nil
 	})
+	if err != nil || errors.Is(res, store.ErrCodeReplayed) {
+		s.tokens.Invalidate() // the replay revoked a grant
+	}
 	if err != nil {
 		return nil, err
 	}

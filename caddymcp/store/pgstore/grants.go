@@ -217,7 +217,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		return store.ErrNotFound
 	}
 	var res error
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txKeep(ctx, func(tx pgx.Tx) error {
 		res = nil
 		var grantID string
 		err := tx.QueryRow(ctx, `SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1`, oldHash).Scan(&grantID)
@@ -269,6 +269,9 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		}
 		return rotate(ctx, tx, &old, &cur, g, at, rt)
 	})
+	if err != nil || errors.Is(res, store.ErrRefreshReused) {
+		s.tokens.Invalidate() // the reuse revoked the grant
+	}
 	if err != nil {
 		return err
 	}

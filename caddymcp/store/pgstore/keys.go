@@ -60,7 +60,7 @@ func Fingerprint(key []byte) []byte {
 func (s *Store) SecretKey(ctx context.Context, configured []byte, size int, previous ...[]byte) ([]byte, error) {
 	var key []byte
 	var res error
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txKeep(ctx, func(tx pgx.Tx) error { // keys only: the token cache stays
 		key, res = configured, nil
 		if key == nil {
 			fresh := make([]byte, size)

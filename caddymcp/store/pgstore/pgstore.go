@@ -128,14 +128,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("pgstore: %w", err)
-	}
-	return nil
-}
-
 // --- transactions ----------------------------------------------------------
 
 // tx runs fn in a transaction and commits it if fn returns nil. Like

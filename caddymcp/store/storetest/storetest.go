@@ -588,6 +588,10 @@ func testClientDeleteCascades(f *fixture) {
 	a2 := f.issue("client-a", "a2")
 	a2r := f.rotate(a2, "a2r") // so that the client also has a rotated token
 	b1 := f.issue("client-b", "b1")
+	// Read first: a backend that keeps tokens it read in memory must
+	// forget them when they are revoked (here and in the tests below).
+	f.accessLive(a1.at, base)
+	f.accessLive(a2r.at, base)
 
 	f.wantOK("DeleteClient", f.s.DeleteClient(f.ctx, "client-a"))
 	_, err := f.s.GetClient(f.ctx, "client-a")
@@ -963,6 +967,7 @@ func testRotateReuseViaGet(f *fixture) {
 	old := f.issue("client-a", "g")
 	other := f.issue("client-a", "other")
 	cur := f.rotate(old, "r1")
+	f.accessLive(cur.at, base)
 
 	f.refreshErr(old.rt.Hash, base, store.ErrRefreshReused)
 	f.issuedDead(cur)
@@ -981,6 +986,7 @@ func testRotateReuseViaRotate(f *fixture) {
 	g := *old.g
 	at := newAccess(f.hash("thief/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("thief/rt"), &g, base.Add(refreshTTL))
+	f.accessLive(cur.at, base)
 	f.wantErr("RotateRefresh(rotated token)", f.s.RotateRefresh(f.ctx, old.rt.Hash, base, &g, at, rt), store.ErrRefreshReused)
 
 	f.issuedDead(cur)
@@ -1054,6 +1060,7 @@ func testRevokeAccessToken(f *fixture) {
 	first := f.issue("client-a", "g")
 	cur := f.rotate(first, "r1") // the grant now has two access tokens
 	other := f.issue("client-a", "other")
+	f.accessLive(cur.at, base)
 
 	f.wantOK("RevokeAccessToken", f.s.RevokeAccessToken(f.ctx, cur.at.Hash))
 	f.accessDead(cur.at.Hash, base)
@@ -1071,6 +1078,8 @@ func testRevokeGrant(f *fixture) {
 	first := f.issue("client-a", "g")
 	cur := f.rotate(first, "r1")
 	other := f.issue("client-a", "other")
+	f.accessLive(first.at, base)
+	f.accessLive(cur.at, base)
 
 	f.wantOK("RevokeGrant", f.s.RevokeGrant(f.ctx, cur.g.ID))
 	f.accessDead(first.at.Hash, base)
@@ -1130,6 +1139,7 @@ func testSweep(f *fixture) {
 	if n != 0 {
 		f.t.Errorf("Sweep(base) removed %d records, want 0: nothing has expired yet", n)
 	}
+	f.accessLive(lapsed.at, base) // read, so a token cache holds it
 
 	n, err = f.s.Sweep(f.ctx, T)
 	f.wantOK("Sweep(T)", err)
