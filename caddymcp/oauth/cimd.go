@@ -26,9 +26,8 @@ import (
 // client metadata, which we fetch instead of asking the client to
 // register. Such clients are never stored; the document is the record.
 
-// maxClientIDURLLen bounds a client_id URL: the stores key clients by
-// ID, and bbolt's keys here are at most 1 KiB.
-const maxClientIDURLLen = 1024
+// maxClientIDURLLen bounds a client_id URL: stores key clients by ID.
+const maxClientIDURLLen = store.MaxIDLen
 
 // Bounds on fetching a document. The size is the MCP specification's
 // recommendation; real documents are a few hundred bytes.

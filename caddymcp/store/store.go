@@ -327,25 +327,3 @@ type Consent struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
-
-// CheckTokenPair checks that a grant and the token pair issued with it
-// agree: all present, both tokens naming the grant and its client, and two
-// distinct digests. Backends call it before writing, and add their own
-// limits on IDs and keys.
-func CheckTokenPair(g *Grant, at *AccessToken, rt *RefreshToken) error {
-	switch {
-	case g == nil:
-		return errors.New("store: nil grant")
-	case at == nil:
-		return errors.New("store: nil access token")
-	case rt == nil:
-		return errors.New("store: nil refresh token")
-	case at.GrantID != g.ID || rt.GrantID != g.ID:
-		return fmt.Errorf("store: tokens name grant %q/%q, not %q", at.GrantID, rt.GrantID, g.ID)
-	case at.ClientID != g.ClientID || rt.ClientID != g.ClientID:
-		return fmt.Errorf("store: tokens name client %q/%q, not the grant's %q", at.ClientID, rt.ClientID, g.ClientID)
-	case string(at.Hash) == string(rt.Hash):
-		return errors.New("store: access and refresh token have the same hash")
-	}
-	return nil
-}

@@ -43,7 +43,7 @@ func (s *Store) ListGrants(ctx context.Context, f store.GrantFilter, now time.Ti
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		return eachGrant(tx, f, func(g *store.Grant) bool {
-			if !expired(g.ExpiresAt, now) {
+			if !store.Expired(g.ExpiresAt, now) {
 				out = append(out, g)
 			}
 			return len(out) < limit
@@ -92,7 +92,7 @@ func eachGrant(tx *bolt.Tx, f store.GrantFilter, fn func(*store.Grant) bool) err
 		return fn(&g), nil
 	}
 	if f.ClientID != "" {
-		if !lookupID(f.ClientID) {
+		if !store.ValidID(f.ClientID) {
 			return nil
 		}
 		prefix := lenPrefix(f.ClientID, 0)

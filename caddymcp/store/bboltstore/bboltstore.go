@@ -77,13 +77,6 @@ const schemaVersion = 2
 // the file when Options.LockTimeout is zero.
 const DefaultLockTimeout = 2 * time.Second
 
-// Limits on keys, well inside bbolt's 32 KiB key limit and the 16-bit length
-// prefix of index keys. Real IDs and SHA-256 digests are far shorter.
-const (
-	maxIDLen  = 1024
-	maxKeyLen = 1024
-)
-
 var (
 	bucketMeta         = []byte("meta")
 	bucketClients      = []byte("clients")
@@ -258,10 +251,6 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// expired reports whether a record expiring at exp is dead at now: records
-// are live strictly before their expiry.
-func expired(exp, now time.Time) bool { return !now.Before(exp) }
-
 var errCorrupt = errors.New("bboltstore: corrupt record (value shorter than its header)")
 
 // encode builds a value: expiry prefix, then v as JSON.
@@ -330,53 +319,6 @@ func prefixKeys(b *bolt.Bucket, prefix []byte) [][]byte {
 	return keys
 }
 
-// --- validation ------------------------------------------------------------
-
-func checkID(what, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("bboltstore: %s is empty", what)
-	case len(id) > maxIDLen:
-		return fmt.Errorf("bboltstore: %s is longer than %d bytes", what, maxIDLen)
-	}
-	return nil
-}
-
-func checkKey(what string, key []byte) error {
-	switch {
-	case len(key) == 0:
-		return fmt.Errorf("bboltstore: %s is empty", what)
-	case len(key) > maxKeyLen:
-		return fmt.Errorf("bboltstore: %s is longer than %d bytes", what, maxKeyLen)
-	}
-	return nil
-}
-
-// lookupKey reports whether key can name a stored record; callers answer
-// ErrNotFound (or nothing) for one that cannot, instead of asking bbolt.
-func lookupKey(key []byte) bool { return len(key) > 0 && len(key) <= maxKeyLen }
-
-// lookupID is lookupKey for string IDs.
-func lookupID(id string) bool { return id != "" && len(id) <= maxIDLen }
-
-// checkTokens validates a grant and its new token pair: present, keyed, and
-// bound to the grant and its client.
-func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := store.CheckTokenPair(g, at, rt); err != nil {
-		return err
-	}
-	if err := checkID("grant ID", g.ID); err != nil {
-		return err
-	}
-	if err := checkID("client ID", g.ClientID); err != nil {
-		return err
-	}
-	if err := checkKey("access token hash", at.Hash); err != nil {
-		return err
-	}
-	return checkKey("refresh token hash", rt.Hash)
-}
-
 // --- transactions ----------------------------------------------------------
 
 // update runs fn in a batched write transaction. fn must follow the rules in
@@ -431,7 +373,7 @@ func (s *Store) exists(ctx context.Context, bucket, key []byte) (bool, error) {
 // refresh tokens stay until Sweep removes them at expiry, so their reuse is
 // still recognised. An unknown grant is not an error.
 func revokeGrant(tx *bolt.Tx, grantID string) (int, error) {
-	if !lookupID(grantID) {
+	if !store.ValidID(grantID) {
 		return 0, nil
 	}
 	n := 0
@@ -446,7 +388,7 @@ func revokeGrant(tx *bolt.Tx, grantID string) (int, error) {
 			return 0, err
 		}
 		n++
-		if lookupID(g.ClientID) {
+		if store.ValidID(g.ClientID) {
 			if err := tx.Bucket(bucketClientGrants).Delete(clientGrantKey(g.ClientID, grantID)); err != nil {
 				return 0, err
 			}
@@ -496,7 +438,7 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 	if c == nil {
 		return errors.New("bboltstore: nil client")
 	}
-	if err := checkID("client ID", c.ID); err != nil {
+	if err := store.CheckID("client ID", c.ID); err != nil {
 		return err
 	}
 	created := c.CreatedAt
@@ -549,7 +491,7 @@ func keepClient(tx *bolt.Tx, clientID string, grantExp time.Time) error {
 
 // GetClient implements store.Store.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
 	var c store.Client
@@ -570,7 +512,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 
 // GetGrant implements store.Store.
 func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.Grant, error) {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
 	var g store.Grant
@@ -583,7 +525,7 @@ func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.
 	if err != nil {
 		return nil, err
 	}
-	if !ok || expired(g.ExpiresAt, now) {
+	if !ok || store.Expired(g.ExpiresAt, now) {
 		return nil, store.ErrNotFound
 	}
 	return &g, nil
@@ -592,7 +534,7 @@ func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.
 // DeleteClient implements store.Store. The client's grants are found
 // through the client_grants index and revoked in the same transaction.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return store.ErrNotFound
 	}
 	key := []byte(id)
@@ -627,7 +569,7 @@ func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
 	if p == nil {
 		return errors.New("bboltstore: nil pending request")
 	}
-	if err := checkKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckKey("state hash", p.StateHash); err != nil {
 		return err
 	}
 	val, err := encode(unixNano(p.ExpiresAt), p)
@@ -659,7 +601,7 @@ func (s *Store) insert(ctx context.Context, bucket, key, val []byte) error {
 
 // TakePending implements store.Store.
 func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time) (*store.Pending, error) {
-	if !lookupKey(stateHash) {
+	if !store.ValidKey(stateHash) {
 		return nil, store.ErrNotFound
 	}
 	if ok, err := s.exists(ctx, bucketPending, stateHash); err != nil || !ok {
@@ -684,7 +626,7 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 		if err := b.Delete(stateHash); err != nil {
 			return err
 		}
-		if expired(p.ExpiresAt, now) {
+		if store.Expired(p.ExpiresAt, now) {
 			res = store.ErrNotFound
 			return nil
 		}
@@ -723,7 +665,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 	if c == nil {
 		return errors.New("bboltstore: nil code")
 	}
-	if err := checkKey("code hash", c.Hash); err != nil {
+	if err := store.CheckKey("code hash", c.Hash); err != nil {
 		return err
 	}
 	// The caller's Used and GrantID are ignored: the store maintains them.
@@ -740,7 +682,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 // so that a replay is treated as one (and revokes) until Sweep removes the
 // code.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
-	if !lookupKey(codeHash) {
+	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
 	}
 	if ok, err := s.exists(ctx, bucketCodes, codeHash); err != nil || !ok {
@@ -774,7 +716,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 			res = store.ErrCodeReplayed
 			return nil
 		}
-		if expired(rec.ExpiresAt, now) {
+		if store.Expired(rec.ExpiresAt, now) {
 			res = store.ErrNotFound
 			return nil
 		}
@@ -831,11 +773,11 @@ func tokenExists(tx *bolt.Tx, at *store.AccessToken, rt *store.RefreshToken) boo
 // ErrNotFound; a code that was replayed is ErrCodeReplayed; a code already
 // bound to a grant is ErrExists. The code is marked used if it was not.
 func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
-	if err := checkTokens(g, at, rt); err != nil {
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
 	withCode := len(codeHash) > 0
-	if withCode && !lookupKey(codeHash) {
+	if withCode && !store.ValidKey(codeHash) {
 		return store.ErrNotFound
 	}
 	gVal, err := encodeGrant(g)
@@ -914,12 +856,12 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 // GetAccessToken implements store.Store. This is the per-request hot path:
 // one read-only transaction, two Gets, no writes.
 func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*store.AccessToken, error) {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil, store.ErrNotFound
 	}
 	cached, ok, gen := s.tokens.Get(hash, now)
 	if ok {
-		if expired(cached.ExpiresAt, now) {
+		if store.Expired(cached.ExpiresAt, now) {
 			return nil, store.ErrExpired
 		}
 		return &cached, nil
@@ -944,12 +886,12 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 		if err := decodeAccess(raw[8:], &at); err != nil {
 			return err
 		}
-		if expired(at.ExpiresAt, now) {
+		if store.Expired(at.ExpiresAt, now) {
 			res = store.ErrExpired
 			return nil
 		}
 		// Revocation deletes the grant; a token without one is dead.
-		if !lookupID(at.GrantID) || tx.Bucket(bucketGrants).Get([]byte(at.GrantID)) == nil {
+		if !store.ValidID(at.GrantID) || tx.Bucket(bucketGrants).Get([]byte(at.GrantID)) == nil {
 			return nil
 		}
 		res = nil
@@ -969,7 +911,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 // transaction; only a rotated token, which must revoke its grant, takes a
 // write transaction.
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil, nil, store.ErrNotFound
 	}
 	var rt store.RefreshToken
@@ -986,7 +928,7 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time)
 			reused = true
 			return nil
 		}
-		if expired(rt.ExpiresAt, now) || !lookupID(rt.GrantID) {
+		if store.Expired(rt.ExpiresAt, now) || !store.ValidID(rt.GrantID) {
 			return nil
 		}
 		ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), &g)
@@ -1039,10 +981,10 @@ func (s *Store) refreshReused(ctx context.Context, hash []byte) error {
 // after the grant is gone. Beyond the interface's rules: g must be the
 // token's grant, and new token digests already stored are ErrExists.
 func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := checkTokens(g, at, rt); err != nil {
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
-	if !lookupKey(oldHash) {
+	if !store.ValidKey(oldHash) {
 		return store.ErrNotFound
 	}
 	if ok, err := s.exists(ctx, bucketRefresh, oldHash); err != nil || !ok {
@@ -1077,7 +1019,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 			res = store.ErrRefreshReused
 			return nil
 		}
-		if expired(old.ExpiresAt, now) || !lookupID(old.GrantID) {
+		if store.Expired(old.ExpiresAt, now) || !store.ValidID(old.GrantID) {
 			res = store.ErrNotFound
 			return nil
 		}
@@ -1137,7 +1079,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 
 // RevokeAccessToken implements store.Store.
 func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil
 	}
 	if ok, err := s.exists(ctx, bucketAccess, hash); err != nil || !ok {
@@ -1153,7 +1095,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 		if err := access.Delete(hash); err != nil {
 			return err
 		}
-		if !lookupID(at.GrantID) {
+		if !store.ValidID(at.GrantID) {
 			return nil
 		}
 		return tx.Bucket(bucketGrantTokens).Delete(grantTokenKey(at.GrantID, kindAccess, hash))
@@ -1162,7 +1104,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 
 // RevokeGrant implements store.Store.
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
-	if !lookupID(grantID) {
+	if !store.ValidID(grantID) {
 		return nil
 	}
 	// Everything revokeGrant would delete exists only while the grant does.

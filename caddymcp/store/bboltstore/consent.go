@@ -28,10 +28,10 @@ func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
 	if c == nil {
 		return errors.New("bboltstore: nil consent")
 	}
-	if err := checkKey("consent key", c.Key); err != nil {
+	if err := store.CheckKey("consent key", c.Key); err != nil {
 		return err
 	}
-	if err := checkID("client ID", c.ClientID); err != nil {
+	if err := store.CheckID("client ID", c.ClientID); err != nil {
 		return err
 	}
 	val, err := encode(unixNano(c.ExpiresAt), c)
@@ -56,7 +56,7 @@ func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
 
 // GetConsent implements store.Store.
 func (s *Store) GetConsent(ctx context.Context, key []byte, now time.Time) (*store.Consent, error) {
-	if !lookupKey(key) {
+	if !store.ValidKey(key) {
 		return nil, store.ErrNotFound
 	}
 	var c store.Consent
@@ -69,7 +69,7 @@ func (s *Store) GetConsent(ctx context.Context, key []byte, now time.Time) (*sto
 	if err != nil {
 		return nil, err
 	}
-	if !ok || expired(c.ExpiresAt, now) {
+	if !ok || store.Expired(c.ExpiresAt, now) {
 		return nil, store.ErrNotFound
 	}
 	return &c, nil
@@ -80,7 +80,7 @@ func (s *Store) WithdrawConsents(ctx context.Context, userID int64, clientID str
 	prefix := make([]byte, 8, 8+2+len(clientID))
 	binary.BigEndian.PutUint64(prefix, uint64(userID))
 	if clientID != "" {
-		if !lookupID(clientID) {
+		if !store.ValidID(clientID) {
 			return 0, nil
 		}
 		prefix = append(prefix, lenPrefix(clientID, 0)...)
@@ -128,7 +128,7 @@ func unindexConsent(tx *bolt.Tx, key, raw []byte) error {
 		UserID   int64  `json:"user_id"`
 		ClientID string `json:"client_id"`
 	}
-	if json.Unmarshal(raw[8:], &c) != nil || !lookupID(c.ClientID) {
+	if json.Unmarshal(raw[8:], &c) != nil || !store.ValidID(c.ClientID) {
 		return nil
 	}
 	return tx.Bucket(bucketUserConsents).Delete(userConsentKey(c.UserID, c.ClientID, key))

@@ -162,7 +162,7 @@ func sweepOne(tx *bolt.Tx, bucket, key []byte, nowN int64) (int, error) {
 		if err := b.Delete(key); err != nil {
 			return 0, err
 		}
-		if decodeErr == nil && lookupID(tok.GrantID) {
+		if decodeErr == nil && store.ValidID(tok.GrantID) {
 			if err := tx.Bucket(bucketGrantTokens).Delete(grantTokenKey(tok.GrantID, kind, key)); err != nil {
 				return 0, err
 			}

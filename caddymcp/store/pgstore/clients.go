@@ -18,7 +18,7 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 	if c == nil {
 		return errors.New("pgstore: nil client")
 	}
-	if err := checkID("client ID", c.ID); err != nil {
+	if err := store.CheckID("client ID", c.ID); err != nil {
 		return err
 	}
 	created := c.CreatedAt
@@ -42,7 +42,7 @@ ON CONFLICT (id) DO NOTHING`, c.ID, created.Add(store.UnusedClientTTL), rec)
 
 // GetClient implements store.Store.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
 	var c store.Client
@@ -56,7 +56,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 // that a CreateGrant for this client either finished before (and its grant
 // is revoked here) or finds the client gone.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return store.ErrNotFound
 	}
 	var res error

@@ -16,7 +16,7 @@ func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
 	if p == nil {
 		return errors.New("pgstore: nil pending request")
 	}
-	if err := checkKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckKey("state hash", p.StateHash); err != nil {
 		return err
 	}
 	rec, err := encode(p)
@@ -45,14 +45,14 @@ func (s *Store) insert(ctx context.Context, sql string, args ...any) error {
 // lock and then finds nothing. An expired request is deleted too: it is
 // dead either way.
 func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time) (*store.Pending, error) {
-	if !lookupKey(stateHash) {
+	if !store.ValidKey(stateHash) {
 		return nil, store.ErrNotFound
 	}
 	var p store.Pending
 	if err := s.getRec(ctx, &p, `DELETE FROM mcp_auth_pending WHERE state_hash = $1 RETURNING rec`, stateHash); err != nil {
 		return nil, err
 	}
-	if expired(p.ExpiresAt, now) {
+	if store.Expired(p.ExpiresAt, now) {
 		return nil, store.ErrNotFound
 	}
 	return &p, nil
@@ -65,7 +65,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 	if c == nil {
 		return errors.New("pgstore: nil code")
 	}
-	if err := checkKey("code hash", c.Hash); err != nil {
+	if err := store.CheckKey("code hash", c.Hash); err != nil {
 		return err
 	}
 	rec := *c
@@ -83,7 +83,7 @@ ON CONFLICT (hash) DO NOTHING`, c.Hash, c.ExpiresAt, raw)
 // code. The replay is marked on the row, so that a CreateGrant still to
 // come from the first redemption is refused.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
-	if !lookupKey(codeHash) {
+	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
 	}
 	var out *store.Code
@@ -118,7 +118,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		if err := decode(raw, &c); err != nil {
 			return err
 		}
-		if expired(c.ExpiresAt, now) {
+		if store.Expired(c.ExpiresAt, now) {
 			res = store.ErrNotFound
 			return nil
 		}

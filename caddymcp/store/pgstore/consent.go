@@ -14,10 +14,10 @@ func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
 	if c == nil {
 		return errors.New("pgstore: nil consent")
 	}
-	if err := checkKey("consent key", c.Key); err != nil {
+	if err := store.CheckKey("consent key", c.Key); err != nil {
 		return err
 	}
-	if err := checkID("client ID", c.ClientID); err != nil {
+	if err := store.CheckID("client ID", c.ClientID); err != nil {
 		return err
 	}
 	rec, err := encode(c)
@@ -33,14 +33,14 @@ ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, client_id = EXCLUDED
 
 // GetConsent implements store.Store.
 func (s *Store) GetConsent(ctx context.Context, key []byte, now time.Time) (*store.Consent, error) {
-	if !lookupKey(key) {
+	if !store.ValidKey(key) {
 		return nil, store.ErrNotFound
 	}
 	var c store.Consent
 	if err := s.getRec(ctx, &c, `SELECT rec FROM mcp_auth_consents WHERE key = $1`, key); err != nil {
 		return nil, err
 	}
-	if expired(c.ExpiresAt, now) {
+	if store.Expired(c.ExpiresAt, now) {
 		return nil, store.ErrNotFound
 	}
 	return &c, nil
@@ -50,7 +50,7 @@ func (s *Store) GetConsent(ctx context.Context, key []byte, now time.Time) (*sto
 func (s *Store) WithdrawConsents(ctx context.Context, userID int64, clientID string) (int, error) {
 	sql, args := `DELETE FROM mcp_auth_consents WHERE user_id = $1`, []any{userID}
 	if clientID != "" {
-		if !lookupID(clientID) {
+		if !store.ValidID(clientID) {
 			return 0, nil
 		}
 		sql, args = sql+` AND client_id = $2`, append(args, clientID)

@@ -18,11 +18,11 @@ import (
 // already bound to a grant is ErrExists. A grant ID or token digest already
 // stored is ErrExists, and nothing of the call is kept.
 func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
-	if err := checkTokens(g, at, rt); err != nil {
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
 	withCode := len(codeHash) > 0
-	if withCode && !lookupKey(codeHash) {
+	if withCode && !store.ValidKey(codeHash) {
 		return store.ErrNotFound
 	}
 	gRec, err := encode(g)
@@ -118,14 +118,14 @@ func putTokens(ctx context.Context, tx pgx.Tx, at *store.AccessToken, rt *store.
 
 // GetGrant implements store.Store.
 func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.Grant, error) {
-	if !lookupID(id) {
+	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
 	var g store.Grant
 	if err := s.getRec(ctx, &g, `SELECT rec FROM mcp_auth_grants WHERE id = $1`, id); err != nil {
 		return nil, err
 	}
-	if expired(g.ExpiresAt, now) {
+	if store.Expired(g.ExpiresAt, now) {
 		return nil, store.ErrNotFound
 	}
 	return &g, nil
@@ -135,12 +135,12 @@ func (s *Store) GetGrant(ctx context.Context, id string, now time.Time) (*store.
 // one indexed query, joined with the grant because revocation deletes the
 // grant and a token without one is dead.
 func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*store.AccessToken, error) {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil, store.ErrNotFound
 	}
 	cached, ok, gen := s.tokens.Get(hash, time.Now())
 	if ok {
-		if expired(cached.ExpiresAt, now) {
+		if store.Expired(cached.ExpiresAt, now) {
 			return nil, store.ErrExpired
 		}
 		return &cached, nil
@@ -151,7 +151,7 @@ WHERE a.hash = $1`, hash)
 	if err != nil {
 		return nil, err
 	}
-	if expired(at.ExpiresAt, now) {
+	if store.Expired(at.ExpiresAt, now) {
 		return nil, store.ErrExpired
 	}
 	// Wall time for the cache's TTL: it bounds real staleness, whatever
@@ -163,7 +163,7 @@ WHERE a.hash = $1`, hash)
 // GetRefreshToken implements store.Store. It reads with one query; only a
 // rotated token, which must revoke its grant, takes a write transaction.
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil, nil, store.ErrNotFound
 	}
 	var rotated bool
@@ -192,7 +192,7 @@ LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(
 	if err := decode(rtRaw, &rt); err != nil {
 		return nil, nil, err
 	}
-	if expired(rt.ExpiresAt, now) || gRaw == nil {
+	if store.Expired(rt.ExpiresAt, now) || gRaw == nil {
 		return nil, nil, store.ErrNotFound
 	}
 	var g store.Grant
@@ -210,10 +210,10 @@ LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(
 // interface's rules: g must be the token's grant, and new token digests
 // already stored are ErrExists.
 func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := checkTokens(g, at, rt); err != nil {
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
-	if !lookupKey(oldHash) {
+	if !store.ValidKey(oldHash) {
 		return store.ErrNotFound
 	}
 	var res error
@@ -255,7 +255,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		if err := decode(oldRaw, &old); err != nil {
 			return err
 		}
-		if expired(old.ExpiresAt, now) || gRaw == nil {
+		if store.Expired(old.ExpiresAt, now) || gRaw == nil {
 			res = store.ErrNotFound
 			return nil
 		}
@@ -309,7 +309,7 @@ func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *sto
 
 // RevokeAccessToken implements store.Store.
 func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
-	if !lookupKey(hash) {
+	if !store.ValidKey(hash) {
 		return nil
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM mcp_auth_access WHERE hash = $1`, hash)
@@ -319,7 +319,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 
 // RevokeGrant implements store.Store.
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
-	if !lookupID(grantID) {
+	if !store.ValidID(grantID) {
 		return nil
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error {

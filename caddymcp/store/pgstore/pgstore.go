@@ -43,14 +43,6 @@ import (
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
-// Limits on keys, the same as bboltstore's: real IDs and SHA-256 digests
-// are far shorter, and a longer value from the network is answered without
-// a query.
-const (
-	maxIDLen  = 1024
-	maxKeyLen = 1024
-)
-
 // maxAttempts bounds how often a transaction that PostgreSQL aborted for a
 // deadlock or a serialization failure is run.
 const maxAttempts = 4
@@ -186,55 +178,4 @@ func dbErr(err error) error {
 		return err
 	}
 	return fmt.Errorf("pgstore: %w", err)
-}
-
-// --- validation ------------------------------------------------------------
-
-func checkID(what, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("pgstore: %s is empty", what)
-	case len(id) > maxIDLen:
-		return fmt.Errorf("pgstore: %s is longer than %d bytes", what, maxIDLen)
-	}
-	return nil
-}
-
-func checkKey(what string, key []byte) error {
-	switch {
-	case len(key) == 0:
-		return fmt.Errorf("pgstore: %s is empty", what)
-	case len(key) > maxKeyLen:
-		return fmt.Errorf("pgstore: %s is longer than %d bytes", what, maxKeyLen)
-	}
-	return nil
-}
-
-// lookupKey reports whether key can name a stored record; callers answer
-// ErrNotFound (or nothing) for one that cannot, without a query.
-func lookupKey(key []byte) bool { return len(key) > 0 && len(key) <= maxKeyLen }
-
-// lookupID is lookupKey for string IDs.
-func lookupID(id string) bool { return id != "" && len(id) <= maxIDLen }
-
-// expired reports whether a record expiring at exp is dead at now: records
-// are live strictly before their expiry.
-func expired(exp, now time.Time) bool { return !now.Before(exp) }
-
-// checkTokens validates a grant and its new token pair: present, keyed, and
-// bound to the grant and its client.
-func checkTokens(g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := store.CheckTokenPair(g, at, rt); err != nil {
-		return err
-	}
-	if err := checkID("grant ID", g.ID); err != nil {
-		return err
-	}
-	if err := checkID("client ID", g.ClientID); err != nil {
-		return err
-	}
-	if err := checkKey("access token hash", at.Hash); err != nil {
-		return err
-	}
-	return checkKey("refresh token hash", rt.Hash)
 }

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits on the keys of records: IDs (clients, grants) and digests. Real
+// IDs and SHA-256 digests are far shorter; the limits keep any backend's
+// keys and indexes bounded (bbolt's keys, with a 16-bit length prefix in
+// its indexes).
+const (
+	MaxIDLen  = 1024
+	MaxKeyLen = 1024
+)
+
+// CheckID refuses an empty or oversized ID of a record to be written.
+func CheckID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("store: %s is empty", what)
+	case len(id) > MaxIDLen:
+		return fmt.Errorf("store: %s is longer than %d bytes", what, MaxIDLen)
+	}
+	return nil
+}
+
+// CheckKey refuses an empty or oversized digest of a record to be written.
+func CheckKey(what string, key []byte) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("store: %s is empty", what)
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("store: %s is longer than %d bytes", what, MaxKeyLen)
+	}
+	return nil
+}
+
+// ValidKey reports whether key can name a stored record; lookups answer
+// ErrNotFound (or nothing) for one that cannot, without asking the backend.
+func ValidKey(key []byte) bool { return len(key) > 0 && len(key) <= MaxKeyLen }
+
+// ValidID is ValidKey for string IDs.
+func ValidID(id string) bool { return id != "" && len(id) <= MaxIDLen }
+
+// Expired reports whether a record expiring at exp is dead at now: records
+// are live strictly before their expiry.
+func Expired(exp, now time.Time) bool { return !now.Before(exp) }
+
+// CheckTokenPair checks a grant and the token pair issued with it before a
+// backend writes them: all present, IDs and digests within bounds, both
+// tokens naming the grant and its client, and two distinct digests.
+func CheckTokenPair(g *Grant, at *AccessToken, rt *RefreshToken) error {
+	switch {
+	case g == nil:
+		return errors.New("store: nil grant")
+	case at == nil:
+		return errors.New("store: nil access token")
+	case rt == nil:
+		return errors.New("store: nil refresh token")
+	case at.GrantID != g.ID || rt.GrantID != g.ID:
+		return fmt.Errorf("store: tokens name grant %q/%q, not %q", at.GrantID, rt.GrantID, g.ID)
+	case at.ClientID != g.ClientID || rt.ClientID != g.ClientID:
+		return fmt.Errorf("store: tokens name client %q/%q, not the grant's %q", at.ClientID, rt.ClientID, g.ClientID)
+	case string(at.Hash) == string(rt.Hash):
+		return errors.New("store: access and refresh token have the same hash")
+	}
+	return errors.Join(CheckID("grant ID", g.ID), CheckID("client ID", g.ClientID),
+		CheckKey("access token hash", at.Hash), CheckKey("refresh token hash", rt.Hash))
+}
