@@ -117,7 +117,13 @@ func (p *passed) ServeHTTP(_ http.ResponseWriter, r *http.Request) error {
 // token is accepted with its placeholders, and revoking its grant refuses
 // the very next request, whatever the gate may keep between requests.
 func TestBenchGateRevocation(t *testing.T) {
-	g := newBenchGate(t)
+	checkGateRevocation(t, newBenchGate(t))
+}
+
+// checkGateRevocation: the token is accepted with its placeholders, and
+// revoking its grant refuses the very next request.
+func checkGateRevocation(t *testing.T, g *benchGate) {
+	t.Helper()
 	base := httptest.NewRequest(http.MethodPost, "https://mcp.example.com/mcp", nil)
 	next := &passed{}
 	w := httptest.NewRecorder()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
 
 // healthTimeout bounds the store check of a health request, so a stuck
@@ -45,11 +47,10 @@ func checkHealthPath(p string) error {
 		return nil
 	}
 	if !strings.HasPrefix(p, "/") || p == "/" || strings.ContainsAny(p, "?#*%\\ \t\r\n") || strings.Contains(p, "//") ||
-		strings.Contains(p, "/.") || strings.HasPrefix(p, "/.well-known/") {
+		strings.Contains(p, "/.") {
 		return fmt.Errorf("health_path %q must be a clean path such as /healthz", p)
 	}
-	switch p {
-	case "/register", "/authorize", "/auth", "/consent", "/callback", "/token", "/revoke":
+	if oauth.ReservedPath(p) {
 		return fmt.Errorf("health_path %q is an endpoint of the authorization server", p)
 	}
 	return nil

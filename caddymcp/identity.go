@@ -47,9 +47,5 @@ func (a *authenticated) gitHub(ctx context.Context) (*github.Client, error) {
 // IDs overlap, and mcp_server's sessions are shared by every site with the
 // same settings.
 func (a *authenticated) userKey() string {
-	host := "github.com"
-	if a.gate != nil && a.gate.GitHub != nil && a.gate.GitHub.EnterpriseURL != "" {
-		host = a.gate.GitHub.EnterpriseURL
-	}
-	return host + "#" + strconv.FormatInt(a.token.User.ID, 10)
+	return a.gate.idp.Host() + "#" + strconv.FormatInt(a.token.User.ID, 10)
 }

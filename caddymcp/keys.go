@@ -21,11 +21,7 @@ import (
 // directory the first time the plugin ran.
 func masterKey(configured string, log *zap.Logger) ([]byte, error) {
 	if configured != "" {
-		key, err := decodeKey(caddy.NewReplacer().ReplaceKnown(configured, ""))
-		if err != nil {
-			return nil, fmt.Errorf("secret_key: %w", err)
-		}
-		return key, nil
+		return configuredKey(configured)
 	}
 	return loadOrCreateKeyFile(filepath.Join(caddy.AppDataDir(), "mcp_auth", "secret.key"), log)
 }
@@ -36,16 +32,24 @@ func previousKeys(configured []string, current string) ([][]byte, error) {
 	if len(configured) > 0 && current == "" {
 		return nil, errors.New("secret_key: previous keys need a current key: secret_key <new> <old...>")
 	}
-	repl := caddy.NewReplacer()
 	var out [][]byte
 	for i, p := range configured {
-		key, err := decodeKey(repl.ReplaceKnown(p, ""))
+		key, err := configuredKey(p)
 		if err != nil {
-			return nil, fmt.Errorf("secret_key: previous key %d: %w", i+1, err)
+			return nil, fmt.Errorf("previous key %d: %w", i+1, err)
 		}
 		out = append(out, key)
 	}
 	return out, nil
+}
+
+// configuredKey decodes the secret_key option, placeholders replaced.
+func configuredKey(configured string) ([]byte, error) {
+	key, err := decodeKey(caddy.NewReplacer().ReplaceKnown(configured, ""))
+	if err != nil {
+		return nil, fmt.Errorf("secret_key: %w", err)
+	}
+	return key, nil
 }
 
 func decodeKey(s string) ([]byte, error) {

@@ -2,10 +2,8 @@ package caddymcp
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
 
@@ -30,8 +28,8 @@ func secretKeyFor(storage StorageBackend, configured string, previous [][]byte, 
 	var key []byte
 	if configured != "" {
 		var err error
-		if key, err = decodeKey(caddy.NewReplacer().ReplaceKnown(configured, "")); err != nil {
-			return nil, fmt.Errorf("secret_key: %w", err)
+		if key, err = configuredKey(configured); err != nil {
+			return nil, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedKeyTimeout)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
@@ -32,9 +33,16 @@ func TestPlaceholdersWinOverEarlierValues(t *testing.T) {
 // TestUserKeyPerGitHub: the same numeric ID on github.com and on an
 // Enterprise Server are two users, so their MCP sessions never mix.
 func TestUserKeyPerGitHub(t *testing.T) {
+	provider := func(enterprise string) *githubidp.Provider {
+		p, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", EnterpriseURL: enterprise})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	tok := &store.AccessToken{User: store.Identity{ID: 42}}
-	dotcom := &authenticated{token: tok, gate: &MCPAuth{GitHub: &GitHubConfig{}}}
-	ghes := &authenticated{token: tok, gate: &MCPAuth{GitHub: &GitHubConfig{EnterpriseURL: "https://ghe.example.com"}}}
+	dotcom := &authenticated{token: tok, gate: &MCPAuth{idp: provider("")}}
+	ghes := &authenticated{token: tok, gate: &MCPAuth{idp: provider("https://ghe.example.com")}}
 	if dotcom.userKey() == ghes.userKey() {
 		t.Errorf("user 42 of github.com and of ghe.example.com share the key %q", dotcom.userKey())
 	}

@@ -201,12 +201,6 @@ func (s *sharedStore) sweep(ctx context.Context, db *bboltstore.Store) {
 	}
 }
 
-// ready reports whether the file is open and answers a read.
-func (s *sharedStore) ready(ctx context.Context) error {
-	_, err := s.ListClients(ctx, "", 1)
-	return err
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner  = (*BboltStorage)(nil)

@@ -220,6 +220,10 @@ func (p *Provider) allowed(ctx context.Context, gh *github.Client, login string)
 	return newMember(gh, login).in(ctx, p.users, p.orgs, p.teams)
 }
 
+// Host names the GitHub this provider signs users in with (api.github.com,
+// or the Enterprise Server's host): user IDs are unique within it only.
+func (p *Provider) Host() string { return p.apiBase.Host }
+
 // API returns a go-github client that acts as the owner of tok against
 // the configured GitHub.
 func (p *Provider) API(ctx context.Context, tok *oauth2.Token) *github.Client {

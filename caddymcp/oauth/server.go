@@ -452,9 +452,19 @@ func checkResourcePath(p string) error {
 	if p == "/" || !cleanSubPath(p) || strings.Contains(p, "*") {
 		return fmt.Errorf("oauth: protected path %q must be a clean path prefix such as /mcp (not / and without wildcards)", p)
 	}
-	if strings.HasPrefix(p, "/.well-known/") || p == pathRegister || p == pathToken || p == pathRevoke || p == pathCallback ||
-		p == pathAuthorize || p == pathAuthorizeAlias || p == pathConsent {
+	if ReservedPath(p) {
 		return fmt.Errorf("oauth: protected path %q overlaps an endpoint of the authorization server", p)
 	}
 	return nil
+}
+
+// ReservedPath reports whether p is a path the authorization server
+// answers itself (its endpoints, and everything under /.well-known/),
+// which no other use of the site's paths may take.
+func ReservedPath(p string) bool {
+	switch p {
+	case pathRegister, pathToken, pathRevoke, pathCallback, pathAuthorize, pathAuthorizeAlias, pathConsent:
+		return true
+	}
+	return strings.HasPrefix(p, "/.well-known/")
 }

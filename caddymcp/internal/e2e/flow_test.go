@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -363,11 +361,6 @@ func TestGateRefusals(t *testing.T) {
 	if resp := e.mcpPost(t, "/mcp", "Bearer "+any.AccessToken); resp.StatusCode != http.StatusOK {
 		t.Errorf("site-wide token at /mcp: %s", resp.Status)
 	}
-}
-
-func pkceChallenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func jsonDecode(resp *http.Response, v any) error {

@@ -78,6 +78,7 @@ type env struct {
 	roots    *x509.CertPool
 	upstream *upstream
 	logs     *logBuffer
+	admin    string // the admin endpoint, host:port
 	// render produces this env's Caddyfile for the given options, so a
 	// test can reload with changes.
 	render func(options) string
@@ -139,6 +140,7 @@ func start(t *testing.T, o options) *env {
 
 	e.logs = captureLogs(t, filepath.Join(e.dir, "caddy.log"))
 	adminPort, httpPort := freePort(t), freePort(t)
+	e.admin = fmt.Sprintf("localhost:%d", adminPort)
 	e.render = func(o options) string {
 		return fmt.Sprintf(`{
 	admin localhost:%d

@@ -16,12 +16,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// adminAddr is the admin endpoint of the running config.
-func (e *env) adminAddr() string {
-	cfg := e.render(options{})
-	return cfg[strings.Index(cfg, "admin ")+len("admin ") : strings.Index(cfg, "\n\thttp_port")]
-}
-
 // cli runs `caddy mcp-auth <args>` in this process, as the binary would,
 // against the running server's admin endpoint.
 func (e *env) cli(t *testing.T, args ...string) (string, error) {
@@ -35,7 +29,7 @@ func (e *env) cli(t *testing.T, args ...string) (string, error) {
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(io.Discard)
-	root.SetArgs(append(args, "--address", e.adminAddr()))
+	root.SetArgs(append(args, "--address", e.admin))
 	err := root.Execute()
 	return out.String(), err
 }
@@ -54,7 +48,7 @@ func (e *env) mustCLI(t *testing.T, args ...string) string {
 // of caddymcp's metrics, keyed as written: name{labels}.
 func (e *env) metrics(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + e.adminAddr() + "/metrics")
+	resp, err := http.Get("http://" + e.admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

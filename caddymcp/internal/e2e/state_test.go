@@ -21,9 +21,7 @@ import (
 // reload posts a new Caddyfile to the admin API, as `caddy reload` does.
 func (e *env) reload(t *testing.T, o options) {
 	t.Helper()
-	cfg := e.render(o)
-	admin := cfg[strings.Index(cfg, "admin ")+len("admin ") : strings.Index(cfg, "\n\thttp_port")]
-	req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/load", strings.NewReader(cfg))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.admin+"/load", strings.NewReader(e.render(o)))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
