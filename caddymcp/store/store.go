@@ -327,3 +327,13 @@ type Consent struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
+
+// ApplyRotation updates the stored grant cur with what RotateRefresh takes
+// from g: its scope, its expiry and, if g has one, its sealed GitHub token
+// (sealed anew under the current key).
+func ApplyRotation(cur, g *Grant) {
+	cur.Scope, cur.ExpiresAt = g.Scope, g.ExpiresAt
+	if g.GitHubToken != nil {
+		cur.GitHubToken = g.GitHubToken
+	}
+}

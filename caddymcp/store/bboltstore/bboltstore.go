@@ -1051,11 +1051,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		if err := refresh.Put(oldHash, oldVal); err != nil {
 			return err
 		}
-		cur.Scope = g.Scope
-		cur.ExpiresAt = g.ExpiresAt
-		if g.GitHubToken != nil {
-			cur.GitHubToken = g.GitHubToken // resealed under the current key
-		}
+		store.ApplyRotation(&cur, g)
 		gVal, err := encodeGrant(&cur)
 		if err != nil {
 			return err

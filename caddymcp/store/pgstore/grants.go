@@ -293,10 +293,7 @@ func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *sto
 	if _, err := tx.Exec(ctx, `UPDATE mcp_auth_refresh SET rotated = true, rec = $2 WHERE hash = $1`, old.Hash, oldRec); err != nil {
 		return err
 	}
-	cur.Scope, cur.ExpiresAt = g.Scope, g.ExpiresAt
-	if g.GitHubToken != nil {
-		cur.GitHubToken = g.GitHubToken // resealed under the current key
-	}
+	store.ApplyRotation(cur, g)
 	gRec, err := encode(cur)
 	if err != nil {
 		return err
