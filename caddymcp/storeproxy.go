@@ -58,6 +58,14 @@ func (s *sharedStore) PutCode(ctx context.Context, c *store.Code) error {
 	return db.PutCode(ctx, c)
 }
 
+func (s *sharedStore) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
+	db, err := s.open(0)
+	if err != nil {
+		return nil, err
+	}
+	return db.GetCode(ctx, codeHash, now)
+}
+
 func (s *sharedStore) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	db, err := s.open(0)
 	if err != nil {

@@ -68,6 +68,13 @@ func (f *failStore) PutCode(ctx context.Context, c *store.Code) error {
 	return f.Store.PutCode(ctx, c)
 }
 
+func (f *failStore) GetCode(ctx context.Context, h []byte, now time.Time) (*store.Code, error) {
+	if f.failing("GetCode") {
+		return nil, errBoom
+	}
+	return f.Store.GetCode(ctx, h, now)
+}
+
 func (f *failStore) RedeemCode(ctx context.Context, h []byte, now time.Time) (*store.Code, error) {
 	if f.failing("RedeemCode") {
 		return nil, errBoom
@@ -172,18 +179,28 @@ func TestStoreFailures(t *testing.T) {
 		fs.set("PutCode", false)
 		e.expectClientRedirect(r, clientRedirect, "temporarily_unavailable", "client-state-123")
 	})
-	t.Run("RedeemCode and CreateGrant", func(t *testing.T) {
+	t.Run("GetCode and CreateGrant", func(t *testing.T) {
 		e := e.sub(t)
 		code, p := e.codeFor(c, "alice")
-		fs.set("RedeemCode", true)
+		fs.set("GetCode", true)
 		expect503(t, e.exchange(c, code, p.Verifier))
-		fs.set("RedeemCode", false)
+		fs.set("GetCode", false)
 		fs.set("CreateGrant", true)
 		expect503(t, e.exchange(c, code, p.Verifier))
 		fs.set("CreateGrant", false)
-		// The code was spent by the attempt that failed to store its
-		// grant; a retry is refused cleanly.
+		// Nothing was written by the attempts that failed, so the code
+		// is still good: a retry gets the tokens, and only once.
+		e.mustTokens(e.exchange(c, code, p.Verifier))
 		expectOAuthError(t, e.exchange(c, code, p.Verifier), http.StatusBadRequest, "invalid_grant")
+	})
+	t.Run("RedeemCode", func(t *testing.T) {
+		// A request that fails its checks is refused for what it got
+		// wrong even when using the code up fails.
+		e := e.sub(t)
+		code, _ := e.codeFor(c, "alice")
+		fs.set("RedeemCode", true)
+		expectOAuthError(t, e.exchange(c, code, newPKCE().Verifier), http.StatusBadRequest, "invalid_grant")
+		fs.set("RedeemCode", false)
 	})
 	t.Run("tokens", func(t *testing.T) {
 		e := e.sub(t)

@@ -150,7 +150,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// exchangeCode is the authorization_code grant with PKCE.
+// exchangeCode is the authorization_code grant with PKCE. The request is
+// checked against the code as read, and the code is redeemed in the
+// transaction that stores the grant: one write per exchange.
 func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	if code == "" {
@@ -162,40 +164,22 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	if len(code) > maxSecretLen {
 		return nil, badRequest("invalid_grant", "the authorization code is invalid")
 	}
-	codeHash := hashSecret(code)
-	c, err := s.store.RedeemCode(r.Context(), codeHash, s.now())
-	switch {
-	case errors.Is(err, store.ErrCodeReplayed):
-		s.log.Warn("authorization code replayed; the grant issued from it is revoked", zap.String("client_id", client.ID))
-		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonCodeReplayed, ClientID: client.ID, ClientName: client.Name})
-		return nil, badRequest("invalid_grant", "the authorization code was already used; tokens issued from it are revoked")
-	case errors.Is(err, store.ErrNotFound):
-		return nil, badRequest("invalid_grant", "the authorization code is invalid or expired")
-	case err != nil:
-		s.log.Error("redeeming an authorization code", zapErr(err))
-		return nil, errUnavailable
+	ctx, codeHash := r.Context(), hashSecret(code)
+	c, err := s.store.GetCode(ctx, codeHash, s.now())
+	if errors.Is(err, store.ErrCodeReplayed) {
+		// Redeeming it again is what revokes the tokens it produced.
+		_, err = s.store.RedeemCode(ctx, codeHash, s.now())
 	}
-	// The code is used up from here on, whatever the outcome: a code
-	// presented with the wrong verifier or client must not stay usable.
-	if c.ClientID != client.ID {
-		return nil, badRequest("invalid_grant", "the authorization code was issued to another client")
+	if err != nil {
+		return nil, s.codeRefused(err, client)
 	}
-	if ru := form.Get("redirect_uri"); ru != "" && ru != c.RedirectURI {
-		return nil, badRequest("invalid_grant", "redirect_uri differs from the authorization request")
-	}
-	if !validVerifier(verifier) {
-		return nil, badRequest("invalid_grant", "code_verifier must be 43 to 128 unreserved characters")
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	if !constantTimeEqual(base64.RawURLEncoding.EncodeToString(sum[:]), c.CodeChallenge) {
-		return nil, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
-	}
-	resource, terr := s.narrowResource(r, form, c.Resource)
+	resource, scope, terr := s.checkCode(r, form, c, client)
 	if terr != nil {
-		return nil, terr
-	}
-	scope, terr := narrowScope(form, c.Scope)
-	if terr != nil {
+		// A code presented with the wrong verifier, client or redirect
+		// must not stay usable: use it up.
+		if _, err := s.store.RedeemCode(ctx, codeHash, s.now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.codeRefused(err, client) // logs and reports a replay that raced this
+		}
 		return nil, terr
 	}
 	now := s.now()
@@ -222,22 +206,17 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 			anchor.Origin = store.OriginDocument
 		}
 		anchor.CreatedAt = now.UTC().Truncate(time.Second)
-		if err := s.store.PutClient(r.Context(), &anchor); err != nil && !errors.Is(err, store.ErrExists) {
+		if err := s.store.PutClient(ctx, &anchor); err != nil && !errors.Is(err, store.ErrExists) {
 			s.log.Error("storing a client", zapErr(err))
 			return nil, errUnavailable
 		}
 	}
 	access, at := s.newAccessToken(g, resource, scope, now)
 	refresh, rt := s.newRefreshToken(g)
-	if err := s.store.CreateGrant(r.Context(), g, at, rt, codeHash); err != nil {
-		// A replay that raced this exchange, or a client deleted
-		// meanwhile: the code is no good, not the server.
-		if errors.Is(err, store.ErrCodeReplayed) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("authorization code used twice at once; no tokens issued", zap.String("client_id", client.ID))
-			return nil, badRequest("invalid_grant", "the authorization code was already used")
-		}
-		s.log.Error("storing a grant", zapErr(err))
-		return nil, errUnavailable
+	if err := s.store.CreateGrant(ctx, g, at, rt, codeHash); err != nil {
+		// Another exchange of this code raced this one, it expired
+		// meanwhile, or its client was deleted: the code is no good.
+		return nil, s.codeRefused(err, client)
 	}
 	s.log.Debug("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
@@ -246,6 +225,47 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		refresh = "" // stored, but this client said it will not refresh
 	}
 	return s.tokenResponse(access, refresh, at), nil
+}
+
+// checkCode checks a token request against the code it presents, and
+// returns the resource and scope the tokens are for.
+func (s *Server) checkCode(r *http.Request, form url.Values, c *store.Code, client *store.Client) (resource, scope string, terr *tokenError) {
+	if c.ClientID != client.ID {
+		return "", "", badRequest("invalid_grant", "the authorization code was issued to another client")
+	}
+	if ru := form.Get("redirect_uri"); ru != "" && ru != c.RedirectURI {
+		return "", "", badRequest("invalid_grant", "redirect_uri differs from the authorization request")
+	}
+	verifier := form.Get("code_verifier")
+	if !validVerifier(verifier) {
+		return "", "", badRequest("invalid_grant", "code_verifier must be 43 to 128 unreserved characters")
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	if !constantTimeEqual(base64.RawURLEncoding.EncodeToString(sum[:]), c.CodeChallenge) {
+		return "", "", badRequest("invalid_grant", "code_verifier does not match the code_challenge")
+	}
+	if resource, terr = s.narrowResource(r, form, c.Resource); terr != nil {
+		return "", "", terr
+	}
+	if scope, terr = narrowScope(form, c.Scope); terr != nil {
+		return "", "", terr
+	}
+	return resource, scope, nil
+}
+
+// codeRefused is the answer to a code the store refused. A replay has
+// revoked the grant the code produced, if any.
+func (s *Server) codeRefused(err error, client *store.Client) *tokenError {
+	switch {
+	case errors.Is(err, store.ErrCodeReplayed):
+		s.log.Warn("authorization code replayed; the grant issued from it is revoked", zap.String("client_id", client.ID))
+		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonCodeReplayed, ClientID: client.ID, ClientName: client.Name})
+		return badRequest("invalid_grant", "the authorization code was already used; tokens issued from it are revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return badRequest("invalid_grant", "the authorization code is invalid or expired")
+	}
+	s.log.Error("redeeming an authorization code", zapErr(err))
+	return errUnavailable
 }
 
 // refresh is the refresh_token grant: rotate the refresh token, issue a

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -73,6 +74,32 @@ func TestTokenCodeRefusals(t *testing.T) {
 		expectOAuthError(t, e.exchange(c, code, p.Verifier), http.StatusBadRequest, "invalid_grant")
 		e.expectRefused("/mcp", tk.Access, http.StatusUnauthorized)
 		expectOAuthError(t, e.refresh(c, tk.Refresh), http.StatusBadRequest, "invalid_grant")
+	})
+	t.Run("concurrent exchanges of one code keep no tokens", func(t *testing.T) {
+		e := e.sub(t)
+		code, p := e.codeFor(c, "alice")
+		const n = 8
+		rs := make([]*response, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { rs[i] = e.exchange(c, code, p.Verifier) })
+		}
+		wg.Wait()
+		won := 0
+		for _, r := range rs {
+			if r.Status == http.StatusOK {
+				won++
+				tk := e.mustTokens(r)
+				// Every other exchange was a replay, which revoked it.
+				e.expectRefused("/mcp", tk.Access, http.StatusUnauthorized)
+				expectOAuthError(t, e.refresh(c, tk.Refresh), http.StatusBadRequest, "invalid_grant")
+				continue
+			}
+			expectOAuthError(t, r, http.StatusBadRequest, "invalid_grant")
+		}
+		if won > 1 {
+			t.Errorf("%d of %d exchanges of one code got tokens", won, n)
+		}
 	})
 	t.Run("code of another client", func(t *testing.T) {
 		e := e.sub(t)

@@ -66,15 +66,27 @@ type Store interface {
 
 	// PutCode stores an authorization code.
 	PutCode(ctx context.Context, c *Code) error
-	// RedeemCode marks the code as used and returns it. An absent or
-	// expired code is ErrNotFound. A code that was already used is
+	// GetCode returns an authorization code without redeeming it, so that
+	// the token endpoint can check a request against it and then issue
+	// the grant in one write (CreateGrant). An absent or expired code is
+	// ErrNotFound, a used one ErrCodeReplayed; nothing is written either
+	// way (RedeemCode acts on a replay).
+	GetCode(ctx context.Context, codeHash []byte, now time.Time) (*Code, error)
+	// RedeemCode marks the code as used and returns it: it uses up a code
+	// that was presented with a request that failed the checks. An absent
+	// or expired code is ErrNotFound. A code that was already used is
 	// ErrCodeReplayed, and the grant issued from it (if any) is revoked in
 	// the same transaction.
 	RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*Code, error)
 
-	// CreateGrant stores a grant with its first access and refresh token
-	// and records on the code (by its digest) which grant it produced, so
-	// that a replay of the code can revoke it. All or nothing.
+	// CreateGrant stores a grant with its first access and refresh token.
+	// If codeHash is not nil, the grant is issued from that code, which
+	// is redeemed in the same transaction: it must be stored, issued to
+	// g.ClientID, unexpired at g.CreatedAt and unused. An absent or
+	// expired code is ErrNotFound. A used one is ErrCodeReplayed, and the
+	// grant it produced (if any) is revoked, as RedeemCode does: of two
+	// exchanges of one code that raced, neither keeps its tokens. All or
+	// nothing.
 	CreateGrant(ctx context.Context, g *Grant, at *AccessToken, rt *RefreshToken, codeHash []byte) error
 
 	// GetGrant returns a live grant by ID. An absent, lapsed or revoked

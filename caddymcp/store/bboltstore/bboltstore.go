@@ -8,7 +8,7 @@
 //
 //	clients   client ID  -> Client
 //	pending   state hash -> Pending
-//	codes     code hash  -> Code (+ a replay marker)
+//	codes     code hash  -> Code
 //	grants    grant ID   -> Grant
 //	access    token hash -> AccessToken
 //	refresh   token hash -> RefreshToken
@@ -450,6 +450,15 @@ func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 		return err
 	}
 	key := []byte(c.ID)
+	// The token endpoint puts the stored stand-in of a client that lives
+	// outside the store at every exchange; once it is there, that costs
+	// no write.
+	if ok, err := s.exists(ctx, bucketClients, key); err != nil || ok {
+		if err == nil {
+			err = store.ErrExists
+		}
+		return err
+	}
 	var res error
 	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
@@ -649,16 +658,6 @@ func orNotFound(err error) error {
 
 // --- codes -----------------------------------------------------------------
 
-// codeRecord is a Code as stored: the Code's own fields plus a marker of
-// this backend.
-type codeRecord struct {
-	store.Code
-	// Replayed is set when a used code is presented again. CreateGrant
-	// refuses a replayed code, which closes the window between the first
-	// redemption and CreateGrant, when there is no grant to revoke yet.
-	Replayed bool `json:"replayed,omitempty"`
-}
-
 // PutCode implements store.Store. A code digest already stored is
 // ErrExists: overwriting a used code would reset its single use.
 func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
@@ -669,13 +668,44 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 		return err
 	}
 	// The caller's Used and GrantID are ignored: the store maintains them.
-	rec := codeRecord{Code: *c}
+	rec := *c
 	rec.Used, rec.GrantID = false, ""
 	val, err := encode(unixNano(c.ExpiresAt), &rec)
 	if err != nil {
 		return err
 	}
 	return s.insert(ctx, bucketCodes, c.Hash, val)
+}
+
+// GetCode implements store.Store. A used code is checked before expiry,
+// as in RedeemCode.
+func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
+	if !store.ValidKey(codeHash) {
+		return nil, store.ErrNotFound
+	}
+	var c store.Code
+	var res error
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ok, err := get(tx.Bucket(bucketCodes), codeHash, &c)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			res = store.ErrNotFound
+		case c.Used:
+			res = store.ErrCodeReplayed
+		case store.Expired(c.ExpiresAt, now):
+			res = store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		return nil, res
+	}
+	return &c, nil
 }
 
 // RedeemCode implements store.Store. A used code is checked before expiry,
@@ -693,8 +723,8 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		out, res = nil, nil
 		b := tx.Bucket(bucketCodes)
-		var rec codeRecord
-		ok, err := get(b, codeHash, &rec)
+		var c store.Code
+		ok, err := get(b, codeHash, &c)
 		if err != nil {
 			return err
 		}
@@ -702,29 +732,22 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 			res = store.ErrNotFound
 			return nil
 		}
-		if rec.Used {
+		if c.Used {
 			// Commit the revocation, then report the replay.
-			if !rec.Replayed {
-				rec.Replayed = true
-				if err := putCode(b, &rec); err != nil {
-					return err
-				}
-			}
-			if _, err := revokeGrant(tx, rec.GrantID); err != nil {
+			if _, err := revokeGrant(tx, c.GrantID); err != nil {
 				return err
 			}
 			res = store.ErrCodeReplayed
 			return nil
 		}
-		if store.Expired(rec.ExpiresAt, now) {
+		if store.Expired(c.ExpiresAt, now) {
 			res = store.ErrNotFound
 			return nil
 		}
-		rec.Used = true
-		if err := putCode(b, &rec); err != nil {
+		c.Used = true
+		if err := putCode(b, &c); err != nil {
 			return err
 		}
-		c := rec.Code
 		out = &c
 		return nil
 	})
@@ -737,7 +760,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 	return out, res
 }
 
-func putCode(b *bolt.Bucket, rec *codeRecord) error {
+func putCode(b *bolt.Bucket, rec *store.Code) error {
 	val, err := encode(unixNano(rec.ExpiresAt), rec)
 	if err != nil {
 		return err
@@ -769,14 +792,13 @@ func tokenExists(tx *bolt.Tx, at *store.AccessToken, rt *store.RefreshToken) boo
 
 // CreateGrant implements store.Store. Beyond the interface's rules: the
 // client must exist (ErrNotFound otherwise), so that a grant can never be
-// created behind a DeleteClient; a codeHash that is not stored is
-// ErrNotFound; a code that was replayed is ErrCodeReplayed; a code already
-// bound to a grant is ErrExists. The code is marked used if it was not.
+// created behind a DeleteClient, and a grant ID or token digest already
+// stored is ErrExists.
 func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
 	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
-	withCode := len(codeHash) > 0
+	withCode := codeHash != nil
 	if withCode && !store.ValidKey(codeHash) {
 		return store.ErrNotFound
 	}
@@ -794,8 +816,34 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	}
 	gKey := []byte(g.ID)
 	var res error
+	revoked := false
 	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
-		res = nil
+		res, revoked = nil, false
+		var code store.Code
+		if withCode {
+			ok, err := get(tx.Bucket(bucketCodes), codeHash, &code)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !ok:
+				res = store.ErrNotFound
+			case code.Used:
+				// A replay: commit the revocation, then report it.
+				if _, err := revokeGrant(tx, code.GrantID); err != nil {
+					return err
+				}
+				revoked = code.GrantID != ""
+				res = store.ErrCodeReplayed
+			case store.Expired(code.ExpiresAt, g.CreatedAt):
+				res = store.ErrNotFound
+			case code.ClientID != g.ClientID:
+				res = fmt.Errorf("bboltstore: code was issued to client %q, not %q", code.ClientID, g.ClientID)
+			}
+			if res != nil {
+				return nil
+			}
+		}
 		if tx.Bucket(bucketClients).Get([]byte(g.ClientID)) == nil {
 			res = store.ErrNotFound
 			return nil
@@ -805,32 +853,12 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			res = store.ErrExists
 			return nil
 		}
-		var rec codeRecord
-		if withCode {
-			ok, err := get(tx.Bucket(bucketCodes), codeHash, &rec)
-			if err != nil {
-				return err
-			}
-			switch {
-			case !ok:
-				res = store.ErrNotFound
-			case rec.Replayed:
-				res = store.ErrCodeReplayed
-			case rec.GrantID != "":
-				res = fmt.Errorf("bboltstore: code already produced grant %q: %w", rec.GrantID, store.ErrExists)
-			case rec.ClientID != g.ClientID:
-				res = fmt.Errorf("bboltstore: code was issued to client %q, not %q", rec.ClientID, g.ClientID)
-			}
-			if res != nil {
-				return nil
-			}
-		}
 
 		// All checks passed; from here on, only writes.
 		if withCode {
-			rec.Used = true
-			rec.GrantID = g.ID
-			if err := putCode(tx.Bucket(bucketCodes), &rec); err != nil {
+			code.Used = true
+			code.GrantID = g.ID
+			if err := putCode(tx.Bucket(bucketCodes), &code); err != nil {
 				return err
 			}
 		}
@@ -845,6 +873,9 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 		}
 		return putTokens(tx, at, atVal, rt, rtVal)
 	})
+	if err != nil || revoked {
+		s.tokens.Invalidate() // the replay revoked a grant
+	}
 	if err != nil {
 		return err
 	}

@@ -78,10 +78,37 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 ON CONFLICT (hash) DO NOTHING`, c.Hash, c.ExpiresAt, raw)
 }
 
+// GetCode implements store.Store. A used code is checked before expiry,
+// as in RedeemCode.
+func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
+	if !store.ValidKey(codeHash) {
+		return nil, store.ErrNotFound
+	}
+	var used bool
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `SELECT used, rec FROM mcp_auth_codes WHERE hash = $1`, codeHash).Scan(&used, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if used {
+		return nil, store.ErrCodeReplayed
+	}
+	var c store.Code
+	if err := decode(raw, &c); err != nil {
+		return nil, err
+	}
+	if store.Expired(c.ExpiresAt, now) {
+		return nil, store.ErrNotFound
+	}
+	return &c, nil
+}
+
 // RedeemCode implements store.Store. A used code is checked before expiry,
 // so that a replay is treated as one (and revokes) until Sweep removes the
-// code. The replay is marked on the row, so that a CreateGrant still to
-// come from the first redemption is refused.
+// code.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -103,9 +130,6 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 			return err
 		}
 		if used {
-			if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET replayed = true WHERE hash = $1 AND NOT replayed`, codeHash); err != nil {
-				return err
-			}
 			if grantID != nil {
 				if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *grantID); err != nil {
 					return err

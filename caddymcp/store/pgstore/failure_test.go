@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +17,38 @@ import (
 
 func mustExec(t *testing.T, dsn, sql string, args ...any) {
 	t.Helper()
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+		return nil
+	})
+}
+
+// queryInt runs a query that returns one integer.
+func queryInt(t *testing.T, dsn, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+		return nil
+	})
+	return n
+}
+
+// withConn runs fn on a connection of its own and fails t on an error.
+func withConn(t *testing.T, dsn string, fn func(context.Context, *pgx.Conn) error) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	if err := fn(ctx, conn); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -13,15 +13,14 @@ import (
 
 // CreateGrant implements store.Store. Beyond the interface's rules, as in
 // bboltstore: the client must exist (ErrNotFound otherwise), and its row is
-// locked so that a DeleteClient cannot slip in between; a codeHash that is
-// not stored is ErrNotFound; a replayed code is ErrCodeReplayed; a code
-// already bound to a grant is ErrExists. A grant ID or token digest already
-// stored is ErrExists, and nothing of the call is kept.
+// locked so that a DeleteClient cannot slip in between, and so is the
+// code's. A grant ID or token digest already stored is ErrExists, and
+// nothing of the call is kept.
 func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken, codeHash []byte) error {
 	if err := store.CheckTokenPair(g, at, rt); err != nil {
 		return err
 	}
-	withCode := len(codeHash) > 0
+	withCode := codeHash != nil
 	if withCode && !store.ValidKey(codeHash) {
 		return store.ErrNotFound
 	}
@@ -30,9 +29,10 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 		return err
 	}
 	var res error
-	// It never deletes a token or grant: the cache stays.
+	revoked := false
+	// Only a replay deletes a grant, and then the cache is cleared below.
 	err = s.txKeep(ctx, func(tx pgx.Tx) error {
-		res = nil
+		res, revoked = nil, false
 		if err := tx.QueryRow(ctx, `SELECT 1 FROM mcp_auth_clients WHERE id = $1 FOR NO KEY UPDATE`, g.ClientID).Scan(new(int)); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				res = store.ErrNotFound
@@ -41,7 +41,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			return err
 		}
 		if withCode {
-			if res, err = checkCodeForGrant(ctx, tx, codeHash, g.ClientID); err != nil || res != nil {
+			if res, revoked, err = redeemForGrant(ctx, tx, codeHash, g); err != nil || res != nil {
 				return err
 			}
 		}
@@ -53,46 +53,52 @@ VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.E
 		if err := putTokens(ctx, tx, at, rt); err != nil {
 			return err
 		}
-		if withCode {
-			if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID); err != nil {
-				return err
-			}
-		}
 		return keepClient(ctx, tx, g.ClientID, g.ExpiresAt)
 	})
+	if err != nil || revoked {
+		s.tokens.Invalidate() // the replay revoked a grant
+	}
 	if err != nil {
 		return err
 	}
 	return res
 }
 
-// checkCodeForGrant locks the code a grant is created from and returns the
-// outcome that refuses the grant, if any.
-func checkCodeForGrant(ctx context.Context, tx pgx.Tx, codeHash []byte, clientID string) (refusal, err error) {
-	var replayed bool
+// redeemForGrant locks the code grant g is issued from and, if it may
+// yield g, marks it used by g. Otherwise it returns the outcome that
+// refuses the grant; a replay revokes the grant the code produced, and
+// revoked says whether there was one.
+func redeemForGrant(ctx context.Context, tx pgx.Tx, codeHash []byte, g *store.Grant) (refusal error, revoked bool, err error) {
+	var used bool
 	var bound *string
 	var raw []byte
-	err = tx.QueryRow(ctx, `SELECT replayed, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
-		Scan(&replayed, &bound, &raw)
+	err = tx.QueryRow(ctx, `SELECT used, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
+		Scan(&used, &bound, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound, nil
+		return store.ErrNotFound, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var c store.Code
 	if err := decode(raw, &c); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	switch {
-	case replayed:
-		return store.ErrCodeReplayed, nil
-	case bound != nil:
-		return fmt.Errorf("pgstore: code already produced grant %q: %w", *bound, store.ErrExists), nil
-	case c.ClientID != clientID:
-		return fmt.Errorf("pgstore: code was issued to client %q, not %q", c.ClientID, clientID), nil
+	case used:
+		if bound != nil {
+			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *bound); err != nil {
+				return nil, false, err
+			}
+		}
+		return store.ErrCodeReplayed, bound != nil, nil
+	case store.Expired(c.ExpiresAt, g.CreatedAt):
+		return store.ErrNotFound, false, nil
+	case c.ClientID != g.ClientID:
+		return fmt.Errorf("pgstore: code was issued to client %q, not %q", c.ClientID, g.ClientID), false, nil
 	}
-	return nil, nil
+	_, err = tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID)
+	return nil, false, err
 }
 
 // putTokens inserts a new access/refresh pair. A digest already stored

@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the layout version this code reads and writes. Bump it
 // and append to migrations when the layout changes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // lockClass is the first key of every advisory lock this package takes
 // ("mcpa"); the second is derived from the schema name, so that stores in
@@ -102,6 +102,9 @@ CREATE TABLE mcp_auth_keys (
 	created_at timestamptz NOT NULL DEFAULT now()
 );
 `,
+	// 2: a replay no longer needs its own marker, since the exchange
+	// redeems its code in the transaction that issues the grant.
+	`ALTER TABLE mcp_auth_codes DROP COLUMN replayed;`,
 }
 
 // migrate creates the schema, or brings an older one up to schemaVersion,

@@ -21,9 +21,6 @@ func (f *fixture) issueAs(clientID, label string, u store.Identity, rtExp time.T
 	if err := f.s.PutCode(f.ctx, c); err != nil {
 		f.t.Fatalf("PutCode(%s): %v", label, err)
 	}
-	if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
-		f.t.Fatalf("RedeemCode(%s): %v", label, err)
-	}
 	g := newGrant("grant-"+label, clientID, rtExp)
 	g.User = u
 	at := newAccess(f.hash(label+"/at"), g, base.Add(accessTTL))

@@ -60,13 +60,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Code/ExpiredOrUnknown", testCodeExpiredOrUnknown},
 		{"Code/Duplicate", testCodeDuplicate},
 		{"Code/ReplayRevokesGrant", testCodeReplayRevokesGrant},
-		{"Code/ReplayBeforeCreateGrant", testCodeReplayBeforeCreateGrant},
+		{"Code/UsedUpRefusesGrant", testCodeUsedUpRefusesGrant},
+		{"Code/Get", testCodeGet},
 		{"Code/RedeemRace", testCodeRedeemRace},
 
 		{"Grant/CreateAndGet", testGrantCreateAndGet},
 		{"Grant/CreateAllOrNothing", testGrantCreateAllOrNothing},
 		{"Grant/CreateUnknownClient", testGrantCreateUnknownClient},
 		{"Grant/CreateUnknownCode", testGrantCreateUnknownCode},
+		{"Grant/CreateFromCodeChecks", testGrantCreateFromCodeChecks},
+		{"Grant/CreateRace", testGrantCreateRace},
 		{"Grant/Get", testGrantGet},
 
 		{"AccessToken/Expiry", testAccessTokenExpiry},
@@ -247,7 +250,7 @@ func (f *fixture) putClient(id string) *store.Client {
 }
 
 // issue runs the authorization-code flow for an existing client: store a
-// code, redeem it, and create the grant from it. Tokens expire at their
+// code, and create the grant from it, which redeems it. Tokens expire at their
 // default lifetimes from base.
 func (f *fixture) issue(clientID, label string) issued {
 	f.t.Helper()
@@ -259,9 +262,6 @@ func (f *fixture) issueExp(clientID, label string, atExp, rtExp time.Time) issue
 	code := f.hash(label + "/code")
 	if err := f.s.PutCode(f.ctx, newCode(code, clientID, base.Add(codeTTL))); err != nil {
 		f.t.Fatalf("PutCode(%s): %v", label, err)
-	}
-	if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
-		f.t.Fatalf("RedeemCode(%s): %v", label, err)
 	}
 	g := newGrant("grant-"+label, clientID, rtExp)
 	at := newAccess(f.hash(label+"/at"), g, atExp)
@@ -379,6 +379,15 @@ func (f *fixture) issuedDead(is issued) {
 	f.t.Helper()
 	f.accessDead(is.at.Hash, base)
 	f.refreshErr(is.rt.Hash, base, store.ErrNotFound)
+}
+
+// grantGone asserts that no grant with that ID is stored.
+func (f *fixture) grantGone(id string) {
+	f.t.Helper()
+	g, err := f.s.GetGrant(f.ctx, id, base)
+	if !errors.Is(err, store.ErrNotFound) {
+		f.t.Errorf("GetGrant(%q) = %+v, %v; want ErrNotFound", id, g, err)
+	}
 }
 
 // issuedLive asserts that the tokens of is work.
@@ -764,26 +773,121 @@ func testCodeReplayRevokesGrant(f *fixture) {
 	f.issuedLive(other)
 }
 
-// testCodeReplayBeforeCreateGrant covers a replay that lands between the
-// first redemption and CreateGrant: there is no grant to revoke yet, so the
-// store must refuse to create one from that code afterwards (RFC 6749
-// section 4.1.2: a code used twice must not yield tokens).
-func testCodeReplayBeforeCreateGrant(f *fixture) {
+// testCodeUsedUpRefusesGrant covers a code used up by an exchange that
+// failed its checks (RedeemCode) before another exchange of it got to
+// CreateGrant: there is no grant to revoke, and none may be created from
+// it (RFC 6749 section 4.1.2: a code used twice must not yield tokens).
+func testCodeUsedUpRefusesGrant(f *fixture) {
 	f.putClient("client-a")
 	code := f.hash("code")
 	f.wantOK("PutCode", f.s.PutCode(f.ctx, newCode(code, "client-a", base.Add(codeTTL))))
+	if _, err := f.s.GetCode(f.ctx, code, base); err != nil {
+		f.t.Fatalf("GetCode: %v", err)
+	}
 	if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
 		f.t.Fatalf("RedeemCode: %v", err)
 	}
-	_, err := f.s.RedeemCode(f.ctx, code, base)
-	f.wantErr("RedeemCode(replay)", err, store.ErrCodeReplayed)
-
 	g := newGrant("grant-late", "client-a", base.Add(refreshTTL))
 	at := newAccess(f.hash("at"), g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("rt"), g, base.Add(refreshTTL))
-	f.wantErr("CreateGrant(replayed code)", f.s.CreateGrant(f.ctx, g, at, rt, code), store.ErrCodeReplayed)
+	f.wantErr("CreateGrant(used code)", f.s.CreateGrant(f.ctx, g, at, rt, code), store.ErrCodeReplayed)
 	f.accessDead(at.Hash, base)
 	f.refreshErr(rt.Hash, base, store.ErrNotFound)
+	f.grantGone(g.ID)
+}
+
+// testCodeGet: GetCode reads a live code without using it up; it tells a
+// used code apart, and reading one writes nothing (the grant it produced
+// stays live until the replay is acted on).
+func testCodeGet(f *fixture) {
+	f.putClient("client-a")
+	exp := base.Add(codeTTL)
+	want := newCode(f.hash("code"), "client-a", exp)
+	f.wantOK("PutCode", f.s.PutCode(f.ctx, want))
+	for range 2 {
+		got, err := f.s.GetCode(f.ctx, want.Hash, base)
+		if err != nil {
+			f.t.Fatalf("GetCode: %v", err)
+		}
+		checkEqual(f.t, "code read", normCode(got), normCode(want))
+	}
+	_, err := f.s.GetCode(f.ctx, want.Hash, exp)
+	f.wantErr("GetCode(at expiry)", err, store.ErrNotFound)
+	_, err = f.s.GetCode(f.ctx, f.hash("unknown"), base)
+	f.wantErr("GetCode(unknown)", err, store.ErrNotFound)
+	_, err = f.s.GetCode(f.ctx, nil, base)
+	f.wantErr("GetCode(nil)", err, store.ErrNotFound)
+
+	// Still unused: a grant can be issued from it.
+	is := f.issue("client-a", "g")
+	_, err = f.s.GetCode(f.ctx, is.code, base)
+	f.wantErr("GetCode(used)", err, store.ErrCodeReplayed)
+	_, err = f.s.GetCode(f.ctx, is.code, exp.Add(time.Hour))
+	f.wantErr("GetCode(used, after expiry)", err, store.ErrCodeReplayed)
+	f.issuedLive(is)
+}
+
+// testGrantCreateFromCodeChecks: the code a grant is issued from must be
+// the client's and unexpired when the grant is created; a refusal keeps
+// nothing and leaves the code as it was.
+func testGrantCreateFromCodeChecks(f *fixture) {
+	f.putClient("client-a")
+	f.putClient("client-b")
+	exp := base.Add(codeTTL)
+	code := f.hash("code")
+	f.wantOK("PutCode", f.s.PutCode(f.ctx, newCode(code, "client-a", exp)))
+
+	other := newGrant("grant-b", "client-b", base.Add(refreshTTL))
+	at := newAccess(f.hash("b/at"), other, base.Add(accessTTL))
+	rt := newRefresh(f.hash("b/rt"), other, base.Add(refreshTTL))
+	if err := f.s.CreateGrant(f.ctx, other, at, rt, code); err == nil {
+		f.t.Fatal("CreateGrant for another client's code succeeded")
+	}
+	f.accessDead(at.Hash, base)
+	f.grantGone(other.ID)
+
+	late := newGrant("grant-late", "client-a", base.Add(refreshTTL))
+	late.CreatedAt = exp
+	at = newAccess(f.hash("late/at"), late, base.Add(accessTTL))
+	rt = newRefresh(f.hash("late/rt"), late, base.Add(refreshTTL))
+	f.wantErr("CreateGrant(code expired at CreatedAt)", f.s.CreateGrant(f.ctx, late, at, rt, code), store.ErrNotFound)
+	f.accessDead(at.Hash, base)
+	f.grantGone(late.ID)
+
+	// Neither refusal used the code up.
+	if _, err := f.s.GetCode(f.ctx, code, base); err != nil {
+		f.t.Fatalf("GetCode after refusals: %v", err)
+	}
+	g := newGrant("grant-a", "client-a", base.Add(refreshTTL))
+	at = newAccess(f.hash("a/at"), g, base.Add(accessTTL))
+	rt = newRefresh(f.hash("a/rt"), g, base.Add(refreshTTL))
+	f.wantOK("CreateGrant", f.s.CreateGrant(f.ctx, g, at, rt, code))
+	f.issuedLive(issued{code: code, g: g, at: at, rt: rt})
+}
+
+// testGrantCreateRace: exchanges of one code that race each get to
+// CreateGrant; one wins, every other is a replay, and the replays revoke
+// the winner's grant, so that no tokens from a doubly used code survive.
+func testGrantCreateRace(f *fixture) {
+	f.putClient("client-a")
+	code := f.hash("code")
+	f.wantOK("PutCode", f.s.PutCode(f.ctx, newCode(code, "client-a", base.Add(codeTTL))))
+	flows := make([]issued, raceN)
+	errs := race(raceN, func(i int) error {
+		label := fmt.Sprintf("racer%d", i)
+		g := newGrant("grant-"+label, "client-a", base.Add(refreshTTL))
+		at := newAccess(f.hash(label+"/at"), g, base.Add(accessTTL))
+		rt := newRefresh(f.hash(label+"/rt"), g, base.Add(refreshTTL))
+		flows[i] = issued{code: code, g: g, at: at, rt: rt}
+		return f.s.CreateGrant(f.ctx, g, at, rt, code)
+	})
+	wins, losses := f.tally("CreateGrant race", errs, store.ErrCodeReplayed)
+	if wins != 1 || losses != raceN-1 {
+		f.t.Fatalf("CreateGrant race: %d won, %d replayed; want exactly 1 winner", wins, losses)
+	}
+	for _, fl := range flows {
+		f.issuedDead(fl)
+	}
 }
 
 func testCodeRedeemRace(f *fixture) {
@@ -835,9 +939,6 @@ func testGrantCreateAllOrNothing(f *fixture) {
 	// Same grant ID again: refused, and nothing of the second call stays.
 	code := f.hash("code2")
 	f.wantOK("PutCode", f.s.PutCode(f.ctx, newCode(code, "client-a", base.Add(codeTTL))))
-	if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
-		f.t.Fatalf("RedeemCode: %v", err)
-	}
 	g := newGrant(first.g.ID, "client-a", base.Add(refreshTTL))
 	g.Scope = "other"
 	at := newAccess(f.hash("dup/at"), g, base.Add(accessTTL))
@@ -846,8 +947,11 @@ func testGrantCreateAllOrNothing(f *fixture) {
 	f.accessDead(at.Hash, base)
 	f.refreshErr(rt.Hash, base, store.ErrNotFound)
 	f.issuedLive(first)
-	// The code was not bound to the existing grant: replaying it must not
-	// revoke the first grant.
+	// The code was neither used up nor bound to the existing grant:
+	// using it up now must not revoke the first grant.
+	if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
+		f.t.Fatalf("RedeemCode after the refused CreateGrant: %v", err)
+	}
 	_, err := f.s.RedeemCode(f.ctx, code, base)
 	f.wantErr("RedeemCode(replay)", err, store.ErrCodeReplayed)
 	f.issuedLive(first)
@@ -1424,8 +1528,8 @@ func testConcurrentFlows(f *fixture) {
 		if err := f.s.PutCode(f.ctx, newCode(code, "client-a", base.Add(codeTTL))); err != nil {
 			return fmt.Errorf("PutCode: %w", err)
 		}
-		if _, err := f.s.RedeemCode(f.ctx, code, base); err != nil {
-			return fmt.Errorf("RedeemCode: %w", err)
+		if _, err := f.s.GetCode(f.ctx, code, base); err != nil {
+			return fmt.Errorf("GetCode: %w", err)
 		}
 		g := newGrant("grant-"+label, "client-a", base.Add(refreshTTL))
 		at := newAccess(f.hash(label+"/at"), g, base.Add(accessTTL))
