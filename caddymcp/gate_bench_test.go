@@ -80,12 +80,11 @@ func newBenchGateOn(t testing.TB, st store.Store) *benchGate {
 	if err := st.PutClient(ctx, &store.Client{ID: "client-1", RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	token := "mcp_at_bench-token-bench-token-bench-token-bench-tok"
+	token := store.NewSecret("mcp_at_")
 	who := store.Identity{ID: 583231, Login: "octocat", Name: "The Octocat", Email: "octocat@github.com"}
 	g := &store.Grant{ID: "grant-1", ClientID: "client-1", User: who, Scope: "read", Resource: "https://mcp.example.com/mcp",
 		CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-	sum := sha256.Sum256([]byte(token))
-	at := &store.AccessToken{Hash: sum[:], GrantID: g.ID, ClientID: g.ClientID, User: who, Scope: g.Scope, Resource: g.Resource,
+	at := &store.AccessToken{Hash: store.SecretKey("mcp_at_", token), GrantID: g.ID, ClientID: g.ClientID, User: who, Scope: g.Scope, Resource: g.Resource,
 		ExpiresAt: now.Add(time.Hour)}
 	rsum := sha256.Sum256([]byte("refresh"))
 	rt := &store.RefreshToken{Hash: rsum[:], GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}

@@ -252,9 +252,9 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redire
 // approvedBy is the user whose remembered approval skipped the consent
 // page (0 when the user just consented).
 func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string, approvedBy int64) {
-	state := newSecret("")
+	state := store.NewSecret("")
 	p := &store.Pending{
-		StateHash:     hashSecret(state),
+		StateHash:     store.SecretKey("", state),
 		ClientID:      req.client.ID,
 		RedirectURI:   req.redirectURI,
 		ClientState:   req.state,

@@ -29,7 +29,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeErrorPage(w, http.StatusBadRequest, "Sign-in failed", "GitHub returned without a valid state. Start again from your MCP client.")
 		return
 	}
-	p, err := s.store.TakePending(r.Context(), hashSecret(state), s.now())
+	p, err := s.store.TakePending(r.Context(), store.SecretKey("", state), s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		writeErrorPage(w, http.StatusBadRequest, "Sign-in failed", "This sign-in has expired or was already completed. Start again from your MCP client.")
 		return
@@ -109,9 +109,9 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("server_error", "the login could not be recorded")
 		return
 	}
-	authCode := newSecret(prefixCode)
+	authCode := store.NewSecret(prefixCode)
 	err = s.store.PutCode(r.Context(), &store.Code{
-		Hash:          hashSecret(authCode),
+		Hash:          store.SecretKey(prefixCode, authCode),
 		ClientID:      p.ClientID,
 		RedirectURI:   p.RedirectURI,
 		CodeChallenge: p.CodeChallenge,

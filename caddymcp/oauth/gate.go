@@ -74,7 +74,7 @@ func (s *Server) authenticate(r *http.Request, res *Resource) (*store.AccessToke
 	if tok == "" || len(tok) > maxSecretLen {
 		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is malformed")
 	}
-	at, err := s.store.GetAccessToken(r.Context(), hashSecret(tok), s.now())
+	at, err := s.store.GetAccessToken(r.Context(), store.SecretKey(prefixAccessToken, tok), s.now())
 	if errors.Is(err, store.ErrExpired) {
 		return nil, refuse(GateExpired, http.StatusUnauthorized, "invalid_token", "the access token has expired")
 	}

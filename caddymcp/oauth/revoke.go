@@ -44,9 +44,10 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 // revoke finds the token by its prefix rather than token_type_hint, which
 // RFC 7009 makes advisory.
 func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error {
-	ctx, h := r.Context(), hashSecret(tok)
+	ctx := r.Context()
 	switch {
 	case strings.HasPrefix(tok, prefixAccessToken):
+		h := store.SecretKey(prefixAccessToken, tok)
 		at, err := s.store.GetAccessToken(ctx, h, s.now())
 		if errors.Is(err, store.ErrNotFound) || (err == nil && at.ClientID != client.ID) {
 			return nil
@@ -61,6 +62,7 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		s.emit(Event{Kind: EventTokenRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: at.User, GrantID: at.GrantID})
 		return nil
 	case strings.HasPrefix(tok, prefixRefreshToken):
+		h := store.SecretKey(prefixRefreshToken, tok)
 		rt, g, err := s.store.GetRefreshToken(ctx, h, s.now())
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
 			return nil

@@ -14,7 +14,8 @@ import (
 )
 
 // Prefixes make our secrets recognisable to secret scanners and to people
-// reading a leaked log, without weakening them: the random part is 256 bits.
+// reading a leaked log, without weakening them: the random part is 200
+// bits (store.NewSecret) or, for client secrets, 256 bits.
 const (
 	prefixAccessToken  = "mcp_at_"
 	prefixRefreshToken = "mcp_rt_"
@@ -27,14 +28,16 @@ const (
 const maxSecretLen = 256
 
 // newSecret returns prefix followed by 256 random bits in base64url
-// (43 characters).
+// (43 characters). Secrets looked up by their key come from
+// store.NewSecret instead.
 func newSecret(prefix string) string {
 	var b [32]byte
 	rand.Read(b[:])
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// hashSecret is how a secret is stored and looked up: its SHA-256.
+// hashSecret is how a secret that is compared, not looked up (a client
+// secret, a browser cookie), is stored: its SHA-256.
 func hashSecret(s string) []byte {
 	sum := sha256.Sum256([]byte(s))
 	return sum[:]

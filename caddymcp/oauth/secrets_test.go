@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // TestGitHubTokenSealed: the GitHub token is stored sealed, bound to its
@@ -20,8 +21,7 @@ func TestGitHubTokenSealed(t *testing.T) {
 	e := newEnv(t)
 	c := e.publicClient()
 	tk := e.loginTokens(c, "alice")
-	sum := sha256.Sum256([]byte(tk.Refresh))
-	_, g, err := e.st.GetRefreshToken(t.Context(), sum[:], time.Now())
+	_, g, err := e.st.GetRefreshToken(t.Context(), store.SecretKey("mcp_rt_", tk.Refresh), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.remember(out.AccessToken)
-	at, err := e.st.GetAccessToken(t.Context(), sha256Sum(out.AccessToken), time.Now())
+	at, err := e.st.GetAccessToken(t.Context(), store.SecretKey("mcp_at_", out.AccessToken), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,29 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func sha256Sum(s string) []byte {
-	sum := sha256.Sum256([]byte(s))
-	return sum[:]
+// TestOlderTokensStillWork: tokens of the format issued before keys were
+// ordered (43 random characters, stored under their plain SHA-256) are
+// still accepted by the gate and revoked at /revoke.
+func TestOlderTokensStillWork(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	now := time.Now()
+	access, refresh := "mcp_at_"+strings.Repeat("a", 43), "mcp_rt_"+strings.Repeat("r", 43)
+	digest := func(s string) []byte {
+		sum := sha256.Sum256([]byte(s))
+		return sum[:]
+	}
+	g := &store.Grant{ID: "older-grant", ClientID: c.ID, User: store.Identity{ID: 1001, Login: "alice"},
+		Scope: "tools", Resource: e.issuer + "/mcp", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	at := &store.AccessToken{Hash: digest(access), GrantID: g.ID, ClientID: c.ID, User: g.User,
+		Scope: g.Scope, Resource: g.Resource, ExpiresAt: now.Add(time.Hour)}
+	rt := &store.RefreshToken{Hash: digest(refresh), GrantID: g.ID, ClientID: c.ID, ExpiresAt: g.ExpiresAt}
+	if err := e.st.CreateGrant(t.Context(), g, at, rt, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.expectOK("/mcp", access)
+	if r := e.revoke(c, refresh); r.Status != http.StatusOK {
+		t.Fatalf("revoking the refresh token: %d %s", r.Status, r.Body)
+	}
+	e.expectRefused("/mcp", access, http.StatusUnauthorized)
 }

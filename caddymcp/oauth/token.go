@@ -164,7 +164,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	if len(code) > maxSecretLen {
 		return nil, badRequest("invalid_grant", "the authorization code is invalid")
 	}
-	ctx, codeHash := r.Context(), hashSecret(code)
+	ctx, codeHash := r.Context(), store.SecretKey(prefixCode, code)
 	c, err := s.store.GetCode(ctx, codeHash, s.now())
 	if errors.Is(err, store.ErrCodeReplayed) {
 		// Redeeming it again is what revokes the tokens it produced.
@@ -184,7 +184,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	}
 	now := s.now()
 	g := &store.Grant{
-		ID:          newSecret("")[:22],
+		ID:          store.NewID(),
 		ClientID:    client.ID,
 		User:        c.User,
 		Scope:       c.Scope,
@@ -281,7 +281,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	if len(old) > maxSecretLen {
 		return nil, badRequest("invalid_grant", "the refresh token is invalid")
 	}
-	oldHash := hashSecret(old)
+	oldHash := store.SecretKey(prefixRefreshToken, old)
 	now := s.now()
 	rt, g, err := s.store.GetRefreshToken(r.Context(), oldHash, now)
 	switch {
@@ -423,9 +423,9 @@ func (s *Server) narrowResource(r *http.Request, form url.Values, granted string
 }
 
 func (s *Server) newAccessToken(g *store.Grant, resource, scope string, now time.Time) (string, *store.AccessToken) {
-	tok := newSecret(prefixAccessToken)
+	tok := store.NewSecret(prefixAccessToken)
 	return tok, &store.AccessToken{
-		Hash:      hashSecret(tok),
+		Hash:      store.SecretKey(prefixAccessToken, tok),
 		GrantID:   g.ID,
 		ClientID:  g.ClientID,
 		User:      g.User,
@@ -436,9 +436,9 @@ func (s *Server) newAccessToken(g *store.Grant, resource, scope string, now time
 }
 
 func (s *Server) newRefreshToken(g *store.Grant) (string, *store.RefreshToken) {
-	tok := newSecret(prefixRefreshToken)
+	tok := store.NewSecret(prefixRefreshToken)
 	return tok, &store.RefreshToken{
-		Hash:      hashSecret(tok),
+		Hash:      store.SecretKey(prefixRefreshToken, tok),
 		GrantID:   g.ID,
 		ClientID:  g.ClientID,
 		ExpiresAt: g.ExpiresAt,

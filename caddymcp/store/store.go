@@ -86,7 +86,9 @@ type Store interface {
 	// expired code is ErrNotFound. A used one is ErrCodeReplayed, and the
 	// grant it produced (if any) is revoked, as RedeemCode does: of two
 	// exchanges of one code that raced, neither keeps its tokens. All or
-	// nothing.
+	// nothing. g.ID must be new, never that of a grant stored before (even
+	// one revoked since): a backend may keep the tokens of a revoked grant
+	// until they expire, dead only because their grant is gone.
 	CreateGrant(ctx context.Context, g *Grant, at *AccessToken, rt *RefreshToken, codeHash []byte) error
 
 	// GetGrant returns a live grant by ID. An absent, lapsed or revoked

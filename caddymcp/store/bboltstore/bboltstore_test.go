@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,9 +196,11 @@ func TestSchemaInvalidOrForeign(t *testing.T) {
 	}
 }
 
-// TestIndexesCleanedUp checks that revocation, deletion and sweeping leave
-// no index entries behind, which the contract suite cannot see.
-func TestIndexesCleanedUp(t *testing.T) {
+// TestRevokedTokensSweptAtExpiry checks what the contract suite cannot
+// see: revocation, deletion and sweeping leave no index entries behind,
+// and the tokens of revoked grants, dead at once, leave the file when
+// they expire.
+func TestRevokedTokensSweptAtExpiry(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := openTemp(t)
@@ -222,36 +223,42 @@ func TestIndexesCleanedUp(t *testing.T) {
 
 	must(t, s.RevokeGrant(ctx, "g3"))
 	must(t, s.RevokeAccessToken(ctx, digest("g1at")))
-	// Left in the index: g1's at2, rt1 (rotated) and rt2, and g2's pair.
-	if n := countKeys(t, s, bucketGrantTokens); n != 5 {
-		t.Errorf("grant_tokens has %d keys, want 5", n)
-	}
 	if n := countKeys(t, s, bucketClientGrants); n != 2 {
 		t.Errorf("client_grants has %d keys, want 2", n)
 	}
-	n, err := s.Sweep(ctx, now.Add(2*time.Minute)) // g2 lapses
+	n, err := s.Sweep(ctx, now.Add(2*time.Minute)) // g2 lapses, with its tokens
 	must(t, err)
 	if n != 3 {
 		t.Errorf("Sweep removed %d records, want 3 (grant g2 and its two tokens)", n)
 	}
 	must(t, s.DeleteClient(ctx, "c"))
-	// Only g1's rotated refresh token remains, kept for reuse detection
-	// until it expires, and it has no index entry.
-	for _, b := range [][]byte{bucketGrants, bucketAccess, bucketClientGrants, bucketGrantTokens, bucketClients} {
+	for _, b := range [][]byte{bucketGrants, bucketClientGrants, bucketClients} {
 		if n := countKeys(t, s, b); n != 0 {
 			t.Errorf("bucket %s has %d keys left, want 0", b, n)
 		}
 	}
-	if n := countKeys(t, s, bucketRefresh); n != 1 {
-		t.Errorf("refresh bucket has %d keys, want 1 (the rotated token)", n)
+	// Left until they expire, all dead: g1's second access token and
+	// its refresh tokens (one rotated), g3's pair.
+	for _, h := range [][]byte{digest("g1at2"), digest("g3at")} {
+		if _, err := s.GetAccessToken(ctx, h, now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("access token of a deleted grant: %v", err)
+		}
+	}
+	if _, _, err := s.GetRefreshToken(ctx, digest("g3rt"), now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refresh token of a revoked grant: %v", err)
+	}
+	if n := countKeys(t, s, bucketAccess) + countKeys(t, s, bucketRefresh); n != 5 {
+		t.Errorf("%d tokens stored before they expire, want 5", n)
 	}
 	n, err = s.Sweep(ctx, now.Add(2*time.Hour))
 	must(t, err)
-	if n != 1 {
-		t.Errorf("final Sweep removed %d, want 1", n)
+	if n != 5 {
+		t.Errorf("final Sweep removed %d, want 5", n)
 	}
-	if n := countKeys(t, s, bucketRefresh); n != 0 {
-		t.Errorf("refresh bucket has %d keys after sweep, want 0", n)
+	for _, b := range [][]byte{bucketAccess, bucketRefresh} {
+		if n := countKeys(t, s, b); n != 0 {
+			t.Errorf("bucket %s has %d keys after the final Sweep, want 0", b, n)
+		}
 	}
 }
 
@@ -349,16 +356,15 @@ func BenchmarkCreateGrantParallel(b *testing.B) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := openTemp(b)
 	must(b, s.PutClient(ctx, &store.Client{ID: "c", CreatedAt: now}))
-	var seq atomic.Int64
 
 	b.SetParallelism(16)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			id := fmt.Sprintf("g%d", seq.Add(1))
+			id := store.NewID()
 			g := &store.Grant{ID: id, ClientID: "c", User: store.Identity{ID: 1, Login: "octocat"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-			at := &store.AccessToken{Hash: digest(id + "/at"), GrantID: id, ClientID: "c", User: g.User, ExpiresAt: now.Add(time.Hour)}
-			rt := &store.RefreshToken{Hash: digest(id + "/rt"), GrantID: id, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
+			at := &store.AccessToken{Hash: tokenKey("mcp_at_"), GrantID: id, ClientID: "c", User: g.User, ExpiresAt: now.Add(time.Hour)}
+			rt := &store.RefreshToken{Hash: tokenKey("mcp_rt_"), GrantID: id, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
 			if err := s.CreateGrant(ctx, g, at, rt, nil); err != nil {
 				b.Error(err)
 				return

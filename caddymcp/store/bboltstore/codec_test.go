@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -90,8 +91,8 @@ func TestSchema1AccessTokensStillWork(t *testing.T) {
 	must(t, err)
 	defer s.Close()
 	must(t, s.db.View(func(tx *bolt.Tx) error {
-		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != "2" {
-			t.Errorf("schema version %q after Open, want 2", v)
+		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != strconv.Itoa(schemaVersion) {
+			t.Errorf("schema version %q after Open, want %d", v, schemaVersion)
 		}
 		return nil
 	}))
@@ -104,17 +105,66 @@ func TestSchema1AccessTokensStillWork(t *testing.T) {
 	if _, err := s.GetAccessToken(ctx, at2.Hash, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("revoked version 1 token: %v", err)
 	}
-	if n := countKeys(t, s, bucketGrantTokens); n != 5 {
-		t.Errorf("grant_tokens holds %d keys after revoking one of 3 access tokens, want 5", n)
-	}
-	// The expired one is swept with its index entry.
+	// The expired one is swept.
 	if _, err := s.Sweep(ctx, now.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if n := countKeys(t, s, bucketAccess); n != 1 {
 		t.Errorf("access holds %d tokens after Sweep, want 1", n)
 	}
-	if n := countKeys(t, s, bucketGrantTokens); n != 4 {
-		t.Errorf("grant_tokens holds %d keys after Sweep, want 4", n)
+}
+
+// TestSchema2IndexDropped opens a file of schema version 2, which kept an
+// index from grants to their tokens: the index is deleted, the file is
+// restamped, and its grants and tokens work and revoke as before.
+func TestSchema2IndexDropped(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	s, err := Open(path, Options{})
+	must(t, err)
+	now := time.Now()
+	must(t, s.PutClient(ctx, &store.Client{ID: "c", CreatedAt: now}))
+	g1, at1, rt1 := benchRecords(1, "c", now, now.Add(time.Hour))
+	g2, at2, rt2 := benchRecords(2, "c", now, now.Add(time.Hour))
+	must(t, s.CreateGrant(ctx, g1, at1, rt1, nil))
+	must(t, s.CreateGrant(ctx, g2, at2, rt2, nil))
+	must(t, s.Close())
+	setMeta(t, path, func(tx *bolt.Tx) error {
+		idx, err := tx.CreateBucket(bucketGrantTokensV2)
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"g1-at", "g1-rt", "g2-at", "g2-rt"} {
+			if err := idx.Put([]byte(k), nil); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, []byte("2"))
+	})
+
+	s, err = Open(path, Options{})
+	must(t, err)
+	defer s.Close()
+	must(t, s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketGrantTokensV2) != nil {
+			t.Error("the version 2 index is still there")
+		}
+		if v := string(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != strconv.Itoa(schemaVersion) {
+			t.Errorf("schema version %q after Open, want %d", v, schemaVersion)
+		}
+		return nil
+	}))
+	must(t, s.RevokeGrant(ctx, g1.ID))
+	if _, err := s.GetAccessToken(ctx, at1.Hash, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("access token of the revoked grant: %v", err)
+	}
+	if _, _, err := s.GetRefreshToken(ctx, rt1.Hash, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refresh token of the revoked grant: %v", err)
+	}
+	if _, err := s.GetAccessToken(ctx, at2.Hash, now); err != nil {
+		t.Errorf("access token of the other grant: %v", err)
+	}
+	if _, _, err := s.GetRefreshToken(ctx, rt2.Hash, now); err != nil {
+		t.Errorf("refresh token of the other grant: %v", err)
 	}
 }

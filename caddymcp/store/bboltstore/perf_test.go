@@ -95,6 +95,11 @@ func BenchmarkOpen100kGrants(b *testing.B) {
 	}
 }
 
+// tokenKey is the key of a new token, as the token endpoint makes them.
+func tokenKey(prefix string) []byte {
+	return store.SecretKey(prefix, store.NewSecret(prefix))
+}
+
 // BenchmarkRotateRefreshParallel measures refresh rotation with real
 // fsyncs at 32 concurrent callers: each caller rotates its own chain, as a
 // client refreshing its own grant does.
@@ -103,7 +108,7 @@ func BenchmarkRotateRefreshParallel(b *testing.B) {
 	now := time.Now()
 	s := openTemp(b)
 	must(b, s.PutClient(ctx, &store.Client{ID: "c", CreatedAt: now}))
-	var seq, gen atomic.Int64
+	var seq atomic.Int64
 
 	b.SetParallelism(16) // 32 goroutines on 2 CPUs
 	b.ReportAllocs()
@@ -117,9 +122,8 @@ func BenchmarkRotateRefreshParallel(b *testing.B) {
 		}
 		cur := rt.Hash
 		for pb.Next() {
-			n := gen.Add(1)
-			nat := &store.AccessToken{Hash: digest(fmt.Sprintf("at-%d", n)), GrantID: g.ID, ClientID: "c", User: g.User, Scope: g.Scope, Resource: g.Resource, ExpiresAt: now.Add(time.Hour)}
-			nrt := &store.RefreshToken{Hash: digest(fmt.Sprintf("rt-%d", n)), GrantID: g.ID, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
+			nat := &store.AccessToken{Hash: tokenKey("mcp_at_"), GrantID: g.ID, ClientID: "c", User: g.User, Scope: g.Scope, Resource: g.Resource, ExpiresAt: now.Add(time.Hour)}
+			nrt := &store.RefreshToken{Hash: tokenKey("mcp_rt_"), GrantID: g.ID, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
 			if err := s.RotateRefresh(ctx, cur, now, g, nat, nrt); err != nil {
 				b.Error(err)
 				return

@@ -3,38 +3,31 @@ package bboltstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // Sweep works in rounds so that it never holds bbolt's single write lock
 // (which every token issuance waits for) or a long read transaction (which
 // keeps freed pages from being reused) for long: a read transaction looks at
 // up to sweepScan records and collects up to sweepDelete expired ones, then
-// a write transaction deletes those (plus the tokens of lapsed grants).
+// a write transaction deletes those.
 // Variables, not constants, so that tests can force many rounds.
 var (
 	sweepScan   = 20000
 	sweepDelete = 1000
 )
 
-// sweepOrder lists the buckets Sweep walks. Grants go first: deleting a
-// lapsed grant takes its access and current refresh token with it, which
-// the later walks then need not find.
-// Clients come after grants, so that one whose last grant just lapsed is
-// seen without it.
+// sweepOrder lists the buckets Sweep walks. Clients come after grants, so
+// that one whose last grant just lapsed is seen without it.
 var sweepOrder = [][]byte{bucketGrants, bucketClients, bucketAccess, bucketRefresh, bucketCodes, bucketPending, bucketConsents}
 
 // Sweep implements store.Store. Expiry is read from each value's prefix, so
 // live records are never decoded. Every candidate is checked again in the
 // write transaction, because a rotation may have extended a grant since the
-// read. There are no tokens of revoked grants to find: revocation deletes
-// them at once, except rotated refresh tokens, which are kept until they
-// expire on purpose.
+// read. Tokens, including those of revoked grants and rotated refresh
+// tokens, go when they expire.
 func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	nowN := unixNano(now)
 	total := 0
@@ -140,34 +133,6 @@ func sweepOne(tx *bolt.Tx, bucket, key []byte, nowN int64) (int, error) {
 			return 0, nil
 		}
 		return 1, b.Delete(key)
-	case bytes.Equal(bucket, bucketAccess), bytes.Equal(bucket, bucketRefresh):
-		kind := byte(kindAccess)
-		if bytes.Equal(bucket, bucketRefresh) {
-			kind = kindRefresh
-		}
-		// Only the grant ID is needed, for the index entry. A record
-		// that does not decode is deleted anyway: its prefix says it
-		// expired, and a missing index entry is harmless.
-		var tok struct {
-			GrantID string `json:"grant_id"`
-		}
-		var decodeErr error
-		if kind == kindAccess {
-			var at store.AccessToken
-			decodeErr = decodeAccess(raw[8:], &at)
-			tok.GrantID = at.GrantID
-		} else {
-			decodeErr = json.Unmarshal(raw[8:], &tok)
-		}
-		if err := b.Delete(key); err != nil {
-			return 0, err
-		}
-		if decodeErr == nil && store.ValidID(tok.GrantID) {
-			if err := tx.Bucket(bucketGrantTokens).Delete(grantTokenKey(tok.GrantID, kind, key)); err != nil {
-				return 0, err
-			}
-		}
-		return 1, nil
 	default:
 		if err := b.Delete(key); err != nil {
 			return 0, err
