@@ -61,11 +61,11 @@ func (p *Provider) WithheldScopes(ctx context.Context, tok *oauth2.Token, who st
 	if p.rulesNameUsers {
 		// Logins can be renamed: a rule naming users is matched against
 		// the login GitHub reports now, not the one stored at sign-in.
-		u, _, err := gh.Users.Get(ctx, "")
+		u, err := currentUser(ctx, gh)
 		if err != nil {
 			return nil, describe("reading the user", err)
 		}
-		login = u.GetLogin()
+		login = u.Login
 	}
 	m := newMember(gh, login)
 	var withheld []string

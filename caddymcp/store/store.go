@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -235,6 +236,16 @@ type Client struct {
 	// are stored only so that grants hang off a client: they are never
 	// looked up as clients themselves.
 	Origin string `json:"origin,omitempty"`
+}
+
+// Clone returns a copy of c that shares no memory with it.
+func (c *Client) Clone() *Client {
+	d := *c
+	d.SecretHash = slices.Clone(c.SecretHash)
+	d.RedirectURIs = slices.Clone(c.RedirectURIs)
+	d.GrantTypes = slices.Clone(c.GrantTypes)
+	d.ResponseTypes = slices.Clone(c.ResponseTypes)
+	return &d
 }
 
 // Client origins; see Client.Origin.

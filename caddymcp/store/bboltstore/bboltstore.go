@@ -15,8 +15,9 @@
 //	consents  consent key -> Consent
 //
 // Every value is an 8-byte big-endian expiry (Unix nanoseconds) followed by
-// the record as JSON. The expiry prefix lets Sweep find expired records
-// without decoding JSON.
+// the record: access and refresh tokens and grants in a binary form
+// (codec.go), the others as JSON. The expiry prefix lets Sweep find
+// expired records without decoding them.
 //
 // Two index buckets hold only keys, with empty values:
 //
@@ -132,6 +133,10 @@ type Store struct {
 	path    string
 	commits *groupCommit
 	tokens  store.TokenCache
+	// clients keeps the clients read: the token endpoint reads its
+	// client on every request. Invalidated with the tokens (update,
+	// Sweep); PutClient only adds clients, which are never cached absent.
+	clients store.Cache[store.Client]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -205,8 +210,9 @@ func initSchema(tx *bolt.Tx) error {
 			return fmt.Errorf("the file has schema version %d, newer than this build of caddymcp supports (%d); upgrade caddymcp or use another file", v, schemaVersion)
 		}
 		if v < schemaVersion {
-			// Version 2 writes access tokens in binary (codec.go) and
-			// still reads version 1's JSON ones. Version 3 dropped the
+			// Version 2 writes access tokens in binary (codec.go),
+			// version 3 refresh tokens and grants too; JSON records of
+			// older versions are still read. Version 3 also dropped the
 			// index from grants to their tokens, whose entries all
 			// belong to live grants or to tokens Sweep will find by
 			// their expiry. The rest is restamping the file.
@@ -291,8 +297,8 @@ func get(b *bolt.Bucket, key []byte, v any) (bool, error) {
 	if len(raw) < 8 {
 		return false, errCorrupt
 	}
-	if err := json.Unmarshal(raw[8:], v); err != nil {
-		return false, fmt.Errorf("bboltstore: decode record: %w", err)
+	if err := decodeRecord(raw[8:], v); err != nil {
+		return false, err
 	}
 	return true, nil
 }
@@ -325,12 +331,19 @@ func prefixKeys(b *bolt.Bucket, prefix []byte) [][]byte {
 // update runs fn in a batched write transaction. fn must follow the rules in
 // the package comment: reset its outputs on entry, return nil for outcomes.
 //
-// It clears the access-token cache once fn has committed, as fn may have
-// revoked tokens; writes that cannot use updateKeep.
+// It clears the caches once fn has committed, as fn may have revoked
+// tokens or deleted a client; for writes that cannot use updateKeep.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	err := s.updateKeep(ctx, fn)
-	s.tokens.Invalidate() // also after a failure: fn may have committed in a group that failed later
+	s.invalidate() // also after a failure: fn may have committed in a group that failed later
 	return err
+}
+
+// invalidate empties the caches, after a write that may have deleted an
+// access token, a grant or a client.
+func (s *Store) invalidate() {
+	s.tokens.Invalidate()
+	s.clients.Invalidate()
 }
 
 // updateKeep is update for writes that never delete an access token or a
@@ -466,11 +479,14 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
-	var c store.Client
-	var ok bool
+	key := []byte(id)
+	c, ok, gen := s.clients.Get(key, time.Time{})
+	if ok {
+		return c.Clone(), nil
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		ok, err = get(tx.Bucket(bucketClients), []byte(id), &c)
+		ok, err = get(tx.Bucket(bucketClients), key, &c)
 		return err
 	})
 	if err != nil {
@@ -479,7 +495,8 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return &c, nil
+	s.clients.Put(key, &c, gen, time.Time{})
+	return c.Clone(), nil
 }
 
 // GetGrant implements store.Store.
@@ -870,7 +887,7 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 			res = store.ErrExpired
 			return nil
 		}
-		if err := decodeAccess(raw[8:], &at); err != nil {
+		if err := decodeRecord(raw[8:], &at); err != nil {
 			return err
 		}
 		if store.Expired(at.ExpiresAt, now) {

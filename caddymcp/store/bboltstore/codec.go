@@ -7,120 +7,272 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
-// Access tokens are read on every request to a protected resource, so they
-// are stored in a compact binary form instead of JSON: decoding JSON was
-// most of the cost of a lookup (about 5µs and 20 allocations), decoding
-// this is one copy and a few slices of it.
+// The records read on every token request (access tokens by the gate,
+// refresh tokens and grants at every refresh) are stored in a compact
+// binary form instead of JSON: decoding JSON was most of the cost of an
+// access token lookup (about 5µs and 20 allocations) and a tenth of the
+// CPU of a refresh; decoding these is one copy and a few slices of it.
 //
-// After the 8-byte expiry prefix every value has, an access token is
+// After the 8-byte expiry prefix every value has, such a record is a
+// format byte and its fields in a fixed order: strings and byte slices
+// uvarint-length-prefixed, integers as varints, instants as varint Unix
+// seconds and uvarint nanoseconds, flags as a uvarint 0 or 1.
 //
-//	accessV1 | uvarint-prefixed: hash, grant ID, client ID, login, name,
-//	email, avatar URL, scope, resource | varint user ID |
-//	varint expiry seconds | uvarint expiry nanoseconds
+//	accessV1  | hash, grant ID, client ID, login, name, email, avatar URL,
+//	            scope, resource | user ID | expiry
+//	refreshV1 | hash, grant ID, client ID | rotated | expiry
+//	grantV1   | ID, client ID, login, name, email, avatar URL, scope,
+//	            resource, sealed GitHub token | user ID | created | expiry
 //
-// A JSON record starts with '{', which is not accessV1, so access tokens
-// written as JSON by schema version 1 are still read (and expire or are
-// swept like any other); the schema version went to 2 so that a build that
-// reads only JSON refuses a file that may hold binary records.
-const accessV1 = 0x01
+// A JSON record starts with '{', which is no format byte, so records
+// written as JSON by older schema versions are still read (and expire or
+// are swept like any other). Schema version 2 made access tokens binary,
+// version 3 refresh tokens and grants, so that a build that cannot read
+// them refuses the file.
+const (
+	accessV1  = 0x01
+	refreshV1 = 0x02
+	grantV1   = 0x03
+)
 
-// encodeGrant is the stored value of a grant.
-func encodeGrant(g *store.Grant) ([]byte, error) { return encode(unixNano(g.ExpiresAt), g) }
+var errBadRecord = errors.New("bboltstore: corrupt binary record")
 
-// encodeRefresh is the stored value of a refresh token.
-func encodeRefresh(rt *store.RefreshToken) ([]byte, error) {
-	return encode(unixNano(rt.ExpiresAt), rt)
+// recordWriter appends the fields of a binary record.
+type recordWriter struct{ buf []byte }
+
+func newRecord(exp time.Time, format byte, sizeHint int) *recordWriter {
+	w := &recordWriter{buf: make([]byte, 8, 8+1+sizeHint)}
+	binary.BigEndian.PutUint64(w.buf, uint64(unixNano(exp)))
+	w.buf = append(w.buf, format)
+	return w
+}
+
+func (w *recordWriter) str(s string) {
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(s)))
+	w.buf = append(w.buf, s...)
+}
+
+func (w *recordWriter) bytes(b []byte) {
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(b)))
+	w.buf = append(w.buf, b...)
+}
+
+func (w *recordWriter) int(v int64) { w.buf = binary.AppendVarint(w.buf, v) }
+
+func (w *recordWriter) flag(v bool) {
+	n := uint64(0)
+	if v {
+		n = 1
+	}
+	w.buf = binary.AppendUvarint(w.buf, n)
+}
+
+func (w *recordWriter) time(t time.Time) {
+	w.buf = binary.AppendVarint(w.buf, t.Unix())
+	w.buf = binary.AppendUvarint(w.buf, uint64(t.Nanosecond()))
+}
+
+// recordReader reads the fields of a binary record. The record is copied
+// once, as a string that every string field is a slice of, because the
+// bytes given may point into bbolt's memory. The first malformed field
+// sets err; every later read then returns a zero value.
+type recordReader struct {
+	body []byte
+	rec  string
+	pos  int
+	err  error
+}
+
+func newReader(body []byte) *recordReader { return &recordReader{body: body, rec: string(body)} }
+
+func (r *recordReader) fail() { r.err, r.pos = errBadRecord, len(r.body) }
+
+func (r *recordReader) str() string {
+	l, n := binary.Uvarint(r.body[r.pos:])
+	if n <= 0 || l > uint64(len(r.body)-r.pos-n) {
+		r.fail()
+		return ""
+	}
+	s := r.rec[r.pos+n : r.pos+n+int(l)]
+	r.pos += n + int(l)
+	return s
+}
+
+// bytes returns a byte slice field, nil when empty (as JSON decodes an
+// omitted one).
+func (r *recordReader) bytes() []byte {
+	if s := r.str(); s != "" {
+		return []byte(s)
+	}
+	return nil
+}
+
+func (r *recordReader) int() int64 {
+	v, n := binary.Varint(r.body[r.pos:])
+	return advance(r, n, v)
+}
+
+func (r *recordReader) uint() uint64 {
+	v, n := binary.Uvarint(r.body[r.pos:])
+	return advance(r, n, v)
+}
+
+// advance moves past a varint of n bytes (n <= 0: malformed) and returns
+// v, or zero after a failure.
+func advance[T int64 | uint64](r *recordReader, n int, v T) T {
+	if n <= 0 || r.err != nil {
+		r.fail()
+		return 0
+	}
+	r.pos += n
+	return v
+}
+
+func (r *recordReader) flag() bool {
+	switch r.uint() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	r.fail()
+	return false
+}
+
+func (r *recordReader) time() time.Time {
+	sec := r.int()
+	nsec := r.uint()
+	if nsec >= uint64(time.Second) {
+		r.fail()
+	}
+	if r.err != nil {
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec))
 }
 
 // encodeAccess is the stored value of an access token.
 func encodeAccess(at *store.AccessToken) ([]byte, error) {
-	strs := [...]string{at.GrantID, at.ClientID, at.User.Login, at.User.Name, at.User.Email, at.User.AvatarURL, at.Scope, at.Resource}
-	n := 8 + 1 + binary.MaxVarintLen64 + len(at.Hash) + 3*binary.MaxVarintLen64
-	for _, s := range strs {
-		n += binary.MaxVarintLen64 + len(s)
+	w := newRecord(at.ExpiresAt, accessV1, 160+len(at.Hash)+len(at.Scope)+len(at.Resource))
+	for _, s := range [...]string{string(at.Hash), at.GrantID, at.ClientID, at.User.Login, at.User.Name, at.User.Email,
+		at.User.AvatarURL, at.Scope, at.Resource} {
+		w.str(s)
 	}
-	buf := make([]byte, 8, n)
-	binary.BigEndian.PutUint64(buf, uint64(unixNano(at.ExpiresAt)))
-	buf = append(buf, accessV1)
-	buf = binary.AppendUvarint(buf, uint64(len(at.Hash)))
-	buf = append(buf, at.Hash...)
-	for _, s := range strs {
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		buf = append(buf, s...)
-	}
-	buf = binary.AppendVarint(buf, at.User.ID)
-	buf = binary.AppendVarint(buf, at.ExpiresAt.Unix())
-	buf = binary.AppendUvarint(buf, uint64(at.ExpiresAt.Nanosecond()))
-	return buf, nil
+	w.int(at.User.ID)
+	w.time(at.ExpiresAt)
+	return w.buf, nil
 }
 
-// getAccess decodes the access token under key into at and reports
-// whether it was there.
-func getAccess(b *bolt.Bucket, key []byte, at *store.AccessToken) (bool, error) {
-	if len(key) == 0 {
-		return false, nil
-	}
-	raw := b.Get(key)
-	if raw == nil {
-		return false, nil
-	}
-	if len(raw) < 8 {
-		return false, errCorrupt
-	}
-	return true, decodeAccess(raw[8:], at)
+// encodeRefresh is the stored value of a refresh token.
+func encodeRefresh(rt *store.RefreshToken) ([]byte, error) {
+	w := newRecord(rt.ExpiresAt, refreshV1, 64+len(rt.Hash))
+	w.bytes(rt.Hash)
+	w.str(rt.GrantID)
+	w.str(rt.ClientID)
+	w.flag(rt.Rotated)
+	w.time(rt.ExpiresAt)
+	return w.buf, nil
 }
 
-var errBadAccess = errors.New("bboltstore: corrupt access token record")
+// encodeGrant is the stored value of a grant.
+func encodeGrant(g *store.Grant) ([]byte, error) {
+	w := newRecord(g.ExpiresAt, grantV1, 200+len(g.Scope)+len(g.Resource)+len(g.GitHubToken))
+	for _, s := range [...]string{g.ID, g.ClientID, g.User.Login, g.User.Name, g.User.Email, g.User.AvatarURL, g.Scope, g.Resource} {
+		w.str(s)
+	}
+	w.bytes(g.GitHubToken)
+	w.int(g.User.ID)
+	w.time(g.CreatedAt)
+	w.time(g.ExpiresAt)
+	return w.buf, nil
+}
 
-// decodeAccess decodes a stored access token (the value without its
-// expiry prefix) into at. raw may point into bbolt's memory: nothing of it
-// is kept.
-func decodeAccess(raw []byte, at *store.AccessToken) error {
+// decodeRecord decodes a stored value without its expiry prefix into v: a
+// binary record into the type it holds, anything else as JSON. raw may
+// point into bbolt's memory: nothing of it is kept.
+func decodeRecord(raw []byte, v any) error {
 	if len(raw) == 0 {
-		return errBadAccess
+		return errCorrupt
 	}
-	if raw[0] != accessV1 {
-		if err := json.Unmarshal(raw, at); err != nil {
-			return fmt.Errorf("decode access token: %w", err)
+	var err error
+	switch rec := v.(type) {
+	case *store.AccessToken:
+		if raw[0] == accessV1 {
+			err = decodeAccess(raw, rec)
+		} else {
+			err = decodeJSON(raw, v)
 		}
-		return nil
+	case *store.RefreshToken:
+		if raw[0] == refreshV1 {
+			err = decodeRefresh(raw, rec)
+		} else {
+			err = decodeJSON(raw, v)
+		}
+	case *store.Grant:
+		if raw[0] == grantV1 {
+			err = decodeGrant(raw, rec)
+		} else {
+			err = decodeJSON(raw, v)
+		}
+	default:
+		err = decodeJSON(raw, v)
 	}
-	// One copy of the record; every string is a slice of it. Lengths
-	// are read from raw, at the same offsets.
-	body := raw[1:]
-	rec := string(body)
-	pos := 0
+	return err
+}
+
+func decodeJSON(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("bboltstore: decode record: %w", err)
+	}
+	return nil
+}
+
+// decodeAccess decodes a binary access token (format byte included).
+func decodeAccess(raw []byte, at *store.AccessToken) error {
+	if len(raw) == 0 || raw[0] != accessV1 {
+		return errBadRecord
+	}
+	r := newReader(raw[1:])
 	var hash string
 	for _, p := range [...]*string{&hash, &at.GrantID, &at.ClientID, &at.User.Login, &at.User.Name, &at.User.Email,
 		&at.User.AvatarURL, &at.Scope, &at.Resource} {
-		l, n := binary.Uvarint(body[pos:])
-		if n <= 0 || l > uint64(len(body)-pos-n) {
-			return errBadAccess
-		}
-		*p = rec[pos+n : pos+n+int(l)]
-		pos += n + int(l)
+		*p = r.str()
 	}
-	id, n1 := binary.Varint(body[pos:])
-	if n1 <= 0 {
-		return errBadAccess
-	}
-	pos += n1
-	sec, n2 := binary.Varint(body[pos:])
-	if n2 <= 0 {
-		return errBadAccess
-	}
-	pos += n2
-	nsec, n3 := binary.Uvarint(body[pos:])
-	if n3 <= 0 || nsec >= uint64(time.Second) {
-		return errBadAccess
-	}
+	at.User.ID = r.int()
+	at.ExpiresAt = r.time()
 	at.Hash = []byte(hash)
-	at.User.ID = id
-	at.ExpiresAt = time.Unix(sec, int64(nsec))
-	return nil
+	return r.err
+}
+
+// decodeRefresh decodes a binary refresh token (format byte included).
+func decodeRefresh(raw []byte, rt *store.RefreshToken) error {
+	if len(raw) == 0 || raw[0] != refreshV1 {
+		return errBadRecord
+	}
+	r := newReader(raw[1:])
+	rt.Hash = r.bytes()
+	rt.GrantID = r.str()
+	rt.ClientID = r.str()
+	rt.Rotated = r.flag()
+	rt.ExpiresAt = r.time()
+	return r.err
+}
+
+// decodeGrant decodes a binary grant (format byte included).
+func decodeGrant(raw []byte, g *store.Grant) error {
+	if len(raw) == 0 || raw[0] != grantV1 {
+		return errBadRecord
+	}
+	r := newReader(raw[1:])
+	for _, p := range [...]*string{&g.ID, &g.ClientID, &g.User.Login, &g.User.Name, &g.User.Email, &g.User.AvatarURL, &g.Scope, &g.Resource} {
+		*p = r.str()
+	}
+	g.GitHubToken = r.bytes()
+	g.User.ID = r.int()
+	g.CreatedAt = r.time()
+	g.ExpiresAt = r.time()
+	return r.err
 }

@@ -1,6 +1,7 @@
 package bboltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,38 +16,119 @@ import (
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
-func TestAccessCodecRoundTrip(t *testing.T) {
-	for _, at := range []*store.AccessToken{
-		{Hash: digest("a"), GrantID: "g", ClientID: "c", User: store.Identity{ID: 583231, Login: "octocat", Name: "Ökta Cat ✓",
-			Email: "o@example.com", AvatarURL: "https://a.example/1"}, Scope: "read write", Resource: "https://mcp.example.com/mcp",
-			ExpiresAt: time.Unix(1900000000, 123456789)},
-		{Hash: digest("b"), GrantID: "g", ClientID: "c", User: store.Identity{ID: -1}, ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
-		{Hash: digest("c"), GrantID: "g", ClientID: "c", ExpiresAt: time.Unix(-62135596800, 0)},
+// codecCase is one record kind: how to encode it and a fresh value to
+// decode into.
+type codecCase struct {
+	name   string
+	rec    any // pointer to the record
+	encode func() ([]byte, error)
+	exp    time.Time
+	fresh  func() any
+}
+
+func codecCases() []codecCase {
+	who := store.Identity{ID: 583231, Login: "octocat", Name: "Ökta Cat ✓", Email: "o@example.com", AvatarURL: "https://a.example/1"}
+	var cases []codecCase
+	for _, exp := range []time.Time{
+		time.Unix(1900000000, 123456789),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Unix(-62135596800, 0),
 	} {
-		val, err := encodeAccess(at)
+		at := &store.AccessToken{Hash: digest("a"), GrantID: "g", ClientID: "c", User: who, Scope: "read write",
+			Resource: "https://mcp.example.com/mcp", ExpiresAt: exp}
+		rt := &store.RefreshToken{Hash: digest("r"), GrantID: "g", ClientID: "c", ExpiresAt: exp, Rotated: exp.Year() == 9999}
+		g := &store.Grant{ID: "g", ClientID: "c", User: who, Scope: "read", Resource: "https://mcp.example.com/mcp",
+			GitHubToken: []byte("sealed\x00token"), CreatedAt: time.Unix(1800000000, 42), ExpiresAt: exp}
+		empty := &store.Grant{ID: "g2", ClientID: "c", User: store.Identity{ID: -1}, ExpiresAt: exp}
+		cases = append(cases,
+			codecCase{"access", at, func() ([]byte, error) { return encodeAccess(at) }, exp, func() any { return new(store.AccessToken) }},
+			codecCase{"refresh", rt, func() ([]byte, error) { return encodeRefresh(rt) }, exp, func() any { return new(store.RefreshToken) }},
+			codecCase{"grant", g, func() ([]byte, error) { return encodeGrant(g) }, exp, func() any { return new(store.Grant) }},
+			codecCase{"empty grant", empty, func() ([]byte, error) { return encodeGrant(empty) }, exp, func() any { return new(store.Grant) }},
+		)
+	}
+	return cases
+}
+
+// sameRecord compares records with instants compared by Equal.
+func sameRecord(got, want any) bool {
+	norm := func(v any) any {
+		switch r := v.(type) {
+		case *store.AccessToken:
+			c := *r
+			c.ExpiresAt = c.ExpiresAt.UTC()
+			return c
+		case *store.RefreshToken:
+			c := *r
+			c.ExpiresAt = c.ExpiresAt.UTC()
+			return c
+		case *store.Grant:
+			c := *r
+			c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+			return c
+		}
+		return v
+	}
+	return reflect.DeepEqual(norm(got), norm(want))
+}
+
+func TestBinaryCodecRoundTrip(t *testing.T) {
+	for _, tc := range codecCases() {
+		val, err := tc.encode()
 		must(t, err)
-		if exp, _ := valueExp(val); exp != unixNano(at.ExpiresAt) {
-			t.Errorf("expiry prefix %d, want %d", exp, unixNano(at.ExpiresAt))
+		if exp, _ := valueExp(val); exp != unixNano(tc.exp) {
+			t.Errorf("%s: expiry prefix %d, want %d", tc.name, exp, unixNano(tc.exp))
 		}
-		var got store.AccessToken
-		must(t, decodeAccess(val[8:], &got))
-		if !got.ExpiresAt.Equal(at.ExpiresAt) {
-			t.Errorf("ExpiresAt %v, want %v", got.ExpiresAt, at.ExpiresAt)
-		}
-		got.ExpiresAt = at.ExpiresAt
-		if !reflect.DeepEqual(&got, at) {
-			t.Errorf("round trip:\n got %+v\nwant %+v", got, *at)
+		got := tc.fresh()
+		must(t, decodeRecord(val[8:], got))
+		if !sameRecord(got, tc.rec) {
+			t.Errorf("%s round trip:\n got %+v\nwant %+v", tc.name, got, tc.rec)
 		}
 		// Every truncation, and a huge length, is an error, never a panic.
 		for n := 0; n < len(val)-8; n++ {
-			if err := decodeAccess(val[8:8+n], &got); err == nil {
-				t.Errorf("a record cut to %d bytes decoded", n)
+			if err := decodeRecord(val[8:8+n], tc.fresh()); err == nil {
+				t.Errorf("%s: a record cut to %d bytes decoded", tc.name, n)
 			}
 		}
-		bad := append([]byte{accessV1}, binary.AppendUvarint(nil, 1<<62)...)
-		if err := decodeAccess(bad, &got); err == nil {
-			t.Error("a record with a huge length decoded")
+		bad := append([]byte{val[8]}, binary.AppendUvarint(nil, 1<<62)...)
+		if err := decodeRecord(bad, tc.fresh()); err == nil {
+			t.Errorf("%s: a record with a huge length decoded", tc.name)
 		}
+	}
+}
+
+// TestJSONRecordsStillRead: records written as JSON by older schema
+// versions decode into the same values.
+func TestJSONRecordsStillRead(t *testing.T) {
+	for _, tc := range codecCases() {
+		val, err := encode(unixNano(tc.exp), tc.rec)
+		must(t, err)
+		got := tc.fresh()
+		must(t, decodeRecord(val[8:], got))
+		if !sameRecord(got, tc.rec) {
+			t.Errorf("%s from JSON:\n got %+v\nwant %+v", tc.name, got, tc.rec)
+		}
+	}
+}
+
+// TestAccessFormatUnchanged: access tokens keep the layout schema version
+// 2 wrote, field by field, so files of that version read the same.
+func TestAccessFormatUnchanged(t *testing.T) {
+	at := &store.AccessToken{Hash: digest("a"), GrantID: "g", ClientID: "c", User: store.Identity{ID: 583231, Login: "octocat",
+		Name: "N", Email: "e@x", AvatarURL: "u"}, Scope: "read", Resource: "https://r/mcp", ExpiresAt: time.Unix(1900000000, 5)}
+	want := binary.BigEndian.AppendUint64(nil, uint64(at.ExpiresAt.UnixNano()))
+	want = append(want, 0x01)
+	for _, f := range []string{string(at.Hash), "g", "c", "octocat", "N", "e@x", "u", "read", "https://r/mcp"} {
+		want = binary.AppendUvarint(want, uint64(len(f)))
+		want = append(want, f...)
+	}
+	want = binary.AppendVarint(want, 583231)
+	want = binary.AppendVarint(want, 1900000000)
+	want = binary.AppendUvarint(want, 5)
+	got, err := encodeAccess(at)
+	must(t, err)
+	if !bytes.Equal(got, want) {
+		t.Errorf("access token encoding changed:\n got %x\nwant %x", got, want)
 	}
 }
 

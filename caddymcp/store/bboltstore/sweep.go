@@ -95,8 +95,9 @@ func (s *Store) sweepBucket(ctx context.Context, bucket []byte, nowN int64) (int
 				}
 				return nil
 			})
-			// A lapsed grant takes live access tokens with it.
-			s.tokens.Invalidate()
+			// A lapsed grant takes live access tokens with it, and
+			// clients go too.
+			s.invalidate()
 			if err != nil {
 				return total, err
 			}

@@ -544,6 +544,17 @@ func testClientPutGet(f *fixture) {
 		f.t.Fatalf("GetClient: %v", err)
 	}
 	checkEqual(f.t, "client", normClient(got), normClient(want))
+	// What a caller does with a client it got is no change to the store,
+	// whether the store read it (first) or kept it in memory (after).
+	for i := range 3 {
+		got.RedirectURIs[0] = "https://evil.example/cb"
+		got.SecretHash[0] ^= 0xff
+		got.Name = "changed"
+		if got, err = f.s.GetClient(f.ctx, "client-a"); err != nil {
+			f.t.Fatalf("GetClient(again): %v", err)
+		}
+		checkEqual(f.t, fmt.Sprintf("client read again (%d)", i), normClient(got), normClient(want))
+	}
 
 	// A public client has no secret and few optional fields.
 	pub := &store.Client{
@@ -601,6 +612,9 @@ func testClientDeleteCascades(f *fixture) {
 	// forget them when they are revoked (here and in the tests below).
 	f.accessLive(a1.at, base)
 	f.accessLive(a2r.at, base)
+	if _, err := f.s.GetClient(f.ctx, "client-a"); err != nil {
+		f.t.Fatalf("GetClient: %v", err)
+	}
 
 	f.wantOK("DeleteClient", f.s.DeleteClient(f.ctx, "client-a"))
 	_, err := f.s.GetClient(f.ctx, "client-a")
