@@ -81,3 +81,11 @@ func TestNewIDSortsByTime(t *testing.T) {
 		prev = id
 	}
 }
+
+func BenchmarkSecretKey(b *testing.B) {
+	s := NewSecret("mcp_at_")
+	b.ReportAllocs()
+	for b.Loop() {
+		SecretKey("mcp_at_", s)
+	}
+}

@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&c.streams, "streams", 2000, "idle SSE streams held per route")
 	flag.IntVar(&c.codes, "codes", 8000, "authorization codes to obtain and exchange")
 	flag.IntVar(&c.grants, "grants", 100000, "grants in the store for the startup measurement")
-	flag.StringVar(&c.profile, "cpuprofile", "", "directory to write CPU profiles of Caddy into (gated proxy, token phases)")
+	flag.StringVar(&c.profile, "cpuprofile", "", "directory to write profiles of Caddy into (CPU: gated proxy, token phases; heap: each route's held streams)")
 	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run")
 	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one, removed afterwards)")
 	flag.BoolVar(&c.postgres, "postgres", false, "keep state in a throwaway PostgreSQL server (its binaries must be installed) instead of bbolt; proxy and streams phases only")
@@ -172,10 +172,14 @@ func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 			if err := e.startCaddy(fmt.Sprintf("caddy-streams-%d", i)); err != nil {
 				return err
 			}
-			if _, err := e.heldStreams(route.path, tok.Access, 1); err != nil {
+			if _, err := e.heldStreams(route.path, tok.Access, 1, ""); err != nil {
 				return fmt.Errorf("streams (%s): %w", route.name, err)
 			}
-			f, err := e.heldStreams(route.path, tok.Access, c.streams)
+			heap := ""
+			if c.profile != "" {
+				heap = filepath.Join(c.profile, fmt.Sprintf("caddy-streams-%d.heap.pprof", i))
+			}
+			f, err := e.heldStreams(route.path, tok.Access, c.streams, heap)
 			if err != nil {
 				return fmt.Errorf("streams (%s): %w", route.name, err)
 			}

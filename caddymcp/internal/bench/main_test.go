@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -37,6 +38,26 @@ func TestDriverSmoke(t *testing.T) {
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {
 			t.Errorf("the report lacks %q", want)
+		}
+	}
+}
+
+// TestDriverHeapProfiles: with -cpuprofile, the streams phase saves a
+// heap profile of Caddy per route while the streams are held.
+func TestDriverHeapProfiles(t *testing.T) {
+	profiles := t.TempDir()
+	var out bytes.Buffer
+	if err := run(config{conns: 2, streams: 3, phases: "streams", dir: t.TempDir(), profile: profiles}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"caddy-streams-0.heap.pprof", "caddy-streams-1.heap.pprof"} {
+		b, err := os.ReadFile(filepath.Join(profiles, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A pprof profile is gzipped protobuf.
+		if len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s is not a profile (%d bytes)", name, len(b))
 		}
 	}
 }

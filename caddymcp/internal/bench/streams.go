@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +25,9 @@ type streamFigures struct {
 
 // heldStreams opens n legacy SSE streams on path (each on its own
 // connection, as n separate clients would), waits until each has its
-// endpoint event, measures Caddy, and closes them.
-func (e *env) heldStreams(path, token string, n int) (streamFigures, error) {
+// endpoint event, measures Caddy (saving its heap profile to heapPath,
+// unless that is empty), and closes them.
+func (e *env) heldStreams(path, token string, n int, heapPath string) (streamFigures, error) {
 	f := streamFigures{n: n}
 	if err := e.caddy.gc(); err != nil {
 		return f, err
@@ -95,6 +97,15 @@ func (e *env) heldStreams(path, token string, n int) (streamFigures, error) {
 	g1, ours1, err := e.caddy.goroutines()
 	if err != nil {
 		return f, err
+	}
+	if heapPath != "" {
+		b, err := e.caddy.adminGet("/debug/pprof/heap")
+		if err != nil {
+			return f, err
+		}
+		if err := os.WriteFile(heapPath, b, 0o644); err != nil {
+			return f, err
+		}
 	}
 	f.rssPerStream = float64(rss1-rss0) / float64(n)
 	f.goroutinesPerStream = float64(g1-g0) / float64(n)
