@@ -40,6 +40,7 @@ func userLogin(i int) string { return fmt.Sprintf("bench%02d", i%benchUsers) }
 type env struct {
 	dir      string
 	state    string // the bbolt file
+	dsn      string // the PostgreSQL database instead, if set
 	site     string // https://localhost:port
 	sitePort string
 	admin    string // 127.0.0.1:port
@@ -70,7 +71,7 @@ func freePort() (string, error) {
 // a state file at statePath (or, with a PostgreSQL connection string in
 // postgresDSN, for that database); startCaddy then runs it.
 func newEnv(dir, statePath, postgresDSN string) (*env, error) {
-	e := &env{dir: dir, state: statePath}
+	e := &env{dir: dir, state: statePath, dsn: postgresDSN}
 	var err error
 	if e.sitePort, err = freePort(); err != nil {
 		return nil, err

@@ -62,21 +62,26 @@ func TestDriverHeapProfiles(t *testing.T) {
 	}
 }
 
-// TestDriverSmokePostgres runs the proxy phase with the state in a
-// throwaway PostgreSQL server, and refuses the phases that need bbolt.
+// TestDriverSmokePostgres runs the proxy and token phases with the state
+// in a throwaway PostgreSQL server, and refuses the startup phase, which
+// seeds a bbolt file.
 func TestDriverSmokePostgres(t *testing.T) {
 	var out bytes.Buffer
-	err := run(config{conns: 2, rounds: 1, duration: 300 * time.Millisecond, phases: "proxy", dir: t.TempDir(), postgres: true}, &out)
+	err := run(config{conns: 2, rounds: 1, duration: 300 * time.Millisecond, codes: 4, phases: "proxy,tokens", dir: t.TempDir(), postgres: true}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`state: PostgreSQL on 127\.0\.0\.1:\d+`, `ratio gated/plain\s+\d+\.\d+`} {
+	for _, want := range []string{
+		`state: PostgreSQL on 127\.0\.0\.1:\d+`,
+		`ratio gated/plain\s+\d+\.\d+`,
+		`store: 5 grants for 5 logins, .*none lost or duplicated`,
+	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {
 			t.Errorf("the report lacks %q", want)
 		}
 	}
-	if err := run(config{phases: "tokens", dir: t.TempDir(), postgres: true}, &out); err == nil {
-		t.Errorf("-postgres with the tokens phase was accepted")
+	if err := run(config{phases: "startup", dir: t.TempDir(), postgres: true}, &out); err == nil {
+		t.Errorf("-postgres with the startup phase was accepted")
 	}
 }
