@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -168,19 +167,9 @@ func TestSessionsBelongToTheirUser(t *testing.T) {
 	defer session.Close()
 
 	post := func(tok, sessionID string) int {
-		req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Session-Id", sessionID)
-		req.Header.Set("MCP-Protocol-Version", session.InitializeResult().ProtocolVersion)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := e.httpClient(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return e.postJSON(t, "/mcp", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, "Accept", mcpAccept,
+			"Mcp-Session-Id", sessionID, "MCP-Protocol-Version", session.InitializeResult().ProtocolVersion,
+			"Authorization", "Bearer "+tok).StatusCode
 	}
 	if status := post(aliceTok.AccessToken, session.ID()); status != http.StatusOK {
 		t.Fatalf("alice in her own session: %d", status)
@@ -211,16 +200,7 @@ func TestSessionsBelongToTheirUser(t *testing.T) {
 		t.Fatalf("SSE endpoint event %q does not point back at /sse", endpoint)
 	}
 	ssePost := func(tok string) int {
-		req, _ := http.NewRequest(http.MethodPost, e.site+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := e.httpClient(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return e.postJSON(t, endpoint, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, "Authorization", "Bearer "+tok).StatusCode
 	}
 	if status := ssePost(bobSSE.AccessToken); status != http.StatusNotFound {
 		t.Errorf("bob posting to alice's SSE session: %d, want 404", status)
@@ -237,21 +217,7 @@ func TestBuiltinOriginAndGateRequirements(t *testing.T) {
 	c := e.register(t, false)
 	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
 	initialize := func(path, origin string) *http.Response {
-		body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
-		req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		if origin != "" {
-			req.Header.Set("Origin", origin)
-		}
-		resp, err := e.httpClient(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		return e.postJSON(t, path, rawInitialize, "Accept", mcpAccept, "Authorization", "Bearer "+tok.AccessToken, "Origin", origin)
 	}
 	if resp := initialize("/mcp", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("foreign Origin: %s, want 403", resp.Status)
@@ -289,16 +255,7 @@ func TestBuiltinAllowedOrigins(t *testing.T) {
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight from the Inspector: %s %v", resp.Status, resp.Header)
 	}
-	req, _ := http.NewRequest(http.MethodPost, e.site+"/inspector", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Origin", "http://localhost:6274")
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err = e.httpClient(nil).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp = e.postJSON(t, "/inspector", rawInitialize, "Accept", mcpAccept, "Origin", "http://localhost:6274", "Authorization", "Bearer "+tok.AccessToken)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:6274" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
 		t.Errorf("initialize from the Inspector: %s %v", resp.Status, resp.Header)
@@ -343,17 +300,7 @@ func TestBuiltinBodyLimit(t *testing.T) {
 	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
 	big := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculate","arguments":{"pad":"` + strings.Repeat("x", 2<<20) + `"}}}`
 	for _, version := range []string{"2025-11-25", "2026-07-28"} {
-		req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(big))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("MCP-Protocol-Version", version)
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		resp, err := e.httpClient(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp := e.postJSON(t, "/mcp", big, "Accept", mcpAccept, "MCP-Protocol-Version", version, "Authorization", "Bearer "+tok.AccessToken)
 		if resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Errorf("a 2 MiB body at %s: %s, want 413", version, resp.Status)
 		}

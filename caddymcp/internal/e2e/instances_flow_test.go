@@ -263,10 +263,9 @@ type result struct {
 // gate sends an MCP initialize request with a bearer token, without
 // failing the test (it runs in load goroutines too).
 func gate(e *env, token string) result {
-	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
-	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(rawInitialize))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Accept", mcpAccept)
 	req.Header.Set("Authorization", "Bearer "+token)
 	return do(e, req)
 }

@@ -333,6 +333,36 @@ func TestProxyStreamableHTTPFullFlow(t *testing.T) {
 	}
 }
 
+// heldStream is alice's session with the upstream behind /github/mcp and
+// its standalone GET stream, opened by hand through the proxy.
+type heldStream struct {
+	session *mcp.ClientSession
+	tok     *oauth2.Token
+	events  <-chan sseEvent
+	get     *seenRequest // the GET as the upstream saw it
+	close   func()       // disconnects the stream
+}
+
+// holdStream signs alice in, starts a session and holds its stream open
+// until the upstream has seen the GET. The session ends with the test.
+func (p *proxyEnv) holdStream(ctx context.Context, t *testing.T) *heldStream {
+	t.Helper()
+	c := p.register(t, false)
+	tok := c.login(t, p.browser("alice"), p.site+"/github/mcp")
+	session := p.tokenSession(ctx, t, "/github/mcp", tok)
+	t.Cleanup(func() { session.Close() })
+	streamCtx, closeStream := context.WithCancel(ctx)
+	resp := p.openSessionStream(streamCtx, t, "/github/mcp", tok.AccessToken, session.ID(), "")
+	h := &heldStream{session: session, tok: tok, events: readEvents(resp.Body)}
+	h.close = func() {
+		closeStream()
+		resp.Body.Close()
+	}
+	t.Cleanup(h.close)
+	h.get = p.stream.waitFor(t, "the GET stream", func(r *seenRequest) bool { return r.Method == http.MethodGet })
+	return h
+}
+
 // TestProxyLastEventIDResumption: the standalone stream, opened by hand
 // through the proxy, delivers an event with its id; after a disconnect, a
 // GET with Last-Event-ID gets exactly the events missed meanwhile (the
@@ -342,16 +372,8 @@ func TestProxyLastEventIDResumption(t *testing.T) {
 	p := startProxy(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*proxyWait)
 	defer cancel()
-	c := p.register(t, false)
-	tok := c.login(t, p.browser("alice"), p.site+"/github/mcp")
-	session := p.tokenSession(ctx, t, "/github/mcp", tok)
-	defer session.Close()
-
-	streamCtx, closeStream := context.WithCancel(ctx)
-	defer closeStream()
-	resp := p.openSessionStream(streamCtx, t, "/github/mcp", tok.AccessToken, session.ID(), "")
-	events := readEvents(resp.Body)
-	first := p.stream.waitFor(t, "the first GET", func(r *seenRequest) bool { return r.Method == http.MethodGet })
+	h := p.holdStream(ctx, t)
+	session, tok, events, first := h.session, h.tok, h.events, h.get
 
 	callNotify(ctx, t, session, notifyArgs{Message: "one", Standalone: true})
 	ev := nextMessage(t, events, "the first notification")
@@ -365,8 +387,7 @@ func TestProxyLastEventIDResumption(t *testing.T) {
 
 	// Disconnect, and wait until the upstream has let go of the stream
 	// (a second GET for a stream still held is refused with 409).
-	closeStream()
-	resp.Body.Close()
+	h.close()
 	select {
 	case <-first.ended:
 	case <-time.After(proxyWait):
@@ -376,7 +397,7 @@ func TestProxyLastEventIDResumption(t *testing.T) {
 	callNotify(ctx, t, session, notifyArgs{Message: "two", Standalone: true})
 	callNotify(ctx, t, session, notifyArgs{Message: "three", Standalone: true})
 
-	resp = p.openSessionStream(ctx, t, "/github/mcp", tok.AccessToken, session.ID(), lastID)
+	resp := p.openSessionStream(ctx, t, "/github/mcp", tok.AccessToken, session.ID(), lastID)
 	defer resp.Body.Close()
 	events = readEvents(resp.Body)
 	var ids []string
@@ -411,16 +432,8 @@ func TestProxyClientDisconnect(t *testing.T) {
 	p := startProxy(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*proxyWait)
 	defer cancel()
-	c := p.register(t, false)
-	tok := c.login(t, p.browser("alice"), p.site+"/github/mcp")
-	session := p.tokenSession(ctx, t, "/github/mcp", tok)
-	defer session.Close()
-
-	streamCtx, closeStream := context.WithCancel(ctx)
-	defer closeStream()
-	resp := p.openSessionStream(streamCtx, t, "/github/mcp", tok.AccessToken, session.ID(), "")
-	events := readEvents(resp.Body)
-	get := p.stream.waitFor(t, "the GET stream", func(r *seenRequest) bool { return r.Method == http.MethodGet })
+	h := p.holdStream(ctx, t)
+	session, events, get := h.session, h.events, h.get
 	// One event through, so the stream is certainly established end to end.
 	callNotify(ctx, t, session, notifyArgs{Message: "hello", Standalone: true})
 	if got := notificationMessage(t, nextMessage(t, events, "the notification").data); got != "hello" {
@@ -432,8 +445,7 @@ func TestProxyClientDisconnect(t *testing.T) {
 	default:
 	}
 
-	closeStream()
-	resp.Body.Close()
+	h.close()
 	select {
 	case <-get.ended:
 	case <-time.After(proxyWait):
