@@ -90,6 +90,16 @@ func newReader(body []byte) *recordReader { return &recordReader{body: body, rec
 
 func (r *recordReader) fail() { r.err, r.pos = errBadRecord, len(r.body) }
 
+// end returns the record's error: the first malformed field's, or, if
+// bytes follow the last field, errBadRecord, since no encoder writes any
+// there.
+func (r *recordReader) end() error {
+	if r.err == nil && r.pos != len(r.body) {
+		r.fail()
+	}
+	return r.err
+}
+
 func (r *recordReader) str() string {
 	l, n := binary.Uvarint(r.body[r.pos:])
 	if n <= 0 || l > uint64(len(r.body)-r.pos-n) {
@@ -243,8 +253,10 @@ func decodeAccess(raw []byte, at *store.AccessToken) error {
 	}
 	at.User.ID = r.int()
 	at.ExpiresAt = r.time()
-	at.Hash = []byte(hash)
-	return r.err
+	if hash != "" {
+		at.Hash = []byte(hash) // nil when empty, as bytes() and JSON decode it
+	}
+	return r.end()
 }
 
 // decodeRefresh decodes a binary refresh token (format byte included).
@@ -258,7 +270,7 @@ func decodeRefresh(raw []byte, rt *store.RefreshToken) error {
 	rt.ClientID = r.str()
 	rt.Rotated = r.flag()
 	rt.ExpiresAt = r.time()
-	return r.err
+	return r.end()
 }
 
 // decodeGrant decodes a binary grant (format byte included).
@@ -274,5 +286,5 @@ func decodeGrant(raw []byte, g *store.Grant) error {
 	g.User.ID = r.int()
 	g.CreatedAt = r.time()
 	g.ExpiresAt = r.time()
-	return r.err
+	return r.end()
 }

@@ -90,6 +90,14 @@ func TestBinaryCodecRoundTrip(t *testing.T) {
 				t.Errorf("%s: a record cut to %d bytes decoded", tc.name, n)
 			}
 		}
+		// Bytes after the last field are damage too: nothing writes
+		// them, and a record that decodes must be exactly what its
+		// encoder wrote.
+		for _, tail := range [][]byte{{0}, {1}, []byte("garbage")} {
+			if err := decodeRecord(append(bytes.Clone(val[8:]), tail...), tc.fresh()); err == nil {
+				t.Errorf("%s: a record with %q appended decoded", tc.name, tail)
+			}
+		}
 		bad := append([]byte{val[8]}, binary.AppendUvarint(nil, 1<<62)...)
 		if err := decodeRecord(bad, tc.fresh()); err == nil {
 			t.Errorf("%s: a record with a huge length decoded", tc.name)

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Code/ExpiredOrUnknown", testCodeExpiredOrUnknown},
 		{"Code/Duplicate", testCodeDuplicate},
 		{"Code/ReplayRevokesGrant", testCodeReplayRevokesGrant},
+		{"Code/ReplayAtCreateGrantRevokes", testCodeReplayAtCreateGrantRevokes},
 		{"Code/UsedUpRefusesGrant", testCodeUsedUpRefusesGrant},
 		{"Code/Get", testCodeGet},
 		{"Code/RedeemRace", testCodeRedeemRace},
@@ -784,6 +785,32 @@ func testCodeReplayRevokesGrant(f *fixture) {
 	// Still detected as a replay afterwards.
 	_, err = f.s.RedeemCode(f.ctx, victim.code, base)
 	f.wantErr("RedeemCode(replay again)", err, store.ErrCodeReplayed)
+	f.issuedLive(other)
+}
+
+// testCodeReplayAtCreateGrantRevokes: an exchange that read the code
+// before the first one stored its grant finds the code used at
+// CreateGrant. That is a replay like any other: the first grant is
+// revoked, tokens already read (and kept in memory by a backend that
+// caches them) included, no second grant is kept, and the code stays a
+// replay.
+func testCodeReplayAtCreateGrantRevokes(f *fixture) {
+	f.putClient("client-a")
+	first := f.issue("client-a", "first")
+	other := f.issue("client-a", "other")
+	f.issuedLive(first)
+
+	g := newGrant("grant-second", "client-a", base.Add(refreshTTL))
+	at := newAccess(f.hash("second/at"), g, base.Add(accessTTL))
+	rt := newRefresh(f.hash("second/rt"), g, base.Add(refreshTTL))
+	f.wantErr("CreateGrant(code used by another grant)", f.s.CreateGrant(f.ctx, g, at, rt, first.code), store.ErrCodeReplayed)
+	f.issuedDead(first)
+	f.grantGone(first.g.ID)
+	f.accessDead(at.Hash, base)
+	f.refreshErr(rt.Hash, base, store.ErrNotFound)
+	f.grantGone(g.ID)
+	_, err := f.s.GetCode(f.ctx, first.code, base)
+	f.wantErr("GetCode(after the replay)", err, store.ErrCodeReplayed)
 	f.issuedLive(other)
 }
 
