@@ -14,8 +14,8 @@ import (
 )
 
 // Prefixes make our secrets recognisable to secret scanners and to people
-// reading a leaked log, without weakening them: the random part is 200
-// bits (store.NewSecret) or, for client secrets, 256 bits.
+// reading a leaked log, without weakening them: the random part is 256
+// bits.
 const (
 	prefixAccessToken  = "mcp_at_"
 	prefixRefreshToken = "mcp_rt_"
@@ -24,7 +24,8 @@ const (
 )
 
 // maxSecretLen bounds every secret we accept from a request before hashing
-// it: ours are 50 characters, so anything much longer is not one of ours.
+// it: ours are 61 characters at most, so anything much longer is not one
+// of ours.
 const maxSecretLen = 256
 
 // newSecret returns prefix followed by 256 random bits in base64url

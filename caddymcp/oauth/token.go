@@ -167,8 +167,12 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 	ctx, codeHash := r.Context(), store.SecretKey(prefixCode, code)
 	c, err := s.store.GetCode(ctx, codeHash, s.now())
 	if errors.Is(err, store.ErrCodeReplayed) {
-		// Redeeming it again is what revokes the tokens it produced.
-		_, err = s.store.RedeemCode(ctx, codeHash, s.now())
+		// Redeeming it again is what revokes the tokens it produced. A
+		// used code cannot be redeemed; were a store to say otherwise,
+		// it is still the replay.
+		if _, err = s.store.RedeemCode(ctx, codeHash, s.now()); err == nil {
+			err = store.ErrCodeReplayed
+		}
 	}
 	if err != nil {
 		return nil, s.codeRefused(err, client)

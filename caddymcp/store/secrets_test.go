@@ -23,10 +23,13 @@ func TestSecretKeysSortByTime(t *testing.T) {
 		seen[s] = true
 		key := SecretKey("mcp_at_", s)
 		sum := sha256.Sum256([]byte(s))
-		if len(key) != sha256.Size || !bytes.Equal(key[secretOrderLen:], sum[secretOrderLen:]) {
+		if len(key) != secretOrderLen+sha256.Size || !bytes.Equal(key[secretOrderLen:], sum[:]) {
 			t.Fatalf("key %x of %q does not end in its digest %x", key, s, sum)
 		}
 		raw, err := base64.RawURLEncoding.DecodeString(body)
+		if err == nil && len(raw) != secretOrderLen+32 {
+			t.Fatalf("secret %q does not hold 256 random bits after its time stamp", s)
+		}
 		if err != nil || !bytes.Equal(key[:secretOrderLen], raw[:secretOrderLen]) {
 			t.Fatalf("key %x of %q does not start with its time stamp (%v)", key, s, err)
 		}
@@ -46,13 +49,14 @@ func TestSecretKeyOtherShapes(t *testing.T) {
 	body := strings.TrimPrefix(ordered, "mcp_rt_")
 	for _, s := range []string{
 		"mcp_rt_" + strings.Repeat("A", 43),    // the older format
+		"mcp_rt_" + strings.Repeat("A", 44),    // an earlier draft's length
 		"mcp_rt_" + body[:secretBodyLen-1],     // one short
 		"mcp_rt_" + body + "A",                 // one long
 		"mcp_rt_" + "!!!!!!!!!!!!" + body[12:], // not base64
 		"mcp_at_" + body,                       // another prefix
 		"",                                     // empty
 		"mcp_rt_",                              // prefix only
-		"mcp_rt_" + strings.Repeat("é", secretBodyLen/2), // 44 bytes, not base64
+		"mcp_rt_" + strings.Repeat("é", secretBodyLen/2), // 54 bytes, not base64
 		"mcp_rt_" + "AAAAAAAAAAA=" + body[12:],           // padding inside
 	} {
 		sum := sha256.Sum256([]byte(s))

@@ -143,9 +143,10 @@ type Store interface {
 	// would revoke everything and is refused with an error.
 	RevokeGrants(ctx context.Context, f GrantFilter) (int, error)
 
-	// Sweep deletes expired records (revocation deletes a grant's tokens
-	// at once) and unused clients (see UnusedClientTTL), and returns how
-	// many it removed.
+	// Sweep deletes expired records, the tokens of revoked grants among
+	// them if the backend kept those (they are dead either way), and
+	// unused clients (see UnusedClientTTL), and returns how many it
+	// removed.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the backend.

@@ -162,45 +162,6 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s.Close()
 }
 
-// TestMigrateFromVersion1: a database left at schema version 1, which
-// marked replayed codes in a column of their own, is brought to the
-// current version at Open, and its codes still work.
-func TestMigrateFromVersion1(t *testing.T) {
-	ctx := context.Background()
-	dsn := pgtest.DSN(t)
-	s, err := pgstore.Open(ctx, dsn, pgstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	mustExec(t, dsn, `ALTER TABLE mcp_auth_codes ADD COLUMN replayed boolean NOT NULL DEFAULT false`)
-	mustExec(t, dsn, `UPDATE mcp_auth_schema SET version = 1`)
-
-	s, err = pgstore.Open(ctx, dsn, pgstore.Options{})
-	if err != nil {
-		t.Fatalf("Open on version 1: %v", err)
-	}
-	defer s.Close()
-	if v := queryInt(t, dsn, `SELECT version FROM mcp_auth_schema`); v != 2 {
-		t.Errorf("schema version after Open = %d, want 2", v)
-	}
-	if n := queryInt(t, dsn, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'mcp_auth_codes' AND column_name = 'replayed'`); n != 0 {
-		t.Errorf("the replayed column is still there after the migration")
-	}
-	now := time.Now()
-	hash := make([]byte, 32)
-	hash[0] = 7
-	if err := s.PutCode(ctx, &store.Code{Hash: hash, ClientID: "c", ExpiresAt: now.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RedeemCode(ctx, hash, now); err != nil {
-		t.Fatalf("RedeemCode after the migration: %v", err)
-	}
-	if _, err := s.RedeemCode(ctx, hash, now); !errors.Is(err, store.ErrCodeReplayed) {
-		t.Fatalf("RedeemCode again after the migration: %v, want ErrCodeReplayed", err)
-	}
-}
-
 // TestOpenConcurrently: instances starting together on an empty database
 // take turns creating the schema.
 func TestOpenConcurrently(t *testing.T) {

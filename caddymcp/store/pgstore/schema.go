@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the layout version this code reads and writes. Bump it
 // and append to migrations when the layout changes.
-const schemaVersion = 2
+const schemaVersion = 1
 
 // lockClass is the first key of every advisory lock this package takes
 // ("mcpa"); the second is derived from the schema name, so that stores in
@@ -48,6 +48,10 @@ CREATE TABLE mcp_auth_codes (
 	hash       bytea PRIMARY KEY,
 	expires_at timestamptz NOT NULL,
 	used       boolean NOT NULL DEFAULT false,
+	-- replayed is no longer read or written, since an exchange
+	-- redeems its code in the transaction that stores the grant. It is
+	-- kept so that instances of the previous release keep working
+	-- during a rolling upgrade; a later schema version drops it.
 	replayed   boolean NOT NULL DEFAULT false,
 	grant_id   text COLLATE "C",
 	rec        jsonb NOT NULL
@@ -102,9 +106,6 @@ CREATE TABLE mcp_auth_keys (
 	created_at timestamptz NOT NULL DEFAULT now()
 );
 `,
-	// 2: a replay no longer needs its own marker, since the exchange
-	// redeems its code in the transaction that issues the grant.
-	`ALTER TABLE mcp_auth_codes DROP COLUMN replayed;`,
 }
 
 // migrate creates the schema, or brings an older one up to schemaVersion,
