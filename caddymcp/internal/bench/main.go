@@ -154,7 +154,7 @@ func runMain(c config, dir string, has func(string) bool, w io.Writer) error {
 		fmt.Fprintf(w, "  plain reverse_proxy  %8.0f req/s  p50 %s  p99 %s\n", f.plainRPS, us(f.plainP50), us(f.plainP99))
 		fmt.Fprintf(w, "  mcp_auth + proxy     %8.0f req/s  p50 %s  p99 %s\n", f.gatedRPS, us(f.gatedP50), us(f.gatedP99))
 		fmt.Fprintf(w, "  ratio gated/plain    %8.3f        (rounds: %s)\n", f.ratio, floats(f.ratios))
-		fmt.Fprintf(w, "  p99 added at %d conns %s; on 1 connection: p50 %s -> %s, p99 %s -> %s (added p99 %s)\n", f.conns,
+		fmt.Fprintf(w, "  p99 added at %d conns %s; on 1 connection, routes in turns: p50 %s -> %s, p99 %s -> %s (added p99 %s)\n", f.conns,
 			us(f.gatedP99-f.plainP99), us(f.serialPlainP50), us(f.serialGatedP50), us(f.serialPlainP99), us(f.serialGatedP99),
 			us(f.serialGatedP99-f.serialPlainP99))
 	}

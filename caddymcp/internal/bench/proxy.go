@@ -131,7 +131,8 @@ type proxyFigures struct {
 
 // proxyBench alternates the plain and the gated route, rounds times each,
 // at conns connections, then measures both once more on one connection,
-// where the latency the gate adds is not hidden in queueing.
+// request by request in turns, where the latency the gate adds is not
+// hidden in queueing.
 func (e *env) proxyBench(token string, conns, rounds int, d time.Duration) (proxyFigures, error) {
 	f := proxyFigures{conns: conns, rounds: rounds}
 	var p50p, p50g, p99p, p99g []time.Duration
@@ -160,17 +161,45 @@ func (e *env) proxyBench(token string, conns, rounds int, d time.Duration) (prox
 	f.plainRPS, f.gatedRPS, f.ratio = median(f.plainRounds), median(f.gatedRnds), median(f.ratios)
 	f.plainP50, f.gatedP50, f.plainP99, f.gatedP99 = medianD(p50p), medianD(p50g), medianD(p99p), medianD(p99g)
 
-	plain, err := e.load("/plain/mcp", token, 1, d)
+	plain, gated, err := e.interleaved(token, 2*d)
 	if err != nil {
 		return f, err
 	}
-	gated, err := e.load("/mcp", token, 1, d)
-	if err != nil {
-		return f, err
-	}
-	f.serialPlainP50, f.serialGatedP50 = pct(plain.lat, 50), pct(gated.lat, 50)
-	f.serialPlainP99, f.serialGatedP99 = pct(plain.lat, 99), pct(gated.lat, 99)
+	f.serialPlainP50, f.serialGatedP50 = pct(plain, 50), pct(gated, 50)
+	f.serialPlainP99, f.serialGatedP99 = pct(plain, 99), pct(gated, 99)
 	return f, nil
+}
+
+// interleaved sends requests on one keep-alive connection for d, to the
+// plain and the gated route by turns, and returns the sorted latencies of
+// each. Taking turns request by request puts both routes under the same
+// moments of the machine (a collection, a neighbour's burst), which
+// measuring one route and then the other does not.
+func (e *env) interleaved(token string, d time.Duration) (plain, gated []time.Duration, err error) {
+	client := e.client(1)
+	defer client.CloseIdleConnections()
+	if err := e.callTool(client, "/plain/mcp", token); err != nil {
+		return nil, nil, err
+	}
+	routes := []struct {
+		path string
+		lat  *[]time.Duration
+	}{{"/plain/mcp", &plain}, {"/mcp", &gated}}
+	for start := time.Now(); time.Since(start) < d; {
+		// Which goes first changes every time, so that neither route
+		// always follows the other.
+		routes[0], routes[1] = routes[1], routes[0]
+		for _, route := range routes {
+			t0 := time.Now()
+			if err := e.callTool(client, route.path, token); err != nil {
+				return nil, nil, err
+			}
+			*route.lat = append(*route.lat, time.Since(t0))
+		}
+	}
+	slices.Sort(plain)
+	slices.Sort(gated)
+	return plain, gated, nil
 }
 
 func median(v []float64) float64 {
