@@ -13,7 +13,7 @@ import (
 )
 
 // PutClient implements store.Store. The client's expiry column starts at
-// UnusedClientTTL after its registration; grants push it on (keepClient).
+// UnusedClientTTL after its registration; grants push it on (queueKeepClient).
 func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
 	if c == nil {
 		return errors.New("pgstore: nil client")
@@ -40,16 +40,22 @@ ON CONFLICT (id) DO NOTHING`, c.ID, created.Add(store.UnusedClientTTL), rec)
 	return nil
 }
 
-// GetClient implements store.Store.
+// GetClient implements store.Store, from this instance's client cache
+// when it can.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
 	if !store.ValidID(id) {
 		return nil, store.ErrNotFound
 	}
-	var c store.Client
+	key := []byte(id)
+	c, ok, gen := s.clients.Get(key, time.Now())
+	if ok {
+		return c.Clone(), nil
+	}
 	if err := s.getRec(ctx, &c, `SELECT rec FROM mcp_auth_clients WHERE id = $1`, id); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	s.clients.Put(key, &c, gen, time.Now())
+	return c.Clone(), nil
 }
 
 // DeleteClient implements store.Store. Deleting the row first locks it, so
@@ -79,14 +85,13 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return res
 }
 
-// keepClient pushes a client's expiry to IdleClientTTL past a grant's
+// queueKeepClient queues pushing a client's expiry to IdleClientTTL past a grant's
 // expiry. It writes only when that gains more than a day, so that
 // refreshing does not rewrite the client every time.
-func keepClient(ctx context.Context, tx pgx.Tx, clientID string, grantExp time.Time) error {
+func queueKeepClient(b *pgx.Batch, clientID string, grantExp time.Time) {
 	want := grantExp.Add(store.IdleClientTTL)
-	_, err := tx.Exec(ctx, `UPDATE mcp_auth_clients SET expires_at = $2
+	b.Queue(`UPDATE mcp_auth_clients SET expires_at = $2
 WHERE id = $1 AND expires_at < $3`, clientID, want, want.Add(-24*time.Hour))
-	return err
 }
 
 // --- encoding --------------------------------------------------------------

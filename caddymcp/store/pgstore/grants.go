@@ -33,27 +33,42 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	// Only a replay deletes a grant, and then the cache is cleared below.
 	err = s.txKeep(ctx, func(tx pgx.Tx) error {
 		res, revoked = nil, false
-		if err := tx.QueryRow(ctx, `SELECT 1 FROM mcp_auth_clients WHERE id = $1 FOR NO KEY UPDATE`, g.ClientID).Scan(new(int)); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				res = store.ErrNotFound
-				return nil
-			}
+		// The checks in one round trip: the client's row, then the
+		// code's, locked in that order.
+		var b pgx.Batch
+		clientFound := false
+		b.Queue(`SELECT 1 FROM mcp_auth_clients WHERE id = $1 FOR NO KEY UPDATE`, g.ClientID).
+			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(new(int)), &clientFound) })
+		var code lockedCode
+		if withCode {
+			b.Queue(`SELECT used, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
+				QueryRow(code.scan)
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
+		if !clientFound {
+			res = store.ErrNotFound
+			return nil
+		}
 		if withCode {
-			if res, revoked, err = redeemForGrant(ctx, tx, codeHash, g); err != nil || res != nil {
+			if res, revoked, err = code.refusal(ctx, tx, g); err != nil || res != nil {
 				return err
 			}
 		}
-		// A duplicate key below aborts the transaction: all or nothing.
-		if _, err := tx.Exec(ctx, `INSERT INTO mcp_auth_grants (id, client_id, user_id, user_login, expires_at, rec)
-VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.ExpiresAt, gRec); err != nil {
+		// The writes in another. A duplicate key aborts the
+		// transaction: all or nothing.
+		b = pgx.Batch{}
+		b.Queue(`INSERT INTO mcp_auth_grants (id, client_id, user_id, user_login, expires_at, rec)
+VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.ExpiresAt, gRec)
+		if err := queueTokens(&b, at, rt); err != nil {
 			return err
 		}
-		if err := putTokens(ctx, tx, at, rt); err != nil {
-			return err
+		if withCode {
+			b.Queue(`UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID)
 		}
-		return keepClient(ctx, tx, g.ClientID, g.ExpiresAt)
+		queueKeepClient(&b, g.ClientID, g.ExpiresAt)
+		return tx.SendBatch(ctx, &b).Close()
 	})
 	if err != nil || revoked {
 		s.tokens.Invalidate() // the replay revoked a grant
@@ -64,47 +79,60 @@ VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.E
 	return res
 }
 
-// redeemForGrant locks the code grant g is issued from and, if it may
-// yield g, marks it used by g. Otherwise it returns the outcome that
-// refuses the grant; a replay revokes the grant the code produced, and
-// revoked says whether there was one.
-func redeemForGrant(ctx context.Context, tx pgx.Tx, codeHash []byte, g *store.Grant) (refusal error, revoked bool, err error) {
-	var used bool
-	var bound *string
-	var raw []byte
-	err = tx.QueryRow(ctx, `SELECT used, grant_id, rec FROM mcp_auth_codes WHERE hash = $1 FOR UPDATE`, codeHash).
-		Scan(&used, &bound, &raw)
-	if errors.Is(err, pgx.ErrNoRows) {
+// lockedCode is the row of the code a grant is issued from, as read
+// under a row lock; found is false if there is none.
+type lockedCode struct {
+	found bool
+	used  bool
+	bound *string // the grant the code produced
+	raw   []byte
+}
+
+func (c *lockedCode) scan(row pgx.Row) error {
+	return noRows(row.Scan(&c.used, &c.bound, &c.raw), &c.found)
+}
+
+// refusal returns the outcome that refuses grant g from this code, if
+// any. A replay revokes the grant the code produced, and revoked says
+// whether there was one.
+func (c *lockedCode) refusal(ctx context.Context, tx pgx.Tx, g *store.Grant) (refusal error, revoked bool, err error) {
+	if !c.found {
 		return store.ErrNotFound, false, nil
 	}
-	if err != nil {
-		return nil, false, err
-	}
-	var c store.Code
-	if err := decode(raw, &c); err != nil {
+	var code store.Code
+	if err := decode(c.raw, &code); err != nil {
 		return nil, false, err
 	}
 	switch {
-	case used:
-		if bound != nil {
-			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *bound); err != nil {
+	case c.used:
+		if c.bound != nil {
+			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *c.bound); err != nil {
 				return nil, false, err
 			}
 		}
-		return store.ErrCodeReplayed, bound != nil, nil
-	case store.Expired(c.ExpiresAt, g.CreatedAt):
+		return store.ErrCodeReplayed, c.bound != nil, nil
+	case store.Expired(code.ExpiresAt, g.CreatedAt):
 		return store.ErrNotFound, false, nil
-	case c.ClientID != g.ClientID:
-		return fmt.Errorf("pgstore: code was issued to client %q, not %q", c.ClientID, g.ClientID), false, nil
+	case code.ClientID != g.ClientID:
+		return fmt.Errorf("pgstore: code was issued to client %q, not %q", code.ClientID, g.ClientID), false, nil
 	}
-	_, err = tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID)
-	return nil, false, err
+	return nil, false, nil
 }
 
-// putTokens inserts a new access/refresh pair. A digest already stored
-// fails with a unique violation, which the caller's transaction turns into
-// ErrExists.
-func putTokens(ctx context.Context, tx pgx.Tx, at *store.AccessToken, rt *store.RefreshToken) error {
+// noRows sets found to whether a scan found its row, and turns its
+// absence into no error.
+func noRows(err error, found *bool) error {
+	*found = err == nil
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
+// queueTokens queues the insertion of a new access/refresh pair. A digest
+// already stored fails with a unique violation, which the caller's
+// transaction turns into ErrExists.
+func queueTokens(b *pgx.Batch, at *store.AccessToken, rt *store.RefreshToken) error {
 	atRec, err := encode(at)
 	if err != nil {
 		return err
@@ -113,13 +141,11 @@ func putTokens(ctx context.Context, tx pgx.Tx, at *store.AccessToken, rt *store.
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO mcp_auth_access (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
-		at.Hash, at.GrantID, at.ExpiresAt, atRec); err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO mcp_auth_refresh (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
+	b.Queue(`INSERT INTO mcp_auth_access (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
+		at.Hash, at.GrantID, at.ExpiresAt, atRec)
+	b.Queue(`INSERT INTO mcp_auth_refresh (hash, grant_id, expires_at, rec) VALUES ($1, $2, $3, $4)`,
 		rt.Hash, rt.GrantID, rt.ExpiresAt, rtRec)
-	return err
+	return nil
 }
 
 // GetGrant implements store.Store.
@@ -225,29 +251,25 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 	var res error
 	err := s.txKeep(ctx, func(tx pgx.Tx) error {
 		res = nil
-		var grantID string
-		err := tx.QueryRow(ctx, `SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1`, oldHash).Scan(&grantID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			res = store.ErrNotFound
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+		// Both rows in one round trip, locked in the order revocation
+		// takes them: the grant, then the token.
+		var b pgx.Batch
 		var gRaw []byte
-		err = tx.QueryRow(ctx, `SELECT rec FROM mcp_auth_grants WHERE id = $1 FOR UPDATE`, grantID).Scan(&gRaw)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
+		grantFound := false
+		b.Queue(`SELECT rec FROM mcp_auth_grants WHERE id = (SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1) FOR UPDATE`, oldHash).
+			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&gRaw), &grantFound) })
+		var grantID string
 		var rotated bool
 		var oldRaw []byte
-		err = tx.QueryRow(ctx, `SELECT rotated, rec FROM mcp_auth_refresh WHERE hash = $1 FOR UPDATE`, oldHash).Scan(&rotated, &oldRaw)
-		if errors.Is(err, pgx.ErrNoRows) {
-			res = store.ErrNotFound // swept since the first read
-			return nil
-		}
-		if err != nil {
+		oldFound := false
+		b.Queue(`SELECT grant_id, rotated, rec FROM mcp_auth_refresh WHERE hash = $1 FOR UPDATE`, oldHash).
+			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&grantID, &rotated, &oldRaw), &oldFound) })
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
+		}
+		if !oldFound {
+			res = store.ErrNotFound
+			return nil
 		}
 		if rotated {
 			// Commit the revocation, then report the reuse.
@@ -261,7 +283,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 		if err := decode(oldRaw, &old); err != nil {
 			return err
 		}
-		if store.Expired(old.ExpiresAt, now) || gRaw == nil {
+		if store.Expired(old.ExpiresAt, now) || !grantFound {
 			res = store.ErrNotFound
 			return nil
 		}
@@ -284,11 +306,13 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 	return res
 }
 
-// rotate writes a checked rotation: the new pair first (a duplicate digest
-// aborts the transaction before anything else changed), then the old token
-// marked rotated, the grant's new scope and expiry, and the client's.
+// rotate writes a checked rotation in one round trip: the new pair first
+// (a duplicate digest aborts the transaction before anything else
+// changed), then the old token marked rotated, the grant's new scope and
+// expiry, and the client's.
 func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := putTokens(ctx, tx, at, rt); err != nil {
+	var b pgx.Batch
+	if err := queueTokens(&b, at, rt); err != nil {
 		return err
 	}
 	old.Rotated = true
@@ -296,18 +320,15 @@ func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *sto
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE mcp_auth_refresh SET rotated = true, rec = $2 WHERE hash = $1`, old.Hash, oldRec); err != nil {
-		return err
-	}
+	b.Queue(`UPDATE mcp_auth_refresh SET rotated = true, rec = $2 WHERE hash = $1`, old.Hash, oldRec)
 	store.ApplyRotation(cur, g)
 	gRec, err := encode(cur)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE mcp_auth_grants SET expires_at = $2, rec = $3 WHERE id = $1`, cur.ID, cur.ExpiresAt, gRec); err != nil {
-		return err
-	}
-	return keepClient(ctx, tx, cur.ClientID, cur.ExpiresAt)
+	b.Queue(`UPDATE mcp_auth_grants SET expires_at = $2, rec = $3 WHERE id = $1`, cur.ID, cur.ExpiresAt, gRec)
+	queueKeepClient(&b, cur.ClientID, cur.ExpiresAt)
+	return tx.SendBatch(ctx, &b).Close()
 }
 
 // RevokeAccessToken implements store.Store.

@@ -138,6 +138,47 @@ func TestRevocationSeenEverywhere(t *testing.T) {
 	}
 }
 
+// TestClientDeletionSeenEverywhere: a client deleted through one instance
+// is gone there at once; another instance that cached it gets no tokens
+// for it meanwhile, and forgets it within CacheTTL.
+func TestClientDeletionSeenEverywhere(t *testing.T) {
+	stores := openN(t, 2)
+	ctx := context.Background()
+	now := time.Now()
+	issue(t, stores[0], "gone", now)
+	for i, s := range stores { // both read it, so both cache it
+		if _, err := s.GetClient(ctx, "client-gone"); err != nil {
+			t.Fatalf("instance %d does not see the client: %v", i, err)
+		}
+	}
+	if err := stores[0].DeleteClient(ctx, "client-gone"); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	if _, err := stores[0].GetClient(ctx, "client-gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the deleting instance still has the client: %v", err)
+	}
+	g := &store.Grant{ID: "grant-after", ClientID: "client-gone", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	at := &store.AccessToken{Hash: digest("after/at"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
+	rt := &store.RefreshToken{Hash: digest("after/rt"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+	if err := stores[1].CreateGrant(ctx, g, at, rt, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the other instance issued a grant to the deleted client: %v", err)
+	}
+	for {
+		_, err := stores[1].GetClient(ctx, "client-gone")
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if since := time.Since(deleted); since > pgstore.CacheTTL {
+			t.Fatalf("the other instance still has the deleted client %v after the deletion", since)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestNewerSchemaRefused: a database migrated by a newer caddymcp is
 // refused at Open with a message saying so, and left untouched.
 func TestNewerSchemaRefused(t *testing.T) {

@@ -58,15 +58,19 @@ type Options struct {
 // any number of processes sharing the database.
 type Store struct {
 	pool *pgxpool.Pool
-	// tokens caches access tokens for the gate. This instance empties it
-	// after each of its own revoking writes; revocations made by other
+	// tokens caches access tokens for the gate, and clients those the
+	// token endpoint reads on every request. This instance empties them
+	// after each of its own deleting writes; deletions made by other
 	// instances are seen within CacheTTL.
-	tokens store.TokenCache
+	tokens  store.TokenCache
+	clients store.Cache[store.Client]
 }
 
-// CacheTTL is how long an access token read from the database is served
-// from memory: the longest a revocation made on another instance takes to
-// be refused here. Revocations made on this instance are refused at once.
+// CacheTTL is how long an access token or client read from the database is
+// served from memory: the longest a revocation made on another instance
+// takes to be refused here. Revocations made on this instance are refused
+// at once. (A client deleted elsewhere and still cached here gets no
+// tokens: issuing and refreshing lock its row or its grant.)
 const CacheTTL = time.Second
 
 var _ store.Store = (*Store)(nil)
@@ -106,6 +110,7 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store,
 	}
 	s := &Store{pool: pool}
 	s.tokens.TTL = CacheTTL
+	s.clients.TTL = CacheTTL
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -128,12 +133,18 @@ func (s *Store) Close() error {
 // nil, so that a revocation they made is committed; they return an error
 // only to roll back. fn may run more than once.
 //
-// It empties this instance's access-token cache afterwards, as fn may
-// have revoked tokens; writes that cannot use txKeep.
+// It empties this instance's caches afterwards, as fn may have revoked
+// tokens or deleted a client; for writes that cannot use txKeep.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	err := s.txKeep(ctx, fn)
-	s.tokens.Invalidate() // also after a failure: the commit may have happened
+	s.invalidate() // also after a failure: the commit may have happened
 	return err
+}
+
+// invalidate empties this instance's caches.
+func (s *Store) invalidate() {
+	s.tokens.Invalidate()
+	s.clients.Invalidate()
 }
 
 // txKeep is tx for transactions that never delete an access token or a

@@ -53,8 +53,9 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 	}()
 
-	// Lapsed grants take live access tokens with them.
-	defer s.tokens.Invalidate()
+	// Lapsed grants take live access tokens with them, and unused
+	// clients go.
+	defer s.invalidate()
 	total, err := sweepGrants(ctx, conn, now)
 	if err != nil {
 		return total, dbErr(err)
