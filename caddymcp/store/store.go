@@ -7,9 +7,10 @@
 // revoked grant takes every token issued from it down at once. A backend
 // implements each method as one atomic transaction.
 //
-// Secrets never reach a store in the clear: codes, states, access tokens,
-// refresh tokens and client secrets are stored as their SHA-256 digest, and
-// the GitHub token as AES-GCM ciphertext sealed by the caller.
+// Secrets never reach a store in the clear: codes, states, access tokens
+// and refresh tokens are stored under SecretKey (their SHA-256 digest,
+// after the time they were made), client secrets as their SHA-256 digest,
+// and the GitHub token as AES-GCM ciphertext sealed by the caller.
 package store
 
 import (
