@@ -775,22 +775,13 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 	if withCode && !store.ValidKey(codeHash) {
 		return store.ErrNotFound
 	}
-	gVal, err := encodeGrant(g)
-	if err != nil {
-		return err
-	}
-	atVal, err := encodeAccess(at)
-	if err != nil {
-		return err
-	}
-	rtVal, err := encodeRefresh(rt)
-	if err != nil {
-		return err
-	}
+	gVal := encodeGrant(g)
+	atVal := encodeAccess(at)
+	rtVal := encodeRefresh(rt)
 	gKey := []byte(g.ID)
 	var res error
 	revoked := false
-	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res, revoked = nil, false
 		var code store.Code
 		if withCode {
@@ -994,16 +985,10 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 	if ok, err := s.exists(ctx, bucketRefresh, oldHash); err != nil || !ok {
 		return orNotFound(err)
 	}
-	atVal, err := encodeAccess(at)
-	if err != nil {
-		return err
-	}
-	rtVal, err := encodeRefresh(rt)
-	if err != nil {
-		return err
-	}
+	atVal := encodeAccess(at)
+	rtVal := encodeRefresh(rt)
 	var res error
-	err = s.updateKeep(ctx, func(tx *bolt.Tx) error {
+	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
 		refresh := tx.Bucket(bucketRefresh)
 		var old store.RefreshToken
@@ -1048,18 +1033,12 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 
 		// All checks passed; from here on, only writes.
 		old.Rotated = true
-		oldVal, err := encodeRefresh(&old)
-		if err != nil {
-			return err
-		}
+		oldVal := encodeRefresh(&old)
 		if err := refresh.Put(oldHash, oldVal); err != nil {
 			return err
 		}
 		store.ApplyRotation(&cur, g)
-		gVal, err := encodeGrant(&cur)
-		if err != nil {
-			return err
-		}
+		gVal := encodeGrant(&cur)
 		if err := grants.Put([]byte(cur.ID), gVal); err != nil {
 			return err
 		}

@@ -165,7 +165,7 @@ func (r *recordReader) time() time.Time {
 }
 
 // encodeAccess is the stored value of an access token.
-func encodeAccess(at *store.AccessToken) ([]byte, error) {
+func encodeAccess(at *store.AccessToken) []byte {
 	w := newRecord(at.ExpiresAt, accessV1, 160+len(at.Hash)+len(at.Scope)+len(at.Resource))
 	for _, s := range [...]string{string(at.Hash), at.GrantID, at.ClientID, at.User.Login, at.User.Name, at.User.Email,
 		at.User.AvatarURL, at.Scope, at.Resource} {
@@ -173,22 +173,22 @@ func encodeAccess(at *store.AccessToken) ([]byte, error) {
 	}
 	w.int(at.User.ID)
 	w.time(at.ExpiresAt)
-	return w.buf, nil
+	return w.buf
 }
 
 // encodeRefresh is the stored value of a refresh token.
-func encodeRefresh(rt *store.RefreshToken) ([]byte, error) {
+func encodeRefresh(rt *store.RefreshToken) []byte {
 	w := newRecord(rt.ExpiresAt, refreshV1, 64+len(rt.Hash))
 	w.bytes(rt.Hash)
 	w.str(rt.GrantID)
 	w.str(rt.ClientID)
 	w.flag(rt.Rotated)
 	w.time(rt.ExpiresAt)
-	return w.buf, nil
+	return w.buf
 }
 
 // encodeGrant is the stored value of a grant.
-func encodeGrant(g *store.Grant) ([]byte, error) {
+func encodeGrant(g *store.Grant) []byte {
 	w := newRecord(g.ExpiresAt, grantV1, 200+len(g.Scope)+len(g.Resource)+len(g.GitHubToken))
 	for _, s := range [...]string{g.ID, g.ClientID, g.User.Login, g.User.Name, g.User.Email, g.User.AvatarURL, g.Scope, g.Resource} {
 		w.str(s)
@@ -197,7 +197,7 @@ func encodeGrant(g *store.Grant) ([]byte, error) {
 	w.int(g.User.ID)
 	w.time(g.CreatedAt)
 	w.time(g.ExpiresAt)
-	return w.buf, nil
+	return w.buf
 }
 
 // decodeRecord decodes a stored value without its expiry prefix into v: a

@@ -41,18 +41,9 @@ func seedGrants(t testing.TB, s *Store, clientID string, from, to int, now, exp 
 		must(t, s.db.Update(func(tx *bolt.Tx) error {
 			for i := lo; i < hi; i++ {
 				g, at, rt := benchRecords(i, clientID, now, exp)
-				gVal, err := encodeGrant(g)
-				if err != nil {
-					return err
-				}
-				atVal, err := encodeAccess(at)
-				if err != nil {
-					return err
-				}
-				rtVal, err := encodeRefresh(rt)
-				if err != nil {
-					return err
-				}
+				gVal := encodeGrant(g)
+				atVal := encodeAccess(at)
+				rtVal := encodeRefresh(rt)
 				if err := tx.Bucket(bucketGrants).Put([]byte(g.ID), gVal); err != nil {
 					return err
 				}
