@@ -52,7 +52,9 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			return nil
 		}
 		if withCode {
-			if res, revoked, err = code.refusal(ctx, tx, g); err != nil || res != nil {
+			refusal, rev, err := code.refusal(ctx, tx, g)
+			if err != nil || refusal != nil {
+				res, revoked = refusal, rev
 				return err
 			}
 		}
