@@ -142,24 +142,7 @@ func start(t *testing.T, o options) *env {
 	adminPort, httpPort := freePort(t), freePort(t)
 	e.admin = fmt.Sprintf("localhost:%d", adminPort)
 	e.render = func(o options) string {
-		return fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port %d
-	default_bind 127.0.0.1
-	storage file_system %s
-	skip_install_trust
-	log {
-		output file %s
-		level DEBUG
-		format json
-		# At debug level Caddy's events app copies the TLS app for each
-		# certificate event, racing its Start (a data race inside Caddy
-		# 2.11 that -race reports); its lines hold no secret of ours.
-		exclude events
-	}
-}
-
+		return globalOptions(adminPort, httpPort, port, filepath.Join(e.dir, "caddy"), e.logs.path) + fmt.Sprintf(`
 localhost:%d {
 	tls internal
 	mcp_auth {
@@ -180,8 +163,7 @@ localhost:%d {
 	}
 	%s
 }
-`, adminPort, httpPort, port, filepath.Join(e.dir, "caddy"), e.logs.path, port, ghClientID, secretFile, e.ghURL,
-			e.statePath(), o.authExtra, mcpHandler(o, e.upstream.addr), o.siteExtra)
+`, port, ghClientID, secretFile, e.ghURL, e.statePath(), o.authExtra, mcpHandler(o, e.upstream.addr), o.siteExtra)
 	}
 	e.load(e.render(o))
 	t.Cleanup(func() {
@@ -201,6 +183,30 @@ localhost:%d {
 	}
 	e.waitReady()
 	return e
+}
+
+// globalOptions is the global options block of every Caddy the tests
+// run: loopback only, its own ports and storage, no trust store changes,
+// and a debug log in logFile (where assertNoSecrets looks).
+func globalOptions(adminPort, httpPort, httpsPort int, storageDir, logFile string) string {
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port %d
+	default_bind 127.0.0.1
+	storage file_system %s
+	skip_install_trust
+	log {
+		output file %s
+		level DEBUG
+		format json
+		# At debug level Caddy's events app copies the TLS app for each
+		# certificate event, racing its Start (a data race inside Caddy
+		# 2.11 that -race reports); its lines hold no secret of ours.
+		exclude events
+	}
+}
+`, adminPort, httpPort, httpsPort, storageDir, logFile)
 }
 
 // waitReady waits until the site answers over TLS verified against the

@@ -94,20 +94,7 @@ func (c *cluster) configure(name, extra string) *instance {
 	c.t.Helper()
 	in := &instance{c: c, name: name, port: freePort(c.t), dir: c.t.TempDir()}
 	in.config = filepath.Join(in.dir, "Caddyfile")
-	caddyfile := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port %d
-	default_bind 127.0.0.1
-	storage file_system %s
-	skip_install_trust
-	log {
-		output file %s
-		level DEBUG
-		format json
-	}
-}
-
+	caddyfile := globalOptions(freePort(c.t), freePort(c.t), in.port, c.shared, in.logPath()) + fmt.Sprintf(`
 localhost:%d {
 	tls internal
 	mcp_auth {
@@ -124,7 +111,7 @@ localhost:%d {
 		mcp_server
 	}
 }
-`, freePort(c.t), freePort(c.t), in.port, c.shared, in.logPath(), in.port, c.site, ghClientID, c.ghURL, extra)
+`, in.port, c.site, ghClientID, c.ghURL, extra)
 	if err := os.WriteFile(in.config, []byte(caddyfile), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
