@@ -121,18 +121,28 @@ func TestRevocationSeenEverywhere(t *testing.T) {
 	if _, err := stores[0].GetAccessToken(ctx, at.Hash, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the revoking instance still accepts the token: %v", err)
 	}
-	for {
+	// Accepted from the cache: only while its copy is younger than
+	// CacheTTL, and it was cached before the revocation.
+	goneWithin(t, "a revoked token", revoked, func() error {
 		_, err := stores[1].GetAccessToken(ctx, at.Hash, now)
+		return err
+	})
+}
+
+// goneWithin waits until lookup reports ErrNotFound, and fails t if that
+// takes more than CacheTTL from since.
+func goneWithin(t *testing.T, what string, since time.Time, lookup func() error) {
+	t.Helper()
+	for {
+		err := lookup()
 		if errors.Is(err, store.ErrNotFound) {
-			break
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Accepted from the cache: only while its copy is younger than
-		// CacheTTL, and it was cached before the revocation.
-		if since := time.Since(revoked); since > pgstore.CacheTTL {
-			t.Fatalf("the other instance still accepts a revoked token %v after the revocation", since)
+		if d := time.Since(since); d > pgstore.CacheTTL {
+			t.Fatalf("the other instance still has %s %v later", what, d)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -164,19 +174,10 @@ func TestClientDeletionSeenEverywhere(t *testing.T) {
 	if err := stores[1].CreateGrant(ctx, g, at, rt, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the other instance issued a grant to the deleted client: %v", err)
 	}
-	for {
+	goneWithin(t, "the deleted client", deleted, func() error {
 		_, err := stores[1].GetClient(ctx, "client-gone")
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if since := time.Since(deleted); since > pgstore.CacheTTL {
-			t.Fatalf("the other instance still has the deleted client %v after the deletion", since)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestNewerSchemaRefused: a database migrated by a newer caddymcp is
