@@ -125,9 +125,10 @@ func BenchmarkRotateRefreshParallel(b *testing.B) {
 }
 
 // TestSweepBoundsStoreUnderChurn issues grants that lapse, round after
-// round, sweeping between rounds as the server's sweeper does: the number
-// of records stays at one round's worth and the file stops growing,
-// because bbolt reuses the pages Sweep frees.
+// round, refreshing some and revoking others, sweeping between rounds as
+// the server's sweeper does: the number of records stays at one round's
+// worth and the file stops growing, because bbolt reuses the pages Sweep
+// frees.
 func TestSweepBoundsStoreUnderChurn(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t)
@@ -146,18 +147,25 @@ func TestSweepBoundsStoreUnderChurn(t *testing.T) {
 			nrt := &store.RefreshToken{Hash: digest(fmt.Sprintf("%d/rt2", i)), GrantID: g.ID, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
 			must(t, s.RotateRefresh(ctx, rt.Hash, now, g, nat, nrt))
 		}
+		// Revoke a quarter of the other half: their tokens die at once
+		// and stay, dead, until they expire with the round.
+		const revoked = perRound / 8
+		for i := r*perRound + perRound/2; i < (r+1)*perRound; i += 4 {
+			g, _, _ := benchRecords(i, "c", now, now.Add(time.Hour))
+			must(t, s.RevokeGrant(ctx, g.ID))
+		}
 		// The previous round has lapsed by now; this round is live.
 		if _, err := s.Sweep(ctx, now); err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range [][]byte{bucketGrants, bucketClientGrants} {
-			if n := countKeys(t, s, b); n != perRound {
-				t.Fatalf("round %d: %s holds %d keys after Sweep, want %d (one round's worth)", r, b, n, perRound)
+			if n := countKeys(t, s, b); n != perRound-revoked {
+				t.Fatalf("round %d: %s holds %d keys after Sweep, want %d (one round's worth)", r, b, n, perRound-revoked)
 			}
 		}
 		for _, b := range [][]byte{bucketAccess, bucketRefresh} {
 			if n := countKeys(t, s, b); n != perRound+perRound/100 {
-				t.Fatalf("round %d: %s holds %d keys after Sweep, want %d", r, b, n, perRound+perRound/100)
+				t.Fatalf("round %d: %s holds %d keys after Sweep, want %d (this round's, revoked ones included)", r, b, n, perRound+perRound/100)
 			}
 		}
 		fi, err := os.Stat(s.Path())
