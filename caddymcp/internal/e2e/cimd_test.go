@@ -210,8 +210,12 @@ func TestCIMDRefusals(t *testing.T) {
 	big["software_id"] = strings.Repeat("x", 5<<10)
 	d.serveDoc("/big.json", big)
 	d.mux.HandleFunc("/slow.json", func(w http.ResponseWriter, r *http.Request) {
+		// Slower than the fetch timeout; once the fetcher gave up,
+		// nothing is sent (a document written then could still race
+		// the fetcher's own timers at their deadline).
 		select {
 		case <-r.Context().Done():
+			return
 		case <-time.After(15 * time.Second):
 		}
 		raw, _ := json.Marshal(cimdDoc(d.url("/slow.json")))
