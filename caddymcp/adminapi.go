@@ -252,7 +252,13 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id strin
 	if err != nil {
 		return storeError(err)
 	}
-	grants, err := ns.st.ListGrants(r.Context(), store.GrantFilter{ClientID: id, Limit: store.MaxListLimit}, a.now())
+	grants, more, err := a.grantsToAudit(r, ns.st, store.GrantFilter{ClientID: id})
+	if err != nil {
+		return err
+	}
+	// The grants go first, counted, then the client with any grant
+	// issued meanwhile.
+	n, err := ns.st.RevokeGrants(r.Context(), store.GrantFilter{ClientID: id})
 	if err != nil {
 		return storeError(err)
 	}
@@ -264,12 +270,54 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id strin
 	for _, g := range grants {
 		a.revoked(oauth.Event{ClientID: id, ClientName: c.Name, User: g.User, GrantID: g.ID, Resource: g.Resource})
 	}
+	a.auditUnlisted(n, len(grants), more)
 	if err := withdrawConsents(r, ns.st, grants, 0, id); err != nil {
 		return err
 	}
 	a.audit.Info("client deleted", zap.String("event", "client_deleted"), zap.String("client_id", id),
-		zap.String("client_name", c.Name), zap.Int("grants_revoked", len(grants)))
-	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "grants_revoked": len(grants)})
+		zap.String("client_name", c.Name), zap.Int("grants_revoked", n))
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "grants_revoked": n})
+}
+
+// maxAuditedGrants bounds how many grants one revocation lists for the
+// audit log and for withdrawing consents, in pages of auditPage
+// (variables for tests). What is revoked is never bounded.
+var (
+	maxAuditedGrants = 100_000
+	auditPage        = store.MaxListLimit
+)
+
+// grantsToAudit lists, page by page, up to maxAuditedGrants live grants
+// matching f (its After and Limit are set here), and says whether there
+// were more.
+func (a *AdminAPI) grantsToAudit(r *http.Request, st store.Store, f store.GrantFilter) ([]*store.Grant, bool, error) {
+	var out []*store.Grant
+	f.Limit = auditPage
+	for len(out) <= maxAuditedGrants {
+		page, err := st.ListGrants(r.Context(), f, a.now())
+		if err != nil {
+			return nil, false, storeError(err)
+		}
+		out = append(out, page...)
+		if len(page) < f.Limit {
+			break
+		}
+		f.After = page[len(page)-1].ID
+	}
+	if len(out) > maxAuditedGrants {
+		return out[:maxAuditedGrants], true, nil
+	}
+	return out, false, nil
+}
+
+// auditUnlisted says in the audit log how many revoked grants it did not
+// list one by one: past maxAuditedGrants, or issued, lapsed or revoked
+// between the listing and the revocation.
+func (a *AdminAPI) auditUnlisted(revoked, listed int, more bool) {
+	if more || revoked != listed {
+		a.audit.Warn("grants revoked without a line each", zap.String("event", "grants_revoked_unlisted"),
+			zap.Int("revoked", revoked), zap.Int("listed", listed), zap.Bool("over_listing_bound", more))
+	}
 }
 
 func (a *AdminAPI) revokeGrant(w http.ResponseWriter, r *http.Request, id string) error {
@@ -327,10 +375,11 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, _ string
 		return apiError(http.StatusBadRequest, "name a user (user or user_id) or a client (client_id) whose grants to revoke")
 	}
 	// The grants are listed first only to say in the audit log whose
-	// they were; the revocation itself is one transaction.
-	grants, err := ns.st.ListGrants(r.Context(), store.GrantFilter{UserLogin: f.UserLogin, UserID: f.UserID, ClientID: f.ClientID, Limit: store.MaxListLimit}, a.now())
+	// they were and to withdraw their users' consents; the revocation
+	// itself is one transaction.
+	grants, more, err := a.grantsToAudit(r, ns.st, store.GrantFilter{UserLogin: f.UserLogin, UserID: f.UserID, ClientID: f.ClientID})
 	if err != nil {
-		return storeError(err)
+		return err
 	}
 	n, err := ns.st.RevokeGrants(r.Context(), f)
 	if err != nil {
@@ -339,6 +388,7 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, _ string
 	for _, g := range grants {
 		a.revoked(oauth.Event{ClientID: g.ClientID, User: g.User, GrantID: g.ID, Resource: g.Resource})
 	}
+	a.auditUnlisted(n, len(grants), more)
 	if err := withdrawConsents(r, ns.st, grants, f.UserID, f.ClientID); err != nil {
 		return err
 	}

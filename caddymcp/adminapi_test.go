@@ -15,7 +15,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	zapobserver "go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
 )
@@ -164,6 +167,72 @@ func TestAdminAPIListsAndRevokes(t *testing.T) {
 	f.want("DELETE", "/mcp_auth/clients/client-a", "", 404)
 	if cs := f.want("GET", "/mcp_auth/clients", "", 200)["clients"].([]any); len(cs) != 1 {
 		t.Errorf("clients after delete: %v", cs)
+	}
+}
+
+// TestAdminAPIRevocationsPastAPage: an operator's revocation audits and
+// withdraws the consents of every grant it lists, across pages, up to
+// maxAuditedGrants; past that, one audit line says how many more went,
+// and the counts returned are what was revoked, not what was listed.
+func TestAdminAPIRevocationsPastAPage(t *testing.T) {
+	defer func(page, most int) { auditPage, maxAuditedGrants = page, most }(auditPage, maxAuditedGrants)
+	auditPage, maxAuditedGrants = 2, 3
+	f := newAdminFixture(t, 1)
+	core, logs := zapobserver.New(zapcore.InfoLevel)
+	f.api.audit = zap.New(core)
+	st := f.stores[0].st
+	ctx := context.Background()
+	now := time.Now()
+	for u := int64(1); u <= 5; u++ {
+		seed(t, st, "client-a", fmt.Sprintf("user%d", u), u)
+		if err := st.PutConsent(ctx, &store.Consent{Key: []byte(fmt.Sprintf("consent-%d", u)), UserID: u, ClientID: "client-a",
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out := f.want("POST", "/mcp_auth/revoke", `{"client_id":"client-a"}`, 200)
+	if out["revoked"] != float64(5) {
+		t.Errorf("revoking client-a's grants: %v, want 5 revoked", out)
+	}
+	if n := logs.FilterField(zap.String("event", string(oauth.EventGrantRevoked))).Len(); n != 3 {
+		t.Errorf("%d grants audited one by one, want 3 (the bound)", n)
+	}
+	unlisted := logs.FilterField(zap.String("event", "grants_revoked_unlisted")).All()
+	if len(unlisted) != 1 || unlisted[0].ContextMap()["revoked"] != int64(5) || unlisted[0].ContextMap()["listed"] != int64(3) {
+		t.Errorf("the audit line for the unlisted grants: %v", unlisted)
+	}
+	withdrawn := 0
+	for u := int64(1); u <= 5; u++ {
+		if _, err := st.GetConsent(ctx, []byte(fmt.Sprintf("consent-%d", u)), now); errors.Is(err, store.ErrNotFound) {
+			withdrawn++
+		}
+	}
+	if withdrawn != 3 {
+		t.Errorf("%d users' consents withdrawn, want the 3 listed", withdrawn)
+	}
+
+	// Deleting a client counts what it revoked, past the bound too; with
+	// exactly the bound, over two pages, every grant has its line and
+	// nothing is said of unlisted ones.
+	for _, tc := range []struct {
+		client         string
+		grants, listed int
+	}{{"client-b", 4, 3}, {"client-c", 3, 3}} {
+		logs.TakeAll()
+		for u := range int64(tc.grants) {
+			seed(t, st, tc.client, fmt.Sprintf("user%d", 10+u), 10+u)
+		}
+		out = f.want("DELETE", "/mcp_auth/clients/"+tc.client, "", 200)
+		if out["grants_revoked"] != float64(tc.grants) {
+			t.Errorf("deleting %s: %v, want %d grants revoked", tc.client, out, tc.grants)
+		}
+		if n := logs.FilterField(zap.String("event", string(oauth.EventGrantRevoked))).Len(); n != tc.listed {
+			t.Errorf("%s: %d grants audited one by one, want %d", tc.client, n, tc.listed)
+		}
+		if n := logs.FilterField(zap.String("event", "grants_revoked_unlisted")).Len(); n != min(1, tc.grants-tc.listed) {
+			t.Errorf("%s: %d lines for unlisted grants, want %d", tc.client, n, min(1, tc.grants-tc.listed))
+		}
 	}
 }
 
