@@ -192,11 +192,13 @@ func TestProxyStreamableHTTPFullFlow(t *testing.T) {
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-proxy", Version: "1"}, &mcp.ClientOptions{
 		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
 			m, _ := req.Params.Data.(string)
-			p.stream.ack(m)
+			// Recorded before the acknowledgement, which lets the
+			// tool's answer (and this test) go on.
 			select {
 			case notes <- m:
 			default:
 			}
+			p.stream.ack(m)
 		},
 	})
 	b := p.browser("alice")
