@@ -128,6 +128,12 @@ type cimdResolver struct {
 	s     *Server
 	fetch *publicFetcher
 
+	// The fetch budget: per client address, server-wide, and a slot per
+	// fetch in flight.
+	limit    *rateLimiter
+	global   *rateLimiter
+	fetching chan struct{}
+
 	mu       sync.Mutex
 	cache    map[string]*cimdEntry
 	inflight map[string]*cimdCall
@@ -151,6 +157,9 @@ func newCIMDResolver(s *Server, cfg CIMDConfig) *cimdResolver {
 	return &cimdResolver{
 		s:        s,
 		fetch:    newPublicFetcher(cfg.AllowHosts, cfg.RootCAs, cimdTimeout),
+		limit:    newRateLimiter(fetchBurst, fetchEvery),
+		global:   newRateLimiter(fetchGlobalBurst, fetchGlobalEvery),
+		fetching: make(chan struct{}, maxFetching),
 		cache:    map[string]*cimdEntry{},
 		inflight: map[string]*cimdCall{},
 	}
@@ -188,7 +197,7 @@ func (c *cimdResolver) client(ctx context.Context, id, addr string) (*store.Clie
 		// Detached from this request: other requests may wait for the
 		// same fetch, which its own timeout bounds.
 		call.client, call.ttl, call.err = c.fetchDocument(context.WithoutCancel(ctx), id)
-		<-c.s.fetching
+		<-c.fetching
 		c.s.emit(Event{Kind: EventCIMDFetch, ClientID: id, Reason: fetchResult(call.err)})
 		c.mu.Lock()
 		delete(c.inflight, id)
@@ -225,14 +234,14 @@ func (c *cimdResolver) budget(addr string, now time.Time) *cimdError {
 	tooMany := func(description string) *cimdError {
 		return &cimdError{description: description, transient: true, status: http.StatusTooManyRequests}
 	}
-	if !c.s.fetchLimit.allow(addr, now) {
+	if !c.limit.allow(addr, now) {
 		return tooMany("too many client metadata documents were fetched from this address; try again in a minute")
 	}
-	if !c.s.fetchGlobal.allow("", now) {
+	if !c.global.allow("", now) {
 		return tooMany("this server is fetching too many client metadata documents right now; try again in a minute")
 	}
 	select {
-	case c.s.fetching <- struct{}{}:
+	case c.fetching <- struct{}{}:
 		return nil
 	default:
 		return tooMany("this server is fetching too many client metadata documents right now; try again in a minute")

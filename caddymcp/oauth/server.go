@@ -136,9 +136,6 @@ type Server struct {
 
 	registerLimit  *rateLimiter
 	registerGlobal *rateLimiter
-	fetchLimit     *rateLimiter
-	fetchGlobal    *rateLimiter
-	fetching       chan struct{} // a slot per document fetch in flight
 }
 
 // Rate limits per client address. Registration: a burst of 20, then one
@@ -224,9 +221,6 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 		clients:        clients,
 		registerLimit:  newRateLimiter(registerBurst, registerEvery),
 		registerGlobal: newRateLimiter(registerGlobalBurst, registerGlobalEvery),
-		fetchLimit:     newRateLimiter(fetchBurst, fetchEvery),
-		fetchGlobal:    newRateLimiter(fetchGlobalBurst, fetchGlobalEvery),
-		fetching:       make(chan struct{}, maxFetching),
 	}
 	if !cfg.CIMD.Disabled {
 		s.cimd = newCIMDResolver(s, cfg.CIMD)
