@@ -103,12 +103,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// refused: the client gets what this user may have, and a resource
 	// that needs more answers 403 insufficient_scope.
 	scope := withoutScopes(p.Scope, withheld)
-	sealed, err := s.sealGitHubToken(ghTok, who.ID)
-	if err != nil {
-		s.log.Error("sealing the GitHub token", zapErr(err))
-		fail("server_error", "the login could not be recorded")
-		return
-	}
+	sealed := s.sealGitHubToken(ghTok, who.ID)
 	authCode := store.NewSecret(prefixCode)
 	err = s.store.PutCode(r.Context(), &store.Code{
 		Hash:          store.SecretKey(prefixCode, authCode),
@@ -140,17 +135,18 @@ func githubTokenAD(userID int64) []byte {
 	return []byte("github-token:" + strconv.FormatInt(userID, 10))
 }
 
-func (s *Server) sealGitHubToken(tok *oauth2.Token, userID int64) ([]byte, error) {
-	plain, err := json.Marshal(struct {
-		AccessToken  string `json:"access_token"`
-		TokenType    string `json:"token_type,omitempty"`
-		RefreshToken string `json:"refresh_token,omitempty"`
-		Expiry       int64  `json:"expiry,omitempty"`
-	}{tok.AccessToken, tok.TokenType, tok.RefreshToken, unixOrZero(tok)})
-	if err != nil {
-		return nil, err
-	}
-	return s.keys.Seal(plain, githubTokenAD(userID)), nil
+// sealedToken is what a sealed GitHub token holds.
+type sealedToken struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Expiry       int64  `json:"expiry,omitempty"`
+}
+
+func (s *Server) sealGitHubToken(tok *oauth2.Token, userID int64) []byte {
+	// Marshalling strings and a number cannot fail.
+	plain, _ := json.Marshal(sealedToken{tok.AccessToken, tok.TokenType, tok.RefreshToken, unixOrZero(tok)})
+	return s.keys.Seal(plain, githubTokenAD(userID))
 }
 
 // GitHubToken opens the GitHub token sealed on a grant or code.
@@ -159,12 +155,7 @@ func (s *Server) GitHubToken(sealed []byte, userID int64) (*oauth2.Token, error)
 	if err != nil {
 		return nil, err
 	}
-	var t struct {
-		AccessToken  string `json:"access_token"`
-		TokenType    string `json:"token_type,omitempty"`
-		RefreshToken string `json:"refresh_token,omitempty"`
-		Expiry       int64  `json:"expiry,omitempty"`
-	}
+	var t sealedToken
 	if err := json.Unmarshal(plain, &t); err != nil {
 		return nil, errUnseal
 	}

@@ -343,14 +343,6 @@ const recheckTimeout = 10 * time.Second
 // user is still admitted, and revokes the grant when not.
 func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	ghTok, err := s.GitHubToken(g.GitHubToken, g.User.ID)
-	if err == nil {
-		// Sealed anew under the current key at every refresh, so that a
-		// key being rotated out stops being needed once clients have
-		// refreshed.
-		if resealed, serr := s.sealGitHubToken(ghTok, g.User.ID); serr == nil {
-			g.GitHubToken = resealed
-		}
-	}
 	if err != nil {
 		// The key changed or the record is damaged: the only way forward
 		// is a new login.
@@ -358,6 +350,9 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 		s.revokeGrant(r, g, ReasonUnusable)
 		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
 	}
+	// Sealed anew under the current key at every refresh, so that a key
+	// being rotated out stops being needed once clients have refreshed.
+	g.GitHubToken = s.sealGitHubToken(ghTok, g.User.ID)
 	// One deadline for every GitHub call of the re-check, so a slow
 	// GitHub cannot hold a refresh open for long.
 	ctx, cancel := context.WithTimeout(r.Context(), recheckTimeout)
