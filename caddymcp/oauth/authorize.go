@@ -205,7 +205,10 @@ func (s *Server) refuseAuthz(w http.ResponseWriter, r *http.Request, req *authzR
 		case e.code == "temporarily_unavailable":
 			status = http.StatusServiceUnavailable
 		}
-		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		if status == http.StatusTooManyRequests {
+			// Over the document fetch budget, as the page says: "try
+			// again in a minute". A 503 gets writeErrorPage's, like
+			// every other 503 of the server.
 			w.Header().Set("Retry-After", "60")
 		}
 		writeErrorPage(w, status, "This sign-in request cannot be used", capitalize(e.description)+".")

@@ -150,6 +150,9 @@ func TestStoreFailures(t *testing.T) {
 	with(t, "GetClient", func(t *testing.T, e *env) {
 		r := e.newBrowser("alice").authorize(authzQuery(c, newPKCE()))
 		expectPage(t, r, http.StatusServiceUnavailable)
+		if r.Header.Get("Retry-After") == "" {
+			t.Errorf("the authorization endpoint's 503 page has no Retry-After")
+		}
 		expect503(t, e.exchange(c, "mcp_ac_x", newPKCE().Verifier))
 	})
 	with(t, "PutPending", func(t *testing.T, e *env) {
