@@ -177,3 +177,27 @@ func TestCallbackAllowLists(t *testing.T) {
 		})
 	}
 }
+
+// TestGitHubState: the state sent to GitHub is ours, not the client's:
+// fresh for each sign-in, even for the same request in the same browser,
+// at least 256 bits long, and good at the callback for its 10 minutes.
+// (Single use and expiry are in TestCallbackRefusals.)
+func TestGitHubState(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	p := newPKCE()
+	first := b.toGitHub(authzQuery(c, p)).Query().Get("state")
+	second := b.toGitHub(authzQuery(c, p))
+	for _, s := range []string{first, second.Query().Get("state")} {
+		if s == "" || strings.Contains(s, "client-state-123") || len(s) < 43 {
+			t.Errorf("state towards GitHub %q: want our own of 256 bits or more", s)
+		}
+	}
+	if first == second.Query().Get("state") {
+		t.Errorf("two sign-ins were sent to GitHub with the same state %q", first)
+	}
+	cb := b.atGitHub(second)
+	e.clock.Advance(10*time.Minute - time.Second)
+	e.expectClientRedirect(b.get(cb.String()), clientRedirect, "", "client-state-123")
+}
