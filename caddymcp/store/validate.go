@@ -69,3 +69,30 @@ func CheckTokenPair(g *Grant, at *AccessToken, rt *RefreshToken) error {
 	return errors.Join(CheckID("grant ID", g.ID), CheckID("client ID", g.ClientID),
 		CheckKey("access token hash", at.Hash), CheckKey("refresh token hash", rt.Hash))
 }
+
+// CheckCodeUse checks that the stored code c can be used at now: a used
+// one is ErrCodeReplayed, checked before expiry so that a replay is
+// treated as one (and revokes the grant c.GrantID) until Sweep removes the
+// code; an expired one is ErrNotFound.
+func CheckCodeUse(c *Code, now time.Time) error {
+	switch {
+	case c.Used:
+		return ErrCodeReplayed
+	case Expired(c.ExpiresAt, now):
+		return ErrNotFound
+	}
+	return nil
+}
+
+// CheckCodeGrant checks that grant g can be issued from the stored code
+// c, as CreateGrant requires: CheckCodeUse at g.CreatedAt, and c issued to
+// g's client.
+func CheckCodeGrant(c *Code, g *Grant) error {
+	if err := CheckCodeUse(c, g.CreatedAt); err != nil {
+		return err
+	}
+	if c.ClientID != g.ClientID {
+		return fmt.Errorf("store: code was issued to client %q, not %q", c.ClientID, g.ClientID)
+	}
+	return nil
+}

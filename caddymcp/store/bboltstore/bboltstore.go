@@ -657,8 +657,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 	return s.insert(ctx, bucketCodes, c.Hash, val)
 }
 
-// GetCode implements store.Store. A used code is checked before expiry,
-// as in RedeemCode.
+// GetCode implements store.Store.
 func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -672,10 +671,8 @@ func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*s
 			return err
 		case !ok:
 			res = store.ErrNotFound
-		case c.Used:
-			res = store.ErrCodeReplayed
-		case store.Expired(c.ExpiresAt, now):
-			res = store.ErrNotFound
+		default:
+			res = store.CheckCodeUse(&c, now)
 		}
 		return nil
 	})
@@ -688,9 +685,7 @@ func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*s
 	return &c, nil
 }
 
-// RedeemCode implements store.Store. A used code is checked before expiry,
-// so that a replay is treated as one (and revokes) until Sweep removes the
-// code.
+// RedeemCode implements store.Store.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -712,16 +707,12 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 			res = store.ErrNotFound
 			return nil
 		}
-		if c.Used {
-			// Commit the revocation, then report the replay.
-			if _, err := revokeGrant(tx, c.GrantID); err != nil {
+		if res = store.CheckCodeUse(&c, now); res != nil {
+			if res == store.ErrCodeReplayed {
+				// Commit the revocation, then report the replay.
+				_, err := revokeGrant(tx, c.GrantID)
 				return err
 			}
-			res = store.ErrCodeReplayed
-			return nil
-		}
-		if store.Expired(c.ExpiresAt, now) {
-			res = store.ErrNotFound
 			return nil
 		}
 		c.Used = true
@@ -789,22 +780,17 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			if err != nil {
 				return err
 			}
-			switch {
-			case !ok:
+			if !ok {
 				res = store.ErrNotFound
-			case code.Used:
-				// A replay: commit the revocation, then report it.
-				if _, err := revokeGrant(tx, code.GrantID); err != nil {
+				return nil
+			}
+			if res = store.CheckCodeGrant(&code, g); res != nil {
+				if res == store.ErrCodeReplayed {
+					// Commit the revocation, then report the replay.
+					revoked = code.GrantID != ""
+					_, err := revokeGrant(tx, code.GrantID)
 					return err
 				}
-				revoked = code.GrantID != ""
-				res = store.ErrCodeReplayed
-			case store.Expired(code.ExpiresAt, g.CreatedAt):
-				res = store.ErrNotFound
-			case code.ClientID != g.ClientID:
-				res = fmt.Errorf("bboltstore: code was issued to client %q, not %q", code.ClientID, g.ClientID)
-			}
-			if res != nil {
 				return nil
 			}
 		}
