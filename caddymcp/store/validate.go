@@ -48,6 +48,40 @@ func ValidID(id string) bool { return id != "" && len(id) <= MaxIDLen }
 // are live strictly before their expiry.
 func Expired(exp, now time.Time) bool { return !now.Before(exp) }
 
+// CheckClient checks a client before a backend writes it: present, with
+// an ID within bounds.
+func CheckClient(c *Client) error {
+	if c == nil {
+		return errors.New("store: nil client")
+	}
+	return CheckID("client ID", c.ID)
+}
+
+// CheckPending is CheckClient for a pending request and its state digest.
+func CheckPending(p *Pending) error {
+	if p == nil {
+		return errors.New("store: nil pending request")
+	}
+	return CheckKey("state hash", p.StateHash)
+}
+
+// CheckCode is CheckClient for a code and its digest.
+func CheckCode(c *Code) error {
+	if c == nil {
+		return errors.New("store: nil code")
+	}
+	return CheckKey("code hash", c.Hash)
+}
+
+// CheckConsent is CheckClient for a consent, its key and its client ID
+// (which a backend indexes).
+func CheckConsent(c *Consent) error {
+	if c == nil {
+		return errors.New("store: nil consent")
+	}
+	return errors.Join(CheckKey("consent key", c.Key), CheckID("client ID", c.ClientID))
+}
+
 // CheckTokenPair checks a grant and the token pair issued with it before a
 // backend writes them: all present, IDs and digests within bounds, both
 // tokens naming the grant and its client, and two distinct digests.

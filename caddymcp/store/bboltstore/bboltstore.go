@@ -411,10 +411,7 @@ func revokeGrant(tx *bolt.Tx, grantID string) (int, error) {
 
 // PutClient implements store.Store.
 func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
-	if c == nil {
-		return errors.New("bboltstore: nil client")
-	}
-	if err := store.CheckID("client ID", c.ID); err != nil {
+	if err := store.CheckClient(c); err != nil {
 		return err
 	}
 	created := c.CreatedAt
@@ -555,10 +552,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // PutPending implements store.Store. A state digest already stored is
 // ErrExists: overwriting would let one request replace another.
 func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
-	if p == nil {
-		return errors.New("bboltstore: nil pending request")
-	}
-	if err := store.CheckKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckPending(p); err != nil {
 		return err
 	}
 	val, err := encode(unixNano(p.ExpiresAt), p)
@@ -641,10 +635,7 @@ func orNotFound(err error) error {
 // PutCode implements store.Store. A code digest already stored is
 // ErrExists: overwriting a used code would reset its single use.
 func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
-	if c == nil {
-		return errors.New("bboltstore: nil code")
-	}
-	if err := store.CheckKey("code hash", c.Hash); err != nil {
+	if err := store.CheckCode(c); err != nil {
 		return err
 	}
 	// The caller's Used and GrantID are ignored: the store maintains them.

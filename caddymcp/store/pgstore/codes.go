@@ -13,10 +13,7 @@ import (
 // PutPending implements store.Store. A state digest already stored is
 // ErrExists: overwriting would let one request replace another.
 func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
-	if p == nil {
-		return errors.New("pgstore: nil pending request")
-	}
-	if err := store.CheckKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckPending(p); err != nil {
 		return err
 	}
 	rec, err := encode(p)
@@ -62,10 +59,7 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 // ErrExists: overwriting a used code would reset its single use. The
 // caller's Used and GrantID are ignored: the store maintains them.
 func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
-	if c == nil {
-		return errors.New("pgstore: nil code")
-	}
-	if err := store.CheckKey("code hash", c.Hash); err != nil {
+	if err := store.CheckCode(c); err != nil {
 		return err
 	}
 	rec := *c
