@@ -260,11 +260,20 @@ func (f *fixture) issue(clientID, label string) issued {
 
 func (f *fixture) issueExp(clientID, label string, atExp, rtExp time.Time) issued {
 	f.t.Helper()
+	return f.issueFor(clientID, label, testUser, atExp, rtExp)
+}
+
+// issueFor is issueExp for user u.
+func (f *fixture) issueFor(clientID, label string, u store.Identity, atExp, rtExp time.Time) issued {
+	f.t.Helper()
 	code := f.hash(label + "/code")
-	if err := f.s.PutCode(f.ctx, newCode(code, clientID, base.Add(codeTTL))); err != nil {
+	c := newCode(code, clientID, base.Add(codeTTL))
+	c.User = u
+	if err := f.s.PutCode(f.ctx, c); err != nil {
 		f.t.Fatalf("PutCode(%s): %v", label, err)
 	}
 	g := newGrant("grant-"+label, clientID, rtExp)
+	g.User = u
 	at := newAccess(f.hash(label+"/at"), g, atExp)
 	rt := newRefresh(f.hash(label+"/rt"), g, rtExp)
 	if err := f.s.CreateGrant(f.ctx, g, at, rt, code); err != nil {
