@@ -1471,8 +1471,8 @@ func testConsentPutGetWithdraw(f *fixture) {
 	}
 }
 
-// testConsentExpiredAndSwept: an expired consent is not returned, and
-// Sweep removes it (and its index entry: withdrawing afterwards counts 0).
+// testConsentExpiredAndSwept: an expired consent is not returned, Sweep
+// removes it, and withdrawing afterwards counts only the live one.
 func testConsentExpiredAndSwept(f *fixture) {
 	soon := newConsent(f.hash("soon"), 1, "client-a", base.Add(time.Hour))
 	later := newConsent(f.hash("later"), 1, "client-a", base.Add(3*time.Hour))
