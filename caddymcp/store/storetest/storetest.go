@@ -869,7 +869,10 @@ func testCodeGet(f *fixture) {
 	f.wantErr("GetCode(nil)", err, store.ErrNotFound)
 
 	// Still unused: a grant can be issued from it.
-	is := f.issue("client-a", "g")
+	g := newGrant("grant-g", "client-a", base.Add(refreshTTL))
+	is := issued{code: want.Hash, g: g, at: newAccess(f.hash("g/at"), g, base.Add(accessTTL)),
+		rt: newRefresh(f.hash("g/rt"), g, base.Add(refreshTTL))}
+	f.wantOK("CreateGrant(from the code read)", f.s.CreateGrant(f.ctx, is.g, is.at, is.rt, is.code))
 	_, err = f.s.GetCode(f.ctx, is.code, base)
 	f.wantErr("GetCode(used)", err, store.ErrCodeReplayed)
 	_, err = f.s.GetCode(f.ctx, is.code, exp.Add(time.Hour))
