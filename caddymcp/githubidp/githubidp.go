@@ -87,10 +87,8 @@ func New(cfg Config) (*Provider, error) {
 	if p.client == nil {
 		p.client = http.DefaultClient
 	}
-	for t := range p.teams {
-		if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
-			return nil, fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
-		}
+	if err := checkTeams(p.teams); err != nil {
+		return nil, err
 	}
 	var err error
 	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
@@ -296,6 +294,16 @@ func lowerSet(xs []string) map[string]bool {
 		}
 	}
 	return m
+}
+
+// checkTeams refuses a team not written as org/team-slug.
+func checkTeams(teams map[string]bool) error {
+	for t := range teams {
+		if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
+			return fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
+		}
+	}
+	return nil
 }
 
 // isLoopbackHost reports whether host names this machine: "localhost" or a

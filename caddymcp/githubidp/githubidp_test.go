@@ -157,6 +157,9 @@ func TestNew(t *testing.T) {
 		"team with empty org":    {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"/platform"}},
 		"team with two slashes":  {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme/a/b"}},
 		"one bad team of two":    {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme/platform", "bad"}},
+		"scope rule, bad team":   {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "admin", Teams: []string{"acme"}}}},
+		"scope rule for nobody":  {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "admin"}}},
+		"scope rule given twice": {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "a", Users: []string{"x"}}, {Scope: "a", Users: []string{"y"}}}},
 		"enterprise URL http":    {ClientID: "i", ClientSecret: "s", EnterpriseURL: "http://ghe.example.com"},
 		"enterprise URL garbage": {ClientID: "i", ClientSecret: "s", EnterpriseURL: "::not a url"},
 	} {

@@ -3,7 +3,6 @@ package githubidp
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"golang.org/x/oauth2"
 
@@ -38,10 +37,8 @@ func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
 		if len(cr.users)+len(cr.orgs)+len(cr.teams) == 0 {
 			return nil, fmt.Errorf("githubidp: scope %q is restricted to nobody; name users, orgs or teams", r.Scope)
 		}
-		for t := range cr.teams {
-			if org, slug, ok := strings.Cut(t, "/"); !ok || org == "" || slug == "" || strings.Contains(slug, "/") {
-				return nil, fmt.Errorf("githubidp: team %q must be written as org/team-slug", t)
-			}
+		if err := checkTeams(cr.teams); err != nil {
+			return nil, err
 		}
 		out = append(out, cr)
 	}

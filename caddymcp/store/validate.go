@@ -48,6 +48,40 @@ func ValidID(id string) bool { return id != "" && len(id) <= MaxIDLen }
 // are live strictly before their expiry.
 func Expired(exp, now time.Time) bool { return !now.Before(exp) }
 
+// CheckClient checks a client before a backend writes it: present, with
+// an ID within bounds.
+func CheckClient(c *Client) error {
+	if c == nil {
+		return errors.New("store: nil client")
+	}
+	return CheckID("client ID", c.ID)
+}
+
+// CheckPending is CheckClient for a pending request and its state digest.
+func CheckPending(p *Pending) error {
+	if p == nil {
+		return errors.New("store: nil pending request")
+	}
+	return CheckKey("state hash", p.StateHash)
+}
+
+// CheckCode is CheckClient for a code and its digest.
+func CheckCode(c *Code) error {
+	if c == nil {
+		return errors.New("store: nil code")
+	}
+	return CheckKey("code hash", c.Hash)
+}
+
+// CheckConsent is CheckClient for a consent, its key and its client ID
+// (which a backend indexes).
+func CheckConsent(c *Consent) error {
+	if c == nil {
+		return errors.New("store: nil consent")
+	}
+	return errors.Join(CheckKey("consent key", c.Key), CheckID("client ID", c.ClientID))
+}
+
 // CheckTokenPair checks a grant and the token pair issued with it before a
 // backend writes them: all present, IDs and digests within bounds, both
 // tokens naming the grant and its client, and two distinct digests.
@@ -68,4 +102,31 @@ func CheckTokenPair(g *Grant, at *AccessToken, rt *RefreshToken) error {
 	}
 	return errors.Join(CheckID("grant ID", g.ID), CheckID("client ID", g.ClientID),
 		CheckKey("access token hash", at.Hash), CheckKey("refresh token hash", rt.Hash))
+}
+
+// CheckCodeUse checks that the stored code c can be used at now: a used
+// one is ErrCodeReplayed, checked before expiry so that a replay is
+// treated as one (and revokes the grant c.GrantID) until Sweep removes the
+// code; an expired one is ErrNotFound.
+func CheckCodeUse(c *Code, now time.Time) error {
+	switch {
+	case c.Used:
+		return ErrCodeReplayed
+	case Expired(c.ExpiresAt, now):
+		return ErrNotFound
+	}
+	return nil
+}
+
+// CheckCodeGrant checks that grant g can be issued from the stored code
+// c, as CreateGrant requires: CheckCodeUse at g.CreatedAt, and c issued to
+// g's client.
+func CheckCodeGrant(c *Code, g *Grant) error {
+	if err := CheckCodeUse(c, g.CreatedAt); err != nil {
+		return err
+	}
+	if c.ClientID != g.ClientID {
+		return fmt.Errorf("store: code was issued to client %q, not %q", c.ClientID, g.ClientID)
+	}
+	return nil
 }

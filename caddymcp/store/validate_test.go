@@ -76,3 +76,34 @@ func TestValidAndExpired(t *testing.T) {
 		t.Errorf("a record is live strictly before its expiry")
 	}
 }
+
+// TestCheckRecords: a record to be written must be there, with its key
+// (and a consent's client ID) present and within bounds.
+func TestCheckRecords(t *testing.T) {
+	huge := make([]byte, MaxKeyLen+1)
+	for name, err := range map[string]error{
+		"nil client":             CheckClient(nil),
+		"client without ID":      CheckClient(&Client{}),
+		"nil pending":            CheckPending(nil),
+		"pending with huge key":  CheckPending(&Pending{StateHash: huge}),
+		"nil code":               CheckCode(nil),
+		"code without hash":      CheckCode(&Code{}),
+		"nil consent":            CheckConsent(nil),
+		"consent without key":    CheckConsent(&Consent{ClientID: "c"}),
+		"consent without client": CheckConsent(&Consent{Key: []byte("k")}),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, err := range map[string]error{
+		"client":  CheckClient(&Client{ID: "c"}),
+		"pending": CheckPending(&Pending{StateHash: []byte("s")}),
+		"code":    CheckCode(&Code{Hash: []byte("h")}),
+		"consent": CheckConsent(&Consent{Key: []byte("k"), ClientID: "c"}),
+	} {
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -411,10 +411,7 @@ func revokeGrant(tx *bolt.Tx, grantID string) (int, error) {
 
 // PutClient implements store.Store.
 func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
-	if c == nil {
-		return errors.New("bboltstore: nil client")
-	}
-	if err := store.CheckID("client ID", c.ID); err != nil {
+	if err := store.CheckClient(c); err != nil {
 		return err
 	}
 	created := c.CreatedAt
@@ -555,10 +552,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // PutPending implements store.Store. A state digest already stored is
 // ErrExists: overwriting would let one request replace another.
 func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
-	if p == nil {
-		return errors.New("bboltstore: nil pending request")
-	}
-	if err := store.CheckKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckPending(p); err != nil {
 		return err
 	}
 	val, err := encode(unixNano(p.ExpiresAt), p)
@@ -641,10 +635,7 @@ func orNotFound(err error) error {
 // PutCode implements store.Store. A code digest already stored is
 // ErrExists: overwriting a used code would reset its single use.
 func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
-	if c == nil {
-		return errors.New("bboltstore: nil code")
-	}
-	if err := store.CheckKey("code hash", c.Hash); err != nil {
+	if err := store.CheckCode(c); err != nil {
 		return err
 	}
 	// The caller's Used and GrantID are ignored: the store maintains them.
@@ -657,8 +648,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 	return s.insert(ctx, bucketCodes, c.Hash, val)
 }
 
-// GetCode implements store.Store. A used code is checked before expiry,
-// as in RedeemCode.
+// GetCode implements store.Store.
 func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -672,10 +662,8 @@ func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*s
 			return err
 		case !ok:
 			res = store.ErrNotFound
-		case c.Used:
-			res = store.ErrCodeReplayed
-		case store.Expired(c.ExpiresAt, now):
-			res = store.ErrNotFound
+		default:
+			res = store.CheckCodeUse(&c, now)
 		}
 		return nil
 	})
@@ -688,9 +676,7 @@ func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*s
 	return &c, nil
 }
 
-// RedeemCode implements store.Store. A used code is checked before expiry,
-// so that a replay is treated as one (and revokes) until Sweep removes the
-// code.
+// RedeemCode implements store.Store.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -712,16 +698,12 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 			res = store.ErrNotFound
 			return nil
 		}
-		if c.Used {
-			// Commit the revocation, then report the replay.
-			if _, err := revokeGrant(tx, c.GrantID); err != nil {
+		if res = store.CheckCodeUse(&c, now); res != nil {
+			if res == store.ErrCodeReplayed {
+				// Commit the revocation, then report the replay.
+				_, err := revokeGrant(tx, c.GrantID)
 				return err
 			}
-			res = store.ErrCodeReplayed
-			return nil
-		}
-		if store.Expired(c.ExpiresAt, now) {
-			res = store.ErrNotFound
 			return nil
 		}
 		c.Used = true
@@ -789,22 +771,17 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			if err != nil {
 				return err
 			}
-			switch {
-			case !ok:
+			if !ok {
 				res = store.ErrNotFound
-			case code.Used:
-				// A replay: commit the revocation, then report it.
-				if _, err := revokeGrant(tx, code.GrantID); err != nil {
+				return nil
+			}
+			if res = store.CheckCodeGrant(&code, g); res != nil {
+				if res == store.ErrCodeReplayed {
+					// Commit the revocation, then report the replay.
+					revoked = code.GrantID != ""
+					_, err := revokeGrant(tx, code.GrantID)
 					return err
 				}
-				revoked = code.GrantID != ""
-				res = store.ErrCodeReplayed
-			case store.Expired(code.ExpiresAt, g.CreatedAt):
-				res = store.ErrNotFound
-			case code.ClientID != g.ClientID:
-				res = fmt.Errorf("bboltstore: code was issued to client %q, not %q", code.ClientID, g.ClientID)
-			}
-			if res != nil {
 				return nil
 			}
 		}

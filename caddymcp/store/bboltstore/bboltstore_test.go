@@ -262,6 +262,29 @@ func TestRevokedTokensSweptAtExpiry(t *testing.T) {
 	}
 }
 
+// TestConsentIndex checks what the contract suite cannot see: a replaced
+// consent moves its user_consents entry, and a swept one takes it along.
+func TestConsentIndex(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := openTemp(t)
+	c := &store.Consent{Key: digest("k"), UserID: 1, ClientID: "c", ExpiresAt: now.Add(time.Hour)}
+	must(t, s.PutConsent(ctx, c))
+	c.UserID = 2
+	must(t, s.PutConsent(ctx, c))
+	if n := countKeys(t, s, bucketUserConsents); n != 1 {
+		t.Errorf("user_consents has %d keys after a replacement, want 1", n)
+	}
+	if _, err := s.Sweep(ctx, now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{bucketConsents, bucketUserConsents} {
+		if n := countKeys(t, s, b); n != 0 {
+			t.Errorf("bucket %s has %d keys after Sweep, want 0", b, n)
+		}
+	}
+}
+
 // TestSweepRounds sweeps many more records than one round deletes.
 func TestSweepRounds(t *testing.T) {
 	defer func(scan, del int) { sweepScan, sweepDelete = scan, del }(sweepScan, sweepDelete)

@@ -167,7 +167,8 @@ func (r *recordReader) time() time.Time {
 // encodeAccess is the stored value of an access token.
 func encodeAccess(at *store.AccessToken) []byte {
 	w := newRecord(at.ExpiresAt, accessV1, 160+len(at.Hash)+len(at.Scope)+len(at.Resource))
-	for _, s := range [...]string{string(at.Hash), at.GrantID, at.ClientID, at.User.Login, at.User.Name, at.User.Email,
+	w.bytes(at.Hash)
+	for _, s := range [...]string{at.GrantID, at.ClientID, at.User.Login, at.User.Name, at.User.Email,
 		at.User.AvatarURL, at.Scope, at.Resource} {
 		w.str(s)
 	}
@@ -207,64 +208,40 @@ func decodeRecord(raw []byte, v any) error {
 	if len(raw) == 0 {
 		return errCorrupt
 	}
-	var err error
 	switch rec := v.(type) {
 	case *store.AccessToken:
 		if raw[0] == accessV1 {
-			err = decodeAccess(raw, rec)
-		} else {
-			err = decodeJSON(raw, v)
+			return decodeAccess(newReader(raw[1:]), rec)
 		}
 	case *store.RefreshToken:
 		if raw[0] == refreshV1 {
-			err = decodeRefresh(raw, rec)
-		} else {
-			err = decodeJSON(raw, v)
+			return decodeRefresh(newReader(raw[1:]), rec)
 		}
 	case *store.Grant:
 		if raw[0] == grantV1 {
-			err = decodeGrant(raw, rec)
-		} else {
-			err = decodeJSON(raw, v)
+			return decodeGrant(newReader(raw[1:]), rec)
 		}
-	default:
-		err = decodeJSON(raw, v)
 	}
-	return err
-}
-
-func decodeJSON(raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("bboltstore: decode record: %w", err)
 	}
 	return nil
 }
 
-// decodeAccess decodes a binary access token (format byte included).
-func decodeAccess(raw []byte, at *store.AccessToken) error {
-	if len(raw) == 0 || raw[0] != accessV1 {
-		return errBadRecord
-	}
-	r := newReader(raw[1:])
-	var hash string
-	for _, p := range [...]*string{&hash, &at.GrantID, &at.ClientID, &at.User.Login, &at.User.Name, &at.User.Email,
+// decodeAccess decodes the fields of a binary access token.
+func decodeAccess(r *recordReader, at *store.AccessToken) error {
+	at.Hash = r.bytes()
+	for _, p := range [...]*string{&at.GrantID, &at.ClientID, &at.User.Login, &at.User.Name, &at.User.Email,
 		&at.User.AvatarURL, &at.Scope, &at.Resource} {
 		*p = r.str()
 	}
 	at.User.ID = r.int()
 	at.ExpiresAt = r.time()
-	if hash != "" {
-		at.Hash = []byte(hash) // nil when empty, as bytes() and JSON decode it
-	}
 	return r.end()
 }
 
-// decodeRefresh decodes a binary refresh token (format byte included).
-func decodeRefresh(raw []byte, rt *store.RefreshToken) error {
-	if len(raw) == 0 || raw[0] != refreshV1 {
-		return errBadRecord
-	}
-	r := newReader(raw[1:])
+// decodeRefresh decodes the fields of a binary refresh token.
+func decodeRefresh(r *recordReader, rt *store.RefreshToken) error {
 	rt.Hash = r.bytes()
 	rt.GrantID = r.str()
 	rt.ClientID = r.str()
@@ -273,12 +250,8 @@ func decodeRefresh(raw []byte, rt *store.RefreshToken) error {
 	return r.end()
 }
 
-// decodeGrant decodes a binary grant (format byte included).
-func decodeGrant(raw []byte, g *store.Grant) error {
-	if len(raw) == 0 || raw[0] != grantV1 {
-		return errBadRecord
-	}
-	r := newReader(raw[1:])
+// decodeGrant decodes the fields of a binary grant.
+func decodeGrant(r *recordReader, g *store.Grant) error {
 	for _, p := range [...]*string{&g.ID, &g.ClientID, &g.User.Login, &g.User.Name, &g.User.Email, &g.User.AvatarURL, &g.Scope, &g.Resource} {
 		*p = r.str()
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,13 +24,7 @@ func userConsentKey(userID int64, clientID string, key []byte) []byte {
 
 // PutConsent implements store.Store.
 func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
-	if c == nil {
-		return errors.New("bboltstore: nil consent")
-	}
-	if err := store.CheckKey("consent key", c.Key); err != nil {
-		return err
-	}
-	if err := store.CheckID("client ID", c.ClientID); err != nil {
+	if err := store.CheckConsent(c); err != nil {
 		return err
 	}
 	val, err := encode(unixNano(c.ExpiresAt), c)

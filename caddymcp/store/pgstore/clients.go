@@ -15,10 +15,7 @@ import (
 // PutClient implements store.Store. The client's expiry column starts at
 // UnusedClientTTL after its registration; grants push it on (queueKeepClient).
 func (s *Store) PutClient(ctx context.Context, c *store.Client) error {
-	if c == nil {
-		return errors.New("pgstore: nil client")
-	}
-	if err := store.CheckID("client ID", c.ID); err != nil {
+	if err := store.CheckClient(c); err != nil {
 		return err
 	}
 	created := c.CreatedAt

@@ -13,10 +13,7 @@ import (
 // PutPending implements store.Store. A state digest already stored is
 // ErrExists: overwriting would let one request replace another.
 func (s *Store) PutPending(ctx context.Context, p *store.Pending) error {
-	if p == nil {
-		return errors.New("pgstore: nil pending request")
-	}
-	if err := store.CheckKey("state hash", p.StateHash); err != nil {
+	if err := store.CheckPending(p); err != nil {
 		return err
 	}
 	rec, err := encode(p)
@@ -62,10 +59,7 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 // ErrExists: overwriting a used code would reset its single use. The
 // caller's Used and GrantID are ignored: the store maintains them.
 func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
-	if c == nil {
-		return errors.New("pgstore: nil code")
-	}
-	if err := store.CheckKey("code hash", c.Hash); err != nil {
+	if err := store.CheckCode(c); err != nil {
 		return err
 	}
 	rec := *c
@@ -78,8 +72,8 @@ func (s *Store) PutCode(ctx context.Context, c *store.Code) error {
 ON CONFLICT (hash) DO NOTHING`, c.Hash, c.ExpiresAt, raw)
 }
 
-// GetCode implements store.Store. A used code is checked before expiry,
-// as in RedeemCode.
+// GetCode implements store.Store. Used and GrantID live in columns of
+// their own; the rec column keeps the code as it was stored.
 func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -93,22 +87,18 @@ func (s *Store) GetCode(ctx context.Context, codeHash []byte, now time.Time) (*s
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	if used {
-		return nil, store.ErrCodeReplayed
-	}
 	var c store.Code
 	if err := decode(raw, &c); err != nil {
 		return nil, err
 	}
-	if store.Expired(c.ExpiresAt, now) {
-		return nil, store.ErrNotFound
+	c.Used = used
+	if err := store.CheckCodeUse(&c, now); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-// RedeemCode implements store.Store. A used code is checked before expiry,
-// so that a replay is treated as one (and revokes) until Sweep removes the
-// code.
+// RedeemCode implements store.Store.
 func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) (*store.Code, error) {
 	if !store.ValidKey(codeHash) {
 		return nil, store.ErrNotFound
@@ -129,21 +119,16 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		if err != nil {
 			return err
 		}
-		if used {
-			if grantID != nil {
-				if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *grantID); err != nil {
-					return err
-				}
-			}
-			res = store.ErrCodeReplayed
-			return nil
-		}
 		var c store.Code
 		if err := decode(raw, &c); err != nil {
 			return err
 		}
-		if store.Expired(c.ExpiresAt, now) {
-			res = store.ErrNotFound
+		c.Used = used
+		if res = store.CheckCodeUse(&c, now); res != nil {
+			if res == store.ErrCodeReplayed && grantID != nil {
+				_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *grantID)
+				return err
+			}
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE mcp_auth_codes SET used = true WHERE hash = $1`, codeHash); err != nil {

@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
@@ -11,13 +10,7 @@ import (
 // PutConsent implements store.Store. A consent with the same key is
 // replaced, with its user and client, in one statement.
 func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
-	if c == nil {
-		return errors.New("pgstore: nil consent")
-	}
-	if err := store.CheckKey("consent key", c.Key); err != nil {
-		return err
-	}
-	if err := store.CheckID("client ID", c.ClientID); err != nil {
+	if err := store.CheckConsent(c); err != nil {
 		return err
 	}
 	rec, err := encode(c)

@@ -105,20 +105,15 @@ func (c *lockedCode) refusal(ctx context.Context, tx pgx.Tx, g *store.Grant) (re
 	if err := decode(c.raw, &code); err != nil {
 		return nil, false, err
 	}
-	switch {
-	case c.used:
-		if c.bound != nil {
-			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *c.bound); err != nil {
-				return nil, false, err
-			}
+	code.Used = c.used
+	refusal = store.CheckCodeGrant(&code, g)
+	if refusal == store.ErrCodeReplayed && c.bound != nil {
+		if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *c.bound); err != nil {
+			return nil, false, err
 		}
-		return store.ErrCodeReplayed, c.bound != nil, nil
-	case store.Expired(code.ExpiresAt, g.CreatedAt):
-		return store.ErrNotFound, false, nil
-	case code.ClientID != g.ClientID:
-		return fmt.Errorf("pgstore: code was issued to client %q, not %q", code.ClientID, g.ClientID), false, nil
+		return refusal, true, nil
 	}
-	return nil, false, nil
+	return refusal, false, nil
 }
 
 // noRows sets found to whether a scan found its row, and turns its

@@ -24,10 +24,11 @@
 //
 // # Revocation
 //
-// As in bboltstore, revoking a grant deletes the grant, its access tokens
-// and its current refresh token in one transaction, and keeps rotated
-// refresh tokens until they expire so that their reuse is still recognised.
-// Token lookups join the grant, so a token never outlives its grant.
+// Revoking a grant deletes the grant, its access tokens and its current
+// refresh token in one transaction (bboltstore deletes only the grant and
+// leaves its dead tokens to Sweep), and keeps rotated refresh tokens until
+// they expire so that their reuse is still recognised. Token lookups join
+// the grant, so a token never outlives its grant.
 package pgstore
 
 import (

@@ -12,23 +12,11 @@ import (
 
 var otherUser = store.Identity{ID: 777, Login: "Hubot", Name: "Hubot"}
 
-// issueAs is issue for another user than testUser.
+// issueAs is issue for another user than testUser, whose grant lapses at
+// rtExp.
 func (f *fixture) issueAs(clientID, label string, u store.Identity, rtExp time.Time) issued {
 	f.t.Helper()
-	code := f.hash(label + "/code")
-	c := newCode(code, clientID, base.Add(codeTTL))
-	c.User = u
-	if err := f.s.PutCode(f.ctx, c); err != nil {
-		f.t.Fatalf("PutCode(%s): %v", label, err)
-	}
-	g := newGrant("grant-"+label, clientID, rtExp)
-	g.User = u
-	at := newAccess(f.hash(label+"/at"), g, base.Add(accessTTL))
-	rt := newRefresh(f.hash(label+"/rt"), g, rtExp)
-	if err := f.s.CreateGrant(f.ctx, g, at, rt, code); err != nil {
-		f.t.Fatalf("CreateGrant(%s): %v", label, err)
-	}
-	return issued{code: code, g: g, at: at, rt: rt}
+	return f.issueFor(clientID, label, u, base.Add(accessTTL), rtExp)
 }
 
 func grantIDs(gs []*store.Grant) []string {

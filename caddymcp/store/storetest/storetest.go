@@ -260,11 +260,20 @@ func (f *fixture) issue(clientID, label string) issued {
 
 func (f *fixture) issueExp(clientID, label string, atExp, rtExp time.Time) issued {
 	f.t.Helper()
+	return f.issueFor(clientID, label, testUser, atExp, rtExp)
+}
+
+// issueFor is issueExp for user u.
+func (f *fixture) issueFor(clientID, label string, u store.Identity, atExp, rtExp time.Time) issued {
+	f.t.Helper()
 	code := f.hash(label + "/code")
-	if err := f.s.PutCode(f.ctx, newCode(code, clientID, base.Add(codeTTL))); err != nil {
+	c := newCode(code, clientID, base.Add(codeTTL))
+	c.User = u
+	if err := f.s.PutCode(f.ctx, c); err != nil {
 		f.t.Fatalf("PutCode(%s): %v", label, err)
 	}
 	g := newGrant("grant-"+label, clientID, rtExp)
+	g.User = u
 	at := newAccess(f.hash(label+"/at"), g, atExp)
 	rt := newRefresh(f.hash(label+"/rt"), g, rtExp)
 	if err := f.s.CreateGrant(f.ctx, g, at, rt, code); err != nil {
@@ -860,7 +869,10 @@ func testCodeGet(f *fixture) {
 	f.wantErr("GetCode(nil)", err, store.ErrNotFound)
 
 	// Still unused: a grant can be issued from it.
-	is := f.issue("client-a", "g")
+	g := newGrant("grant-g", "client-a", base.Add(refreshTTL))
+	is := issued{code: want.Hash, g: g, at: newAccess(f.hash("g/at"), g, base.Add(accessTTL)),
+		rt: newRefresh(f.hash("g/rt"), g, base.Add(refreshTTL))}
+	f.wantOK("CreateGrant(from the code read)", f.s.CreateGrant(f.ctx, is.g, is.at, is.rt, is.code))
 	_, err = f.s.GetCode(f.ctx, is.code, base)
 	f.wantErr("GetCode(used)", err, store.ErrCodeReplayed)
 	_, err = f.s.GetCode(f.ctx, is.code, exp.Add(time.Hour))
@@ -1462,8 +1474,8 @@ func testConsentPutGetWithdraw(f *fixture) {
 	}
 }
 
-// testConsentExpiredAndSwept: an expired consent is not returned, and
-// Sweep removes it (and its index entry: withdrawing afterwards counts 0).
+// testConsentExpiredAndSwept: an expired consent is not returned, Sweep
+// removes it, and withdrawing afterwards counts only the live one.
 func testConsentExpiredAndSwept(f *fixture) {
 	soon := newConsent(f.hash("soon"), 1, "client-a", base.Add(time.Hour))
 	later := newConsent(f.hash("later"), 1, "client-a", base.Add(3*time.Hour))
