@@ -30,13 +30,10 @@ func (noIdP) AuthCodeURL(string, string) string { return "" }
 func (noIdP) Exchange(context.Context, string, string) (*oauth2.Token, error) {
 	return nil, oauth.ErrUpstreamRevoked
 }
-func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, error) {
-	return store.Identity{}, oauth.ErrUpstreamRevoked
+func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, []string, error) {
+	return store.Identity{}, nil, oauth.ErrUpstreamRevoked
 }
-func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) error {
-	return oauth.ErrUpstreamRevoked
-}
-func (noIdP) WithheldScopes(context.Context, *oauth2.Token, store.Identity) ([]string, error) {
+func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) ([]string, error) {
 	return nil, oauth.ErrUpstreamRevoked
 }
 

@@ -69,8 +69,7 @@ type Provider struct {
 	orgs  map[string]bool // lower-cased org logins
 	teams map[string]bool // lower-cased "org/slug"
 
-	scopeRules     []scopeRule
-	rulesNameUsers bool // some scope rule names users by login
+	scopeRules []scopeRule
 }
 
 // New validates cfg and returns a Provider.
@@ -93,9 +92,6 @@ func New(cfg Config) (*Provider, error) {
 	var err error
 	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
 		return nil, err
-	}
-	for _, r := range p.scopeRules {
-		p.rulesNameUsers = p.rulesNameUsers || len(r.users) > 0
 	}
 	scopes := cfg.Scopes
 	if len(scopes) == 0 {
@@ -168,40 +164,50 @@ func (p *Provider) Exchange(ctx context.Context, code, redirectURI string) (*oau
 
 // Admit identifies the owner of tok and checks the allow-lists. It returns
 // ErrNotAllowed (with the identity) when GitHub knows the user but no list
-// admits them.
-func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, error) {
+// admits them. It also returns the restricted scopes the user may not be
+// granted (withheldScopes): one reading of the user, their organizations
+// and teams answers both, at every login and every refresh.
+func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, []string, error) {
 	gh := p.api(ctx, tok)
 	id, err := currentUser(ctx, gh)
 	if err != nil {
-		return store.Identity{}, describe("reading the user", err)
+		return store.Identity{}, nil, describe("reading the user", err)
 	}
 	if id.ID == 0 || id.Login == "" {
-		return store.Identity{}, errors.New("githubidp: GitHub returned a user without id or login")
+		return store.Identity{}, nil, errors.New("githubidp: GitHub returned a user without id or login")
 	}
-	ok, err := p.allowed(ctx, gh, id.Login)
+	m := newMember(gh, id.Login)
+	if p.HasAllowLists() {
+		ok, err := m.in(ctx, p.users, p.orgs, p.teams)
+		if err != nil {
+			return id, nil, err
+		}
+		if !ok {
+			return id, nil, fmt.Errorf("githubidp: %s: %w", id.Login, ErrNotAllowed)
+		}
+	}
+	withheld, err := p.withheldScopes(ctx, m)
 	if err != nil {
-		return id, err
+		return id, nil, err
 	}
-	if !ok {
-		return id, fmt.Errorf("githubidp: %s: %w", id.Login, ErrNotAllowed)
-	}
-	return id, nil
+	return id, withheld, nil
 }
 
 // Recheck confirms, when refreshing a grant, that GitHub still accepts the
 // user's token (they may have revoked the app), that it still belongs to
-// the same user, and that the allow-lists still admit them.
-func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) error {
-	got, err := p.Admit(ctx, tok)
+// the same user, and that the allow-lists still admit them; and returns
+// the scopes now withheld from them, as Admit does.
+func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) ([]string, error) {
+	got, withheld, err := p.Admit(ctx, tok)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if got.ID != want.ID {
 		// Permanent: the token no longer speaks for the grant's user, so
 		// the grant must go rather than fail as if GitHub were down.
-		return fmt.Errorf("githubidp: the GitHub token now belongs to another user: %w", oauth.ErrUpstreamRevoked)
+		return nil, fmt.Errorf("githubidp: the GitHub token now belongs to another user: %w", oauth.ErrUpstreamRevoked)
 	}
-	return nil
+	return withheld, nil
 }
 
 // currentUser reads GET /user into the fields of an Identity. It goes
@@ -224,13 +230,6 @@ func currentUser(ctx context.Context, gh *github.Client) (store.Identity, error)
 		return store.Identity{}, err
 	}
 	return store.Identity{ID: u.ID, Login: u.Login, Name: u.Name, Email: u.Email, AvatarURL: u.AvatarURL}, nil
-}
-
-func (p *Provider) allowed(ctx context.Context, gh *github.Client, login string) (bool, error) {
-	if !p.HasAllowLists() {
-		return true, nil
-	}
-	return newMember(gh, login).in(ctx, p.users, p.orgs, p.teams)
 }
 
 // Host names the GitHub this provider signs users in with (api.github.com,

@@ -291,7 +291,7 @@ func TestExchangeAndAdmitGHES(t *testing.T) {
 	if !strings.HasPrefix(tok.AccessToken, "gho_") {
 		t.Fatalf("token %q", tok.AccessToken)
 	}
-	who, err := p.Admit(ctx, tok)
+	who, _, err := p.Admit(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestExchangeFailures(t *testing.T) {
 			t.Errorf("error %q", err)
 		}
 		tok := token(t, gh, "alice")
-		_, err = dp.Admit(ctx, tok)
+		_, _, err = dp.Admit(ctx, tok)
 		noSecrets(t, err, tok.AccessToken)
 	})
 }
@@ -384,7 +384,7 @@ func TestAdmitAllowLists(t *testing.T) {
 			})
 			for login, ok := range tc.admitted {
 				tok := token(t, gh, login)
-				who, err := p.Admit(ctx, tok)
+				who, _, err := p.Admit(ctx, tok)
 				if who.Login != login {
 					t.Errorf("%s: identity %+v", login, who)
 				}
@@ -413,7 +413,7 @@ func TestAdmitUserListNeedsNoAPI(t *testing.T) {
 	p, rec := provider(t, base, func(c *githubidp.Config) {
 		c.AllowUsers, c.AllowOrgs, c.AllowTeams = []string{"alice"}, []string{"acme"}, []string{"acme/platform"}
 	})
-	if _, err := p.Admit(context.Background(), token(t, gh, "alice")); err != nil {
+	if _, _, err := p.Admit(context.Background(), token(t, gh, "alice")); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.requests(); len(got) != 1 || !strings.HasSuffix(got[0], " /api/v3/user") {
@@ -454,7 +454,7 @@ func TestAdmitPagination(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs, c.AllowTeams = tc.orgs, tc.team })
 			o0, t0 := gh.Calls("/user/orgs"), gh.Calls("/user/teams")
-			_, err := p.Admit(ctx, tok)
+			_, _, err := p.Admit(ctx, tok)
 			if tc.ok && err != nil {
 				t.Errorf("refused: %v", err)
 			}
@@ -478,7 +478,7 @@ func TestAdmitPagination(t *testing.T) {
 		gh.SetUserOrgs("dave", many)
 		p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"m-1400"} })
 		o0 := gh.Calls("/user/orgs")
-		_, err := p.Admit(ctx, tok)
+		_, _, err := p.Admit(ctx, tok)
 		if !errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v", err)
 		}
@@ -496,13 +496,13 @@ func TestRecheck(t *testing.T) {
 	t.Run("no lists: GitHub still confirms the token", func(t *testing.T) {
 		p, _ := provider(t, base, nil)
 		before := gh.Calls("/user")
-		if err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
+		if _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
 			t.Errorf("Recheck: %v", err)
 		}
 		if gh.Calls("/user") != before+1 {
 			t.Errorf("Recheck without lists made %d /user calls, want 1", gh.Calls("/user")-before)
 		}
-		err := p.Recheck(ctx, &oauth2.Token{AccessToken: "gho_revoked_or_bogus"}, aliceID)
+		_, err := p.Recheck(ctx, &oauth2.Token{AccessToken: "gho_revoked_or_bogus"}, aliceID)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
 			t.Errorf("Recheck with a revoked token: %v, want ErrUpstreamRevoked", err)
 		}
@@ -511,7 +511,7 @@ func TestRecheck(t *testing.T) {
 	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
 	t.Run("still admitted", func(t *testing.T) {
 		before := gh.Calls("/user")
-		if err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
+		if _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
 			t.Fatal(err)
 		}
 		if gh.Calls("/user") != before+1 {
@@ -520,7 +520,7 @@ func TestRecheck(t *testing.T) {
 	})
 	t.Run("another user", func(t *testing.T) {
 		tok := token(t, gh, "alice")
-		err := p.Recheck(ctx, tok, store.Identity{ID: 9999, Login: "alice"})
+		_, err := p.Recheck(ctx, tok, store.Identity{ID: 9999, Login: "alice"})
 		noSecrets(t, err, tok.AccessToken)
 		// Permanent: the grant must be revoked, not retried.
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
@@ -531,7 +531,7 @@ func TestRecheck(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.SetUserOrgs("alice", nil)
 		defer gh.SetUserOrgs("alice", alice.Orgs)
-		err := p.Recheck(ctx, tok, aliceID)
+		_, err := p.Recheck(ctx, tok, aliceID)
 		if !errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v, want ErrNotAllowed", err)
 		}
@@ -540,7 +540,7 @@ func TestRecheck(t *testing.T) {
 	t.Run("token revoked", func(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.RevokeToken(tok.AccessToken)
-		err := p.Recheck(ctx, tok, aliceID)
+		_, err := p.Recheck(ctx, tok, aliceID)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) || errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v, want ErrUpstreamRevoked alone", err)
 		}
@@ -556,7 +556,7 @@ func TestAdmitErrors(t *testing.T) {
 	t.Run("revoked token", func(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.RevokeUserTokens("alice")
-		_, err := p.Admit(ctx, tok)
+		_, _, err := p.Admit(ctx, tok)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
 			t.Errorf("error %v, want ErrUpstreamRevoked", err)
 		}
@@ -564,7 +564,7 @@ func TestAdmitErrors(t *testing.T) {
 	})
 	t.Run("bogus token", func(t *testing.T) {
 		tok := &oauth2.Token{AccessToken: "gho_bogusbogusbogus", TokenType: "bearer"}
-		_, err := p.Admit(ctx, tok)
+		_, _, err := p.Admit(ctx, tok)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
 			t.Errorf("error %v, want ErrUpstreamRevoked", err)
 		}
@@ -574,7 +574,7 @@ func TestAdmitErrors(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.SetRateLimited(true)
 		defer gh.SetRateLimited(false)
-		_, err := p.Admit(ctx, tok)
+		_, _, err := p.Admit(ctx, tok)
 		if err == nil || errors.Is(err, oauth.ErrUpstreamRevoked) || errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v, want a temporary one", err)
 		}
@@ -634,9 +634,9 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			}
 			_, err = p.Exchange(ctx, code, callbackURL)
 			noSecrets(t, err, code, tok.AccessToken)
-			_, err = p.Admit(ctx, tok)
+			_, _, err = p.Admit(ctx, tok)
 			noSecrets(t, err, tok.AccessToken)
-			err = p.Recheck(ctx, tok, store.Identity{ID: 1, Login: "x"})
+			_, err = p.Recheck(ctx, tok, store.Identity{ID: 1, Login: "x"})
 			noSecrets(t, err, tok.AccessToken)
 		})
 	}
@@ -679,7 +679,7 @@ func TestGitHubComShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	who, err := p.Admit(ctx, tok) // bob: neither acme nor acme/platform
+	who, _, err := p.Admit(ctx, tok) // bob: neither acme nor acme/platform
 	if !errors.Is(err, oauth.ErrNotAllowed) || who.ID != 1002 {
 		t.Fatalf("Admit: %+v %v", who, err)
 	}

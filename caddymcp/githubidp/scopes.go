@@ -3,10 +3,6 @@ package githubidp
 import (
 	"context"
 	"fmt"
-
-	"golang.org/x/oauth2"
-
-	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // ScopeRule restricts a scope of the authorization server to some GitHub
@@ -45,26 +41,13 @@ func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
 	return out, nil
 }
 
-// WithheldScopes returns the restricted scopes that the owner of tok (who)
-// may not be granted, asking GitHub for their organizations and teams only
-// as far as the rules need. It is asked at every login and refresh, so
-// leaving a team takes its scopes away at the next refresh.
-func (p *Provider) WithheldScopes(ctx context.Context, tok *oauth2.Token, who store.Identity) ([]string, error) {
-	if len(p.scopeRules) == 0 {
-		return nil, nil
-	}
-	gh := p.api(ctx, tok)
-	login := who.Login
-	if p.rulesNameUsers {
-		// Logins can be renamed: a rule naming users is matched against
-		// the login GitHub reports now, not the one stored at sign-in.
-		u, err := currentUser(ctx, gh)
-		if err != nil {
-			return nil, describe("reading the user", err)
-		}
-		login = u.Login
-	}
-	m := newMember(gh, login)
+// withheldScopes returns the restricted scopes that member m may not be
+// granted, asking GitHub for their organizations and teams only as far as
+// the rules need (and reusing what the allow-lists already read). Rules
+// naming users match the login GitHub reports now, which Admit read: a
+// renamed user is matched by their new login, not the one stored at
+// sign-in.
+func (p *Provider) withheldScopes(ctx context.Context, m *member) ([]string, error) {
 	var withheld []string
 	for _, r := range p.scopeRules {
 		ok, err := m.in(ctx, r.users, r.orgs, r.teams)

@@ -10,7 +10,7 @@ import (
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
-// TestWithheldScopes: each user is withheld exactly the restricted scopes
+// TestWithheldScopes: at sign-in (Admit), each user is withheld exactly the restricted scopes
 // no rule grants them, and GitHub is asked for organizations and teams
 // once each however many rules need them.
 func TestWithheldScopes(t *testing.T) {
@@ -30,7 +30,7 @@ func TestWithheldScopes(t *testing.T) {
 		"carol": {"admin", "billing", "ops"}, // named for write
 	} {
 		before := len(rec.requests())
-		got, err := p.WithheldScopes(ctx, token(t, gh, login), store.Identity{Login: login})
+		_, got, err := p.Admit(ctx, token(t, gh, login))
 		if err != nil {
 			t.Fatalf("%s: %v", login, err)
 		}
@@ -45,7 +45,7 @@ func TestWithheldScopes(t *testing.T) {
 
 	none, _ := provider(t, base, nil)
 	before := gh.Calls("/user/orgs")
-	if got, err := none.WithheldScopes(ctx, token(t, gh, "bob"), store.Identity{Login: "bob"}); got != nil || err != nil {
+	if _, got, err := none.Admit(ctx, token(t, gh, "bob")); got != nil || err != nil {
 		t.Errorf("without rules: %v, %v", got, err)
 	}
 	if gh.Calls("/user/orgs") != before {
@@ -56,7 +56,7 @@ func TestWithheldScopes(t *testing.T) {
 	gh.RevokeUserTokens("alice")
 	tok := token(t, gh, "alice")
 	gh.RevokeToken(tok.AccessToken)
-	if _, err := p.WithheldScopes(ctx, tok, store.Identity{Login: "alice"}); err == nil {
+	if _, _, err := p.Admit(ctx, tok); err == nil {
 		t.Errorf("a revoked token gave an answer")
 	}
 }
@@ -85,16 +85,58 @@ func TestWithheldScopesFollowRenames(t *testing.T) {
 	ctx := context.Background()
 	tok := token(t, gh, "alice")
 	stored := store.Identity{ID: 1001, Login: "alice"}
-	if got, err := p.WithheldScopes(ctx, tok, stored); err != nil || len(got) != 0 {
+	if got, err := p.Recheck(ctx, tok, stored); err != nil || len(got) != 0 {
 		t.Fatalf("alice: %v %v, want nothing withheld", got, err)
 	}
 	gh.RenameUser("alice", "alice-left")
-	if got, err := p.WithheldScopes(ctx, tok, stored); err != nil || !slices.Equal(got, []string{"admin"}) {
+	if got, err := p.Recheck(ctx, tok, stored); err != nil || !slices.Equal(got, []string{"admin"}) {
 		t.Errorf("after renaming away from alice: %v %v, want admin withheld", got, err)
 	}
 	bobTok := token(t, gh, "bob")
 	gh.RenameUser("bob", "alice")
-	if got, err := p.WithheldScopes(ctx, bobTok, store.Identity{ID: 1002, Login: "bob"}); err != nil || len(got) != 0 {
+	if got, err := p.Recheck(ctx, bobTok, store.Identity{ID: 1002, Login: "bob"}); err != nil || len(got) != 0 {
 		t.Errorf("bob renamed to alice: %v %v, want nothing withheld (the rule names the login)", got, err)
+	}
+}
+
+// TestAllowListsAndScopeRulesShareOneReading: when the allow-lists and
+// the scope rules both need a user's organizations and teams, a sign-in
+// and a refresh each read the user and each list from GitHub once.
+func TestAllowListsAndScopeRulesShareOneReading(t *testing.T) {
+	gh, base := fake(t)
+	p, rec := provider(t, base, func(c *githubidp.Config) {
+		c.AllowOrgs = []string{"acme"}
+		c.AllowTeams = []string{"acme/sales"}
+		c.ScopeRules = []githubidp.ScopeRule{
+			{Scope: "admin", Teams: []string{"acme/platform"}},
+			{Scope: "write", Orgs: []string{"acme"}},
+		}
+	})
+	ctx := context.Background()
+	tok := token(t, gh, "bob") // other, acme/sales: admitted by team
+	for _, step := range []string{"sign-in", "refresh"} {
+		before := len(rec.requests())
+		var withheld []string
+		var err error
+		if step == "sign-in" {
+			_, withheld, err = p.Admit(ctx, tok)
+		} else {
+			withheld, err = p.Recheck(ctx, tok, store.Identity{ID: 1002, Login: "bob"})
+		}
+		if err != nil || !slices.Equal(withheld, []string{"admin", "write"}) {
+			t.Fatalf("%s: withheld %v, %v; want admin and write", step, withheld, err)
+		}
+		calls := rec.requests()[before:]
+		for _, path := range []string{"/user", "/user/orgs", "/user/teams"} {
+			n := 0
+			for _, c := range calls {
+				if strings.HasSuffix(c, path) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s: %s read %d times, want once (calls %v)", step, path, n, calls)
+			}
+		}
 	}
 }

@@ -69,7 +69,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("access_denied", "GitHub did not complete the login")
 		return
 	}
-	who, err := s.idp.Admit(r.Context(), ghTok)
+	who, withheld, err := s.idp.Admit(r.Context(), ghTok)
 	if err != nil {
 		if errors.Is(err, ErrNotAllowed) {
 			s.log.Debug("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
@@ -91,12 +91,6 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.forgetApproval(w, r, p)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonOtherUser, ClientID: p.ClientID, User: who, Resource: p.Resource})
 		fail("access_denied", "another GitHub user approved this client in this browser; start again to approve it yourself")
-		return
-	}
-	withheld, err := s.idp.WithheldScopes(r.Context(), ghTok, who)
-	if err != nil {
-		s.log.Warn("reading the user's scope entitlements from GitHub failed", zap.String("client_id", p.ClientID), zapErr(err))
-		fail("temporarily_unavailable", "GitHub could not be asked which scopes you may have; try again")
 		return
 	}
 	// Scopes the operator restricted to others are left out, not

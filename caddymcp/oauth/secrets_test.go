@@ -40,7 +40,7 @@ func TestGitHubTokenSealed(t *testing.T) {
 	if !strings.HasPrefix(ghTok.AccessToken, "gho_") {
 		t.Fatalf("opened token %q", ghTok.AccessToken)
 	}
-	who, err := e.idp.Admit(t.Context(), ghTok)
+	who, _, err := e.idp.Admit(t.Context(), ghTok)
 	if err != nil || who.Login != "alice" {
 		t.Fatalf("GitHub does not accept the opened token: %+v %v", who, err)
 	}

@@ -45,15 +45,15 @@ type IdentityProvider interface {
 	// Exchange trades the upstream code for the upstream token.
 	Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error)
 	// Admit identifies the token's owner and checks that they may use
-	// this server. It wraps ErrNotAllowed (returning the identity) when
-	// they may not, and ErrUpstreamRevoked when the token is refused.
-	Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, error)
-	// Recheck confirms on refresh that the user is still admitted, with
-	// the same errors as Admit.
-	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) error
-	// WithheldScopes returns the scopes the operator restricted to other
-	// users that this admitted user may not be granted; nil if none.
-	WithheldScopes(ctx context.Context, tok *oauth2.Token, who store.Identity) ([]string, error)
+	// this server, and returns the scopes the operator restricted to
+	// other users that they may not be granted (nil if none). It wraps
+	// ErrNotAllowed (returning the identity) when they may not use it,
+	// and ErrUpstreamRevoked when the token is refused.
+	Admit(ctx context.Context, tok *oauth2.Token) (who store.Identity, withheld []string, err error)
+	// Recheck confirms on refresh that the user is still admitted, and
+	// returns the scopes now withheld from them, with the same errors as
+	// Admit.
+	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) (withheld []string, err error)
 }
 
 // Errors an IdentityProvider wraps to say why it refused.

@@ -357,15 +357,12 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	// GitHub cannot hold a refresh open for long.
 	ctx, cancel := context.WithTimeout(r.Context(), recheckTimeout)
 	defer cancel()
-	err = s.idp.Recheck(ctx, ghTok, g.User)
+	withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
 	if err == nil {
-		var withheld []string
-		if withheld, err = s.idp.WithheldScopes(ctx, ghTok, g.User); err == nil {
-			if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
-				s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
-					zap.String("scope", narrowed), zap.Strings("withheld", withheld))
-				g.Scope = narrowed
-			}
+		if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
+			s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
+				zap.String("scope", narrowed), zap.Strings("withheld", withheld))
+			g.Scope = narrowed
 		}
 	}
 	switch {
