@@ -405,22 +405,7 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	u := &upstream{seen: make(chan http.Header, 100)}
 	server := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil)
-	type whoamiOut struct {
-		User          string `json:"user"`
-		UserID        string `json:"user_id"`
-		Client        string `json:"client"`
-		Authorization string `json:"authorization"`
-	}
-	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
-		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
-			h := req.Extra.Header
-			return nil, whoamiOut{
-				User:          h.Get("X-Forwarded-User"),
-				UserID:        h.Get("X-Forwarded-User-Id"),
-				Client:        h.Get("X-MCP-Client"),
-				Authorization: h.Get("Authorization"),
-			}, nil
-		})
+	addWhoami(server)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -432,6 +417,29 @@ func startUpstream(t *testing.T) *upstream {
 	t.Cleanup(srv.Close)
 	u.addr = strings.TrimPrefix(srv.URL, "http://")
 	return u
+}
+
+// whoamiResult is what the upstreams' whoami tool reports: the identity
+// headers the gate set, and any Authorization header that got through.
+type whoamiResult struct {
+	User          string `json:"user"`
+	UserID        string `json:"user_id"`
+	Client        string `json:"client"`
+	Authorization string `json:"authorization"`
+}
+
+// addWhoami adds the whoami tool to an upstream MCP server.
+func addWhoami(server *mcp.Server) {
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiResult, error) {
+			h := req.Extra.Header
+			return nil, whoamiResult{
+				User:          h.Get("X-Forwarded-User"),
+				UserID:        h.Get("X-Forwarded-User-Id"),
+				Client:        h.Get("X-MCP-Client"),
+				Authorization: h.Get("Authorization"),
+			}, nil
+		})
 }
 
 // logBuffer is Caddy's log file, read back to check that no secret was
