@@ -460,24 +460,29 @@ func (l *logBuffer) addSecret(s string) {
 	}
 }
 
-func (l *logBuffer) assertNoSecrets(t *testing.T) {
-	b, err := os.ReadFile(l.path)
+// assertNoSecrets checks Caddy's log.
+func (l *logBuffer) assertNoSecrets(t *testing.T) { l.assertNoSecretsIn(t, l.path, "Caddy's log") }
+
+// assertNoSecretsIn checks that the file at path, what for messages, holds
+// none of l's secrets and nothing shaped like a secret.
+func (l *logBuffer) assertNoSecretsIn(t *testing.T, path, what string) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Errorf("reading Caddy's log: %v", err)
+		t.Errorf("reading %s: %v", what, err)
 		return
 	}
 	if len(b) == 0 {
-		t.Error("Caddy's log is empty; the secret check would prove nothing")
+		t.Errorf("%s is empty; the secret check would prove nothing", what)
 	}
 	for _, s := range l.secrets {
 		if strings.Contains(string(b), s) {
-			t.Errorf("a secret (%.8s…) appears in Caddy's log", s)
+			t.Errorf("a secret (%.8s…) appears in %s", s, what)
 		}
 	}
 	// Every secret we or the stand-in mint has a recognisable prefix, so
 	// this also catches ones the test never saw (GitHub tokens, states).
 	if m := secretShape.FindString(string(b)); m != "" {
-		t.Errorf("something shaped like a secret (%.10s…) appears in Caddy's log", m)
+		t.Errorf("something shaped like a secret (%.10s…) appears in %s", m, what)
 	}
 }
 

@@ -189,9 +189,8 @@ func (in *instance) kill() {
 // stop ends the process and checks its log for secrets.
 func (in *instance) stop() {
 	in.kill()
-	l := &logBuffer{path: in.logPath(), secrets: in.c.secrets.secrets}
-	l.assertNoSecrets(in.c.t)
-	for _, s := range l.secrets {
+	in.c.secrets.assertNoSecretsIn(in.c.t, in.logPath(), "instance "+in.name+"'s log")
+	for _, s := range in.c.secrets.secrets {
 		if strings.Contains(in.out.String(), s) {
 			in.c.t.Errorf("instance %s: a secret (%.8s…) appears in its output", in.name, s)
 		}
