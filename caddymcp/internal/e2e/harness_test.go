@@ -171,6 +171,10 @@ localhost:%d {
 			t.Errorf("stopping caddy: %v", err)
 		}
 		e.logs.assertNoSecrets(t)
+		// The security model stores tokens, codes and client secrets
+		// only as their SHA-256 and GitHub tokens sealed: none of them,
+		// as issued through Caddy, may be in the bbolt file.
+		e.logs.assertNoSecretsIn(t, e.statePath(), "the state file")
 	})
 
 	root, err := os.ReadFile(filepath.Join(e.dir, "caddy", "pki", "authorities", "local", "root.crt"))
