@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"golang.org/x/oauth2"
 
 	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
@@ -56,11 +57,8 @@ func (e *env) register(conns int) (*oauthClient, error) {
 		return nil, fmt.Errorf("register: %s (%v)", resp.Status, err)
 	}
 	c.id = reg.ClientID
-	var v [32]byte
-	_, _ = rand.Read(v[:])
-	c.verifier = base64.RawURLEncoding.EncodeToString(v[:])
-	sum := sha256.Sum256([]byte(c.verifier))
-	c.challenge = base64.RawURLEncoding.EncodeToString(sum[:])
+	c.verifier = oauth2.GenerateVerifier()
+	c.challenge = oauth2.S256ChallengeFromVerifier(c.verifier)
 	return c, nil
 }
 

@@ -76,10 +76,7 @@ func whoami(ctx context.Context, t *testing.T, session *mcp.ClientSession) (user
 	if err != nil {
 		t.Fatalf("calling whoami: %v", err)
 	}
-	var who struct {
-		User   string `json:"user"`
-		Client string `json:"client"`
-	}
+	var who whoamiResult
 	structured(t, res, &who)
 	return who.User, who.Client
 }

@@ -38,16 +38,8 @@ func TestSDKClientFullFlow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("calling whoami: %v", err)
 	}
-	var who struct {
-		User          string `json:"user"`
-		UserID        string `json:"user_id"`
-		Client        string `json:"client"`
-		Authorization string `json:"authorization"`
-	}
-	raw, _ := json.Marshal(res.StructuredContent)
-	if err := json.Unmarshal(raw, &who); err != nil {
-		t.Fatalf("whoami result %s: %v", raw, err)
-	}
+	var who whoamiResult
+	structured(t, res, &who)
 	if who.User != "alice" || who.UserID != "1001" {
 		t.Errorf("upstream saw user %q id %q, want alice 1001", who.User, who.UserID)
 	}

@@ -171,6 +171,10 @@ localhost:%d {
 			t.Errorf("stopping caddy: %v", err)
 		}
 		e.logs.assertNoSecrets(t)
+		// The security model stores tokens, codes and client secrets
+		// only as their SHA-256 and GitHub tokens sealed: none of them,
+		// as issued through Caddy, may be in the bbolt file.
+		e.logs.assertNoSecretsIn(t, e.statePath(), "the state file")
 	})
 
 	root, err := os.ReadFile(filepath.Join(e.dir, "caddy", "pki", "authorities", "local", "root.crt"))
@@ -405,22 +409,7 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	u := &upstream{seen: make(chan http.Header, 100)}
 	server := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil)
-	type whoamiOut struct {
-		User          string `json:"user"`
-		UserID        string `json:"user_id"`
-		Client        string `json:"client"`
-		Authorization string `json:"authorization"`
-	}
-	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
-		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
-			h := req.Extra.Header
-			return nil, whoamiOut{
-				User:          h.Get("X-Forwarded-User"),
-				UserID:        h.Get("X-Forwarded-User-Id"),
-				Client:        h.Get("X-MCP-Client"),
-				Authorization: h.Get("Authorization"),
-			}, nil
-		})
+	addWhoami(server)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -432,6 +421,29 @@ func startUpstream(t *testing.T) *upstream {
 	t.Cleanup(srv.Close)
 	u.addr = strings.TrimPrefix(srv.URL, "http://")
 	return u
+}
+
+// whoamiResult is what the upstreams' whoami tool reports: the identity
+// headers the gate set, and any Authorization header that got through.
+type whoamiResult struct {
+	User          string `json:"user"`
+	UserID        string `json:"user_id"`
+	Client        string `json:"client"`
+	Authorization string `json:"authorization"`
+}
+
+// addWhoami adds the whoami tool to an upstream MCP server.
+func addWhoami(server *mcp.Server) {
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiResult, error) {
+			h := req.Extra.Header
+			return nil, whoamiResult{
+				User:          h.Get("X-Forwarded-User"),
+				UserID:        h.Get("X-Forwarded-User-Id"),
+				Client:        h.Get("X-MCP-Client"),
+				Authorization: h.Get("Authorization"),
+			}, nil
+		})
 }
 
 // logBuffer is Caddy's log file, read back to check that no secret was
@@ -452,24 +464,29 @@ func (l *logBuffer) addSecret(s string) {
 	}
 }
 
-func (l *logBuffer) assertNoSecrets(t *testing.T) {
-	b, err := os.ReadFile(l.path)
+// assertNoSecrets checks Caddy's log.
+func (l *logBuffer) assertNoSecrets(t *testing.T) { l.assertNoSecretsIn(t, l.path, "Caddy's log") }
+
+// assertNoSecretsIn checks that the file at path, what for messages, holds
+// none of l's secrets and nothing shaped like a secret.
+func (l *logBuffer) assertNoSecretsIn(t *testing.T, path, what string) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Errorf("reading Caddy's log: %v", err)
+		t.Errorf("reading %s: %v", what, err)
 		return
 	}
 	if len(b) == 0 {
-		t.Error("Caddy's log is empty; the secret check would prove nothing")
+		t.Errorf("%s is empty; the secret check would prove nothing", what)
 	}
 	for _, s := range l.secrets {
 		if strings.Contains(string(b), s) {
-			t.Errorf("a secret (%.8s…) appears in Caddy's log", s)
+			t.Errorf("a secret (%.8s…) appears in %s", s, what)
 		}
 	}
 	// Every secret we or the stand-in mint has a recognisable prefix, so
 	// this also catches ones the test never saw (GitHub tokens, states).
 	if m := secretShape.FindString(string(b)); m != "" {
-		t.Errorf("something shaped like a secret (%.10s…) appears in Caddy's log", m)
+		t.Errorf("something shaped like a secret (%.10s…) appears in %s", m, what)
 	}
 }
 

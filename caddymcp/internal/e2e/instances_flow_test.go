@@ -41,8 +41,9 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 
 	t.Log("1: every step on another instance")
 	cl := eA.register(t, false)
-	code, verifier := authorizeCode(t, eA.browser("alice"), cl)
-	tok := exchange(t, cl.at(eB), code, verifier)
+	mcpResource := url.Values{"resource": {c.site + "/mcp"}}
+	q, verifier := cl.authorizeAs(t, eA.browser("alice"), "st", mcpResource)
+	tok := cl.at(eB).exchange(t, q, verifier, mcpResource)
 	if got := callUserInfo(t, eA, tok); !strings.Contains(got, "@alice") {
 		t.Errorf("get_user_info on A: %s", got)
 	}
@@ -79,8 +80,8 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 
 	t.Log("2: one refresh token on both instances at once")
 	cl2 := eA.register(t, false)
-	code, verifier = authorizeCode(t, eA.browser("alice"), cl2)
-	tok2 := exchange(t, cl2, code, verifier)
+	q, verifier = cl2.authorizeAs(t, eA.browser("alice"), "st", mcpResource)
+	tok2 := cl2.exchange(t, q, verifier, mcpResource)
 	results := make(chan refreshResult, 2)
 	for _, e := range []*env{eA, eB} {
 		go func() { results <- rawRefresh(e, cl2.id, tok2.RefreshToken) }()
@@ -136,7 +137,7 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatalf("finishing the sign-in on B: %v", err)
 	}
-	tok3 := exchange(t, cl3, codeOf(t, eLB, final.String()), verifier)
+	tok3 := cl3.exchange(t, final.Query(), verifier, mcpResource)
 	if got := callUserInfo(t, eLB, tok3); !strings.Contains(got, "@alice") {
 		t.Errorf("get_user_info on B: %s", got)
 	}
@@ -162,15 +163,16 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 		!strings.Contains(string(log), "configure the same secret_key on every instance") {
 		t.Errorf("the refusal does not say why:\n%s", log)
 	}
-	l := &logBuffer{path: other.logPath(), secrets: append(c.secrets.secrets, otherKey)}
-	l.assertNoSecrets(t)
+	c.secrets.addSecret(otherKey)
+	c.secrets.assertNoSecretsIn(t, other.logPath(), "instance C's log")
 }
 
 // loadRestart stops PostgreSQL while clients keep calling both instances,
 // checks the answers during the outage, and waits for both to recover.
 func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
-	code, verifier := authorizeCode(t, envs[1].browser("alice"), cl)
-	tok := exchange(t, cl, code, verifier)
+	mcpResource := url.Values{"resource": {c.site + "/mcp"}}
+	q, verifier := cl.authorizeAs(t, envs[1].browser("alice"), "st", mcpResource)
+	tok := cl.exchange(t, q, verifier, mcpResource)
 
 	var mu sync.Mutex
 	seen := map[int]int{}

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,9 +189,8 @@ func (in *instance) kill() {
 // stop ends the process and checks its log for secrets.
 func (in *instance) stop() {
 	in.kill()
-	l := &logBuffer{path: in.logPath(), secrets: in.c.secrets.secrets}
-	l.assertNoSecrets(in.c.t)
-	for _, s := range l.secrets {
+	in.c.secrets.assertNoSecretsIn(in.c.t, in.logPath(), "instance "+in.name+"'s log")
+	for _, s := range in.c.secrets.secrets {
 		if strings.Contains(in.out.String(), s) {
 			in.c.t.Errorf("instance %s: a secret (%.8s…) appears in its output", in.name, s)
 		}
@@ -234,49 +232,6 @@ func (e *env) getJSONQuiet(url string, v any) error {
 }
 
 // --- flow steps ------------------------------------------------------------
-
-// authorizeCode plays the user in b through consent and GitHub for client
-// c and returns the code and its PKCE verifier.
-func authorizeCode(t *testing.T, b *browser, c *oauthClient) (code, verifier string) {
-	t.Helper()
-	verifier = oauth2.GenerateVerifier()
-	final, err := b.authorize(context.Background(), c.config().AuthCodeURL("st",
-		oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", c.e.site+"/mcp")))
-	if err != nil {
-		t.Fatalf("authorize: %v", err)
-	}
-	return codeOf(t, c.e, final.String()), verifier
-}
-
-// codeOf takes the code from the redirect back to the client.
-func codeOf(t *testing.T, e *env, redirect string) string {
-	t.Helper()
-	u, err := url.Parse(redirect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	if q.Get("error") != "" || q.Get("code") == "" {
-		t.Fatalf("authorization refused: %s: %s", q.Get("error"), q.Get("error_description"))
-	}
-	e.logs.addSecret(q.Get("code"))
-	return q.Get("code")
-}
-
-// exchange redeems a code at c's instance.
-func exchange(t *testing.T, c *oauthClient, code, verifier string) *oauth2.Token {
-	t.Helper()
-	c.e.logs.addSecret(verifier)
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
-	tok, err := c.config().Exchange(ctx, code, oauth2.VerifierOption(verifier),
-		oauth2.SetAuthURLParam("resource", c.e.site+"/mcp"))
-	if err != nil {
-		t.Fatalf("exchange: %v", err)
-	}
-	c.e.logs.addSecret(tok.AccessToken)
-	c.e.logs.addSecret(tok.RefreshToken)
-	return tok
-}
 
 // at returns client c as seen through another instance's env.
 func (c *oauthClient) at(e *env) *oauthClient {

@@ -141,13 +141,6 @@ type streamUpstream struct {
 	acks chan string
 }
 
-type whoamiResult struct {
-	User          string `json:"user"`
-	UserID        string `json:"user_id"`
-	Client        string `json:"client"`
-	Authorization string `json:"authorization"`
-}
-
 type notifyArgs struct {
 	// Message is sent as a notifications/message (logging) notification.
 	Message string `json:"message"`
@@ -168,16 +161,7 @@ type notifyResult struct {
 func startStreamUpstream(t *testing.T) *streamUpstream {
 	u := &streamUpstream{recorder: &recorder{}, acks: make(chan string, 64)}
 	server := mcp.NewServer(&mcp.Implementation{Name: "stateful-upstream", Version: "1"}, nil)
-	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "reports the identity headers the upstream received"},
-		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiResult, error) {
-			h := req.Extra.Header
-			return nil, whoamiResult{
-				User:          h.Get("X-Forwarded-User"),
-				UserID:        h.Get("X-Forwarded-User-Id"),
-				Client:        h.Get("X-MCP-Client"),
-				Authorization: h.Get("Authorization"),
-			}, nil
-		})
+	addWhoami(server)
 	mcp.AddTool(server, &mcp.Tool{Name: "notify", Description: "sends a server-initiated logging notification"},
 		func(ctx context.Context, req *mcp.CallToolRequest, in notifyArgs) (*mcp.CallToolResult, notifyResult, error) {
 			nctx := ctx

@@ -71,6 +71,8 @@ func (c *oauthClient) exchange(t *testing.T, q url.Values, verifier string, para
 	if q.Get("error") != "" || q.Get("code") == "" {
 		t.Fatalf("no code: %v", q)
 	}
+	c.e.logs.addSecret(q.Get("code"))
+	c.e.logs.addSecret(verifier)
 	opts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
 	for k := range params {
 		opts = append(opts, oauth2.SetAuthURLParam(k, params.Get(k)))
