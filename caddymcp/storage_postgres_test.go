@@ -104,7 +104,7 @@ func TestPostgresStorageShared(t *testing.T) {
 func TestPostgresStorageUnreachable(t *testing.T) {
 	srv := pgtest.Start(t)
 	dsn := srv.DSN()
-	srv.Stop(t)
+	srv.Stop()
 	start := time.Now()
 	_, err := provisionPostgres(t, dsn, 2*time.Second)
 	if err == nil {

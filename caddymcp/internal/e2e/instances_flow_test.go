@@ -204,7 +204,7 @@ func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
 	}
 	time.Sleep(300 * time.Millisecond)
 
-	c.pg.Stop(t)
+	c.pg.Stop()
 	stopped := time.Now()
 	for i, e := range envs {
 		// A token verified less than pgstore.CacheTTL ago may still be

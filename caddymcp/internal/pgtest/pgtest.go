@@ -173,12 +173,7 @@ func (s *Server) DSN() string { return s.dsn }
 func (s *Server) Password() string { return s.password }
 
 // Stop shuts the server down (fast shutdown: open connections are cut).
-func (s *Server) Stop(t testing.TB) {
-	t.Helper()
-	if err := s.stop(); err != nil {
-		t.Fatalf("pgtest: stopping the server: %v", err)
-	}
-}
+func (s *Server) Stop() { s.stop() }
 
 // Restart starts the stopped server again, on the same port and data.
 func (s *Server) Restart(t testing.TB) {

@@ -199,11 +199,11 @@ func (s *Server) start() error {
 }
 
 // stop shuts the server down: SIGINT is PostgreSQL's fast shutdown.
-func (s *Server) stop() error {
+func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		return nil
+		return
 	}
 	s.cmd.Process.Signal(syscall.SIGINT)
 	select {
@@ -213,7 +213,6 @@ func (s *Server) stop() error {
 		<-s.done
 	}
 	s.cmd = nil
-	return nil
 }
 
 // remove deletes the server's directory; the server must be stopped.

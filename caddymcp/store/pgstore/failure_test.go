@@ -67,7 +67,7 @@ func TestDatabaseDown(t *testing.T) {
 	now := time.Now()
 	_, at, rt := issue(t, s, "down", now)
 
-	srv.Stop(t)
+	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	checks := map[string]error{}
@@ -112,7 +112,7 @@ func TestOpenErrors(t *testing.T) {
 	// A port nobody listens on: the server that was there is gone.
 	srv := pgtest.Start(t)
 	dead := strings.Replace(srv.DSN(), srv.Password(), pw, 1)
-	srv.Stop(t)
+	srv.Stop()
 	start := time.Now()
 	_, err = pgstore.Open(context.Background(), dead, pgstore.Options{ConnectTimeout: 3 * time.Second})
 	if err == nil {
