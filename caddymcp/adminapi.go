@@ -252,27 +252,16 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id strin
 	if err != nil {
 		return storeError(err)
 	}
-	grants, more, err := a.grantsToAudit(r, ns.st, store.GrantFilter{ClientID: id})
-	if err != nil {
-		return err
-	}
 	// The grants go first, counted, then the client with any grant
 	// issued meanwhile.
-	n, err := ns.st.RevokeGrants(r.Context(), store.GrantFilter{ClientID: id})
+	n, err := a.revokeAudited(r, ns.st, store.GrantFilter{ClientID: id}, c.Name)
 	if err != nil {
-		return storeError(err)
+		return err
 	}
 	if err := ns.st.DeleteClient(r.Context(), id); errors.Is(err, store.ErrNotFound) {
 		return apiError(http.StatusNotFound, "no client %s", quoteID(id))
 	} else if err != nil {
 		return storeError(err)
-	}
-	for _, g := range grants {
-		a.revoked(oauth.Event{ClientID: id, ClientName: c.Name, User: g.User, GrantID: g.ID, Resource: g.Resource})
-	}
-	a.auditUnlisted(n, len(grants), more)
-	if err := withdrawConsents(r, ns.st, grants, 0, id); err != nil {
-		return err
 	}
 	a.audit.Info("client deleted", zap.String("event", "client_deleted"), zap.String("client_id", id),
 		zap.String("client_name", c.Name), zap.Int("grants_revoked", n))
@@ -374,25 +363,32 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, _ string
 	if !f.NamesSubject() {
 		return apiError(http.StatusBadRequest, "name a user (user or user_id) or a client (client_id) whose grants to revoke")
 	}
-	// The grants are listed first only to say in the audit log whose
-	// they were and to withdraw their users' consents; the revocation
-	// itself is one transaction.
-	grants, more, err := a.grantsToAudit(r, ns.st, store.GrantFilter{UserLogin: f.UserLogin, UserID: f.UserID, ClientID: f.ClientID})
+	n, err := a.revokeAudited(r, ns.st, f, "")
 	if err != nil {
-		return err
-	}
-	n, err := ns.st.RevokeGrants(r.Context(), f)
-	if err != nil {
-		return storeError(err)
-	}
-	for _, g := range grants {
-		a.revoked(oauth.Event{ClientID: g.ClientID, User: g.User, GrantID: g.ID, Resource: g.Resource})
-	}
-	a.auditUnlisted(n, len(grants), more)
-	if err := withdrawConsents(r, ns.st, grants, f.UserID, f.ClientID); err != nil {
 		return err
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"revoked": n})
+}
+
+// revokeAudited revokes every grant f selects (in one transaction), audits
+// each, and withdraws the consents of their users (and of f.UserID) for
+// f.ClientID or, if empty, every client. The grants are listed first only
+// for the audit log and the consents. clientName, if known, goes into the
+// audit lines. It returns how many grants were revoked.
+func (a *AdminAPI) revokeAudited(r *http.Request, st store.Store, f store.GrantFilter, clientName string) (int, error) {
+	grants, more, err := a.grantsToAudit(r, st, f)
+	if err != nil {
+		return 0, err
+	}
+	n, err := st.RevokeGrants(r.Context(), f)
+	if err != nil {
+		return 0, storeError(err)
+	}
+	for _, g := range grants {
+		a.revoked(oauth.Event{ClientID: g.ClientID, ClientName: clientName, User: g.User, GrantID: g.ID, Resource: g.Resource})
+	}
+	a.auditUnlisted(n, len(grants), more)
+	return n, withdrawConsents(r, st, grants, f.UserID, f.ClientID)
 }
 
 // withdrawConsents withdraws the remembered consents of the users whose

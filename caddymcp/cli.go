@@ -183,7 +183,7 @@ func cliClients(out io.Writer, fl caddycmd.Flags) error {
 
 func cliGrants(out io.Writer, fl caddycmd.Flags) error {
 	q := pageQuery(fl)
-	addSubject(q, fl, "client")
+	addSubject(q, fl)
 	var resp struct {
 		Grants []grantView `json:"grants"`
 		Next   string      `json:"next,omitempty"`
@@ -210,9 +210,8 @@ func cliGrants(out io.Writer, fl caddycmd.Flags) error {
 	return nil
 }
 
-// addSubject copies --user, --user-id and --client into q; clientKey is
-// the name the route gives the client filter.
-func addSubject(q url.Values, fl caddycmd.Flags, clientKey string) {
+// addSubject copies --user, --user-id and --client into q.
+func addSubject(q url.Values, fl caddycmd.Flags) {
 	if s := fl.String("user"); s != "" {
 		q.Set("user", s)
 	}
@@ -220,27 +219,23 @@ func addSubject(q url.Values, fl caddycmd.Flags, clientKey string) {
 		q.Set("user_id", strconv.FormatInt(id, 10))
 	}
 	if s := fl.String("client"); s != "" {
-		q.Set(clientKey, s)
+		q.Set("client", s)
 	}
 }
 
 func cliRevoke(out io.Writer, fl caddycmd.Flags) error {
-	subject := url.Values{}
-	addSubject(subject, fl, "client_id")
+	userID, _ := fl.GetInt64("user-id")
+	subject := revokeRequest{User: fl.String("user"), UserID: userID, ClientID: fl.String("client")}
 	var resp struct {
 		Revoked int `json:"revoked"`
 	}
 	switch {
-	case fl.NArg() == 1 && len(subject) == 0:
+	case fl.NArg() == 1 && subject == (revokeRequest{}):
 		if err := adminCall(fl, http.MethodDelete, "/mcp_auth/grants/"+url.PathEscape(fl.Arg(0)), url.Values{}, nil, &resp); err != nil {
 			return err
 		}
-	case fl.NArg() == 0 && len(subject) > 0:
-		body := revokeRequest{User: subject.Get("user"), ClientID: subject.Get("client_id")}
-		if s := subject.Get("user_id"); s != "" {
-			body.UserID, _ = strconv.ParseInt(s, 10, 64)
-		}
-		if err := adminCall(fl, http.MethodPost, "/mcp_auth/revoke", url.Values{}, body, &resp); err != nil {
+	case fl.NArg() == 0 && subject != (revokeRequest{}):
+		if err := adminCall(fl, http.MethodPost, "/mcp_auth/revoke", url.Values{}, subject, &resp); err != nil {
 			return err
 		}
 	default:

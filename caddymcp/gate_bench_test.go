@@ -94,21 +94,27 @@ func newBenchGateOn(t testing.TB, st store.Store) *benchGate {
 	return &benchGate{m: m, st: st, token: token, grant: g.ID}
 }
 
-// request is what Caddy hands a handler: a request with its own replacer.
+// request is what Caddy hands a handler: a request with its own replacer
+// and variables (those caddyhttp.PrepareRequest sets).
 func (g *benchGate) request(base *http.Request) *http.Request {
-	repl := caddy.NewReplacer()
-	r := base.WithContext(context.WithValue(base.Context(), caddy.ReplacerCtxKey, repl))
+	ctx := context.WithValue(base.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	vars := map[string]any{caddyhttp.TrustedProxyVarKey: false, caddyhttp.ClientIPVarKey: "192.0.2.1"}
+	r := base.WithContext(context.WithValue(ctx, caddyhttp.VarsCtxKey, vars))
 	r.Header = http.Header{"Authorization": {"Bearer " + g.token}, "Content-Type": {"application/json"}}
 	return r
 }
 
-// passed is a next handler that records the placeholders the gate set.
-type passed struct{ login, id string }
+// passed is a next handler that records the placeholders the gate set,
+// and the login of the verdict it handed to mcp_server.
+type passed struct{ login, id, verdict string }
 
 func (p *passed) ServeHTTP(_ http.ResponseWriter, r *http.Request) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	p.login, _ = repl.GetString("http.auth.user.login")
 	p.id, _ = repl.GetString("http.auth.user.id")
+	if a := authenticatedFrom(r.Context()); a != nil {
+		p.verdict = a.token.User.Login
+	}
 	return nil
 }
 
@@ -129,8 +135,8 @@ func checkGateRevocation(t *testing.T, g *benchGate) {
 	if err := g.m.ServeHTTP(w, g.request(base), next); err != nil {
 		t.Fatal(err)
 	}
-	if next.login != "octocat" || next.id != "583231" {
-		t.Fatalf("placeholders login=%q id=%q; response %d %s", next.login, next.id, w.Code, w.Body)
+	if next.login != "octocat" || next.id != "583231" || next.verdict != "octocat" {
+		t.Fatalf("placeholders login=%q id=%q, verdict for %q; response %d %s", next.login, next.id, next.verdict, w.Code, w.Body)
 	}
 	if err := g.st.RevokeGrant(context.Background(), g.grant); err != nil {
 		t.Fatal(err)
@@ -140,8 +146,8 @@ func checkGateRevocation(t *testing.T, g *benchGate) {
 	if err := g.m.ServeHTTP(w, g.request(base), next); err != nil {
 		t.Fatal(err)
 	}
-	if w.Code != http.StatusUnauthorized || next.login != "" {
-		t.Fatalf("after revocation: status %d, next handler saw %q", w.Code, next.login)
+	if w.Code != http.StatusUnauthorized || next.login != "" || next.verdict != "" {
+		t.Fatalf("after revocation: status %d, next handler saw %q, verdict for %q", w.Code, next.login, next.verdict)
 	}
 }
 

@@ -334,7 +334,8 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Delete(k)
 	}
 	repl.Map(tokenPlaceholders(tok))
-	return next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), &authenticated{token: tok, gate: m})))
+	setAuthenticated(r.Context(), &authenticated{token: tok, gate: m})
+	return next.ServeHTTP(w, r)
 }
 
 // placeholderKeys are the placeholders tokenPlaceholders answers.

@@ -5,29 +5,36 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/go-github/v75/github"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
 // authenticated is what the gate established about a request, handed to
-// handlers behind it (mcp_server) through the request context. Handlers
-// in other plugins use the placeholders instead.
+// handlers behind it (mcp_server) in a request variable. Handlers in other
+// plugins use the placeholders instead.
 type authenticated struct {
 	token *store.AccessToken
 	gate  *MCPAuth
 }
 
-type authenticatedKey struct{}
+// authenticatedVar names the request variable (Caddy's vars) that holds
+// the gate's verdict. A variable is set in place, where a context value
+// would copy the request on every gated request. Only this package makes
+// an *authenticated, so whatever a config or a client puts under this
+// name is never taken for one.
+const authenticatedVar = "mcp_auth.authenticated"
 
-func withAuthenticated(ctx context.Context, a *authenticated) context.Context {
-	return context.WithValue(ctx, authenticatedKey{}, a)
+// setAuthenticated hands the gate's verdict to the handlers behind it.
+func setAuthenticated(ctx context.Context, a *authenticated) {
+	caddyhttp.SetVar(ctx, authenticatedVar, a)
 }
 
 // authenticatedFrom returns the gate's verdict on the request, or nil if
 // no mcp_auth gate accepted it.
 func authenticatedFrom(ctx context.Context) *authenticated {
-	a, _ := ctx.Value(authenticatedKey{}).(*authenticated)
+	a, _ := caddyhttp.GetVar(ctx, authenticatedVar).(*authenticated)
 	return a
 }
 

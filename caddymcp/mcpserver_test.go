@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
@@ -36,7 +37,8 @@ func TestPerUserSSEShrinks(t *testing.T) {
 	for _, user := range []int64{7, 7, 8} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancels = append(cancels, cancel)
-		ctx = withAuthenticated(ctx, &authenticated{token: &store.AccessToken{User: store.Identity{ID: user}}})
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		setAuthenticated(ctx, &authenticated{token: &store.AccessToken{User: store.Identity{ID: user}}})
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil).WithContext(ctx)
 		wg.Go(func() { p.serve(strconv.FormatInt(user, 10), httptest.NewRecorder(), r) })
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
@@ -118,29 +119,13 @@ func countEvent(e oauth.Event) {
 }
 
 // timeTokenRequest serves the token endpoint and observes how long it
-// took.
+// took, by the status it answered.
 func timeTokenRequest(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	h(sw, r)
-	metricTokenDuration.WithLabelValues(strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	h(rec, r)
+	metricTokenDuration.WithLabelValues(strconv.Itoa(rec.Status())).Observe(time.Since(start).Seconds())
 }
-
-// statusWriter remembers the status code of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wroteHeader {
-		w.code, w.wroteHeader = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // githubTimer is the transport of the GitHub client: it observes how long
 // each call to GitHub takes.

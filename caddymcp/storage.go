@@ -127,11 +127,10 @@ type sharedStore struct {
 	timeout time.Duration
 	log     *zap.Logger
 
-	db     atomic.Pointer[bboltstore.Store] // set once opened
-	mu     sync.Mutex                       // serializes opening and closing
-	closed bool
-	stop   context.CancelFunc
-	done   chan struct{}
+	db      atomic.Pointer[bboltstore.Store] // set once opened
+	mu      sync.Mutex                       // serializes opening and closing
+	closed  bool
+	sweeper *sweeper
 }
 
 var errStoreClosed = errors.New("storage bbolt: the state file was closed by a config change")
@@ -158,9 +157,7 @@ func (s *sharedStore) open(lockTimeout time.Duration) (*bboltstore.Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("storage bbolt: %w", err)
 	}
-	sweepCtx, stop := context.WithCancel(context.Background())
-	s.stop, s.done = stop, make(chan struct{})
-	go s.sweep(sweepCtx, db)
+	s.sweeper = startSweeper(s.log.Named("sweeper"), db.Sweep)
 	s.log.Info("opened state file", zap.String("path", s.path))
 	s.db.Store(db)
 	return db, nil
@@ -175,30 +172,47 @@ func (s *sharedStore) Destruct() error {
 	if db == nil {
 		return nil
 	}
-	s.stop()
-	<-s.done
+	s.sweeper.halt()
 	return db.Close()
 }
 
-// sweep deletes expired records until ctx is done.
-func (s *sharedStore) sweep(ctx context.Context, db *bboltstore.Store) {
-	defer close(s.done)
-	log := s.log.Named("sweeper")
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := db.Sweep(ctx, time.Now())
-			if err != nil {
-				log.Error("sweeping expired records", zap.Error(err))
-			} else if n > 0 {
-				log.Debug("swept expired records", zap.Int("removed", n))
+// sweeper collects a store's expired records in the background, every
+// sweepInterval, for as long as the store is open.
+type sweeper struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// startSweeper calls sweep every sweepInterval until halted.
+func startSweeper(log *zap.Logger, sweep func(context.Context, time.Time) (int, error)) *sweeper {
+	ctx, stop := context.WithCancel(context.Background())
+	s := &sweeper{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n, err := sweep(ctx, time.Now())
+				if err != nil && ctx.Err() == nil {
+					log.Error("sweeping expired records", zap.Error(err))
+				} else if n > 0 {
+					log.Debug("swept expired records", zap.Int("removed", n))
+				}
 			}
 		}
-	}
+	}()
+	return s
+}
+
+// halt stops the sweeper and waits for a sweep in progress to end, so the
+// store can be closed.
+func (s *sweeper) halt() {
+	s.stop()
+	<-s.done
 }
 
 // Interface guards

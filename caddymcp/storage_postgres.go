@@ -74,9 +74,8 @@ type sharedPostgres struct {
 	*pgstore.Store
 	// name identifies the database in the admin API, without the
 	// password: postgres://user@host:port/database.
-	name string
-	stop context.CancelFunc
-	done chan struct{}
+	name    string
+	sweeper *sweeper
 }
 
 // runningPostgresStores are the databases in this process's pool, for the
@@ -94,8 +93,7 @@ func runningPostgresStores() []namedStore {
 
 // Destruct closes the pool when the last config using it is gone.
 func (s *sharedPostgres) Destruct() error {
-	s.stop()
-	<-s.done
+	s.sweeper.halt()
 	return s.Store.Close()
 }
 
@@ -122,10 +120,14 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		sweepCtx, stop := context.WithCancel(context.Background())
 		name := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
-		s := &sharedPostgres{Store: st, name: name, stop: stop, done: make(chan struct{})}
-		go s.sweep(sweepCtx, log.Named("sweeper"), p.scrub)
+		// Every instance sweeps; the one that gets the database lock
+		// does the work.
+		sweep := func(ctx context.Context, now time.Time) (int, error) {
+			n, err := st.Sweep(ctx, now)
+			return n, p.scrub(err)
+		}
+		s := &sharedPostgres{Store: st, name: name, sweeper: startSweeper(log.Named("sweeper"), sweep)}
 		log.Info("connected to PostgreSQL", zap.String("host", cfg.ConnConfig.Host),
 			zap.Uint16("port", cfg.ConnConfig.Port), zap.String("database", cfg.ConnConfig.Database),
 			zap.String("user", cfg.ConnConfig.User))
@@ -146,27 +148,6 @@ func (p *PostgresStorage) scrub(err error) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), p.secret, "xxxxx"))
-}
-
-// sweep deletes expired records until ctx is done. Every instance calls
-// Sweep; the one that gets the database lock does the work.
-func (s *sharedPostgres) sweep(ctx context.Context, log *zap.Logger, scrub func(error) error) {
-	defer close(s.done)
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.Sweep(ctx, time.Now())
-			if err != nil && ctx.Err() == nil {
-				log.Error("sweeping expired records", zap.Error(scrub(err)))
-			} else if n > 0 {
-				log.Debug("swept expired records", zap.Int("removed", n))
-			}
-		}
-	}
 }
 
 // Store returns the shared store.
