@@ -120,7 +120,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-GitHub-Api-Version-Selected", "2022-11-28")
 
 	// A slow or broken GitHub fails before it looks at the request.
-	fault := s.faultFor(OnAPI)
+	fault := s.faultFor(OnAPI, p)
 	if !fault.wait(r) {
 		return
 	}

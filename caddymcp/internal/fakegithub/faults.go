@@ -18,6 +18,11 @@ import (
 type Fault struct {
 	// On says which endpoints misbehave; the zero value is both.
 	On FaultTarget
+	// Path, if set, limits the fault to the API calls of one path in its
+	// github.com shape, such as "/user/teams": GitHub failing halfway
+	// through reading someone's memberships. The token endpoint is then
+	// spared.
+	Path string
 	// Delay holds every answer in scope for this long before it is
 	// written, failed or not: a slow GitHub. A client that gives up
 	// earlier ends the wait.
@@ -83,14 +88,16 @@ func (s *Server) SetFault(f Fault) {
 }
 
 // faultFor returns the fault that applies to the endpoints target (OnAPI
-// or OnTokenEndpoint), or the zero Fault.
-func (s *Server) faultFor(target FaultTarget) Fault {
+// or OnTokenEndpoint) at path (root-shaped; "" for the token endpoint),
+// or the zero Fault.
+func (s *Server) faultFor(target FaultTarget, path string) Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fault.On != OnAll && s.fault.On != target {
+	f := s.fault
+	if (f.On != OnAll && f.On != target) || (f.Path != "" && f.Path != path) {
 		return Fault{}
 	}
-	return s.fault
+	return f
 }
 
 // wait holds the answer for f.Delay. It reports false if the client went

@@ -303,3 +303,24 @@ func TestPauseResume(t *testing.T) {
 		t.Error("a request in flight when paused succeeded")
 	}
 }
+
+// TestFaultPath: a fault with a Path fails only that API path, in either
+// shape, and spares the rest of the API and the token endpoint.
+func TestFaultPath(t *testing.T) {
+	s, base := newTestServer(t, nil)
+	tok := login(t, base)
+	s.SetFault(fakegithub.Fault{Path: "/user/teams", Fail: fakegithub.ServerError, Status: 503})
+	defer s.SetFault(fakegithub.Fault{})
+	gh := ghClient(t, base, tok) // GHES-shaped: /api/v3/user/teams
+	if _, _, err := gh.Users.Get(context.Background(), ""); err != nil {
+		t.Errorf("/user under a /user/teams fault: %v", err)
+	}
+	_, _, err := gh.Teams.ListUserTeams(context.Background(), nil)
+	var er *github.ErrorResponse
+	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/api/v3/user/teams: %v, want 503", err)
+	}
+	if resp := exchangeAnswer(t, base); resp.StatusCode != http.StatusOK {
+		t.Errorf("token endpoint under an API path fault: %d", resp.StatusCode)
+	}
+}

@@ -212,7 +212,7 @@ func (s *Server) handleAccessToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.exchanges++
 	s.mu.Unlock()
-	if fault := s.faultFor(OnTokenEndpoint); fault != (Fault{}) {
+	if fault := s.faultFor(OnTokenEndpoint, ""); fault != (Fault{}) {
 		if !fault.wait(r) {
 			return
 		}
