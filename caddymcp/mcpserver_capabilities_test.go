@@ -64,8 +64,8 @@ func ungatedMCP(t testing.TB) http.Handler {
 // TestMCPServerForConformanceSuite serves ungatedMCP for the official MCP
 // conformance suite (npm @modelcontextprotocol/conformance), when asked:
 //
-//	CADDYMCP_CONFORMANCE_ADDR=127.0.0.1:8931 CADDYMCP_CONFORMANCE_FOR=10m \
-//	  go test ./caddymcp/ -run TestMCPServerForConformanceSuite -v
+//	CADDYMCP_CONFORMANCE_ADDR=127.0.0.1:8931 CADDYMCP_CONFORMANCE_FOR=15m \
+//	  go test ./caddymcp/ -run TestMCPServerForConformanceSuite -v -timeout 0
 //	npx @modelcontextprotocol/conformance server --url http://127.0.0.1:8931/mcp ...
 //
 // Loopback addresses only. Skipped otherwise.
