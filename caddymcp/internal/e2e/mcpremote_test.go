@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,8 @@ func TestMcpRemote(t *testing.T) {
 		t.Fatalf("this test runs mcp-remote, which needs Node.js (20 or later) on PATH: %v", err)
 	}
 
+	// A bound on the whole run, mcp-remote included (it is killed at
+	// the deadline); a passing run takes seconds beyond the TTL.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -134,12 +137,12 @@ func TestMcpRemote(t *testing.T) {
 	for _, tool := range tools.Tools {
 		names = append(names, tool.Name)
 	}
-	if !strings.Contains(" "+strings.Join(names, " ")+" ", " calculate ") {
+	if !slices.Contains(names, "calculate") {
 		t.Fatalf("tools through mcp-remote: %v, want calculate among them", names)
 	}
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "calculate", Arguments: map[string]any{"operation": "add", "a": 2, "b": 3}})
 	if err != nil || res.IsError || textOf(res) != "2 + 3 = 5" {
-		t.Fatalf("calculate through mcp-remote: %v %+v", err, res)
+		t.Fatalf("calculate through mcp-remote: %v %s", err, resultText(res))
 	}
 
 	clientID := readMcpRemoteFile[struct {
@@ -148,16 +151,19 @@ func TestMcpRemote(t *testing.T) {
 	if clientID == "" {
 		t.Fatal("mcp-remote stored no client_id")
 	}
-	signInTokens := readMcpRemoteFile[mcpRemoteTokens](t, configDir, "tokens.json")
-	if signInTokens.AccessToken == "" || signInTokens.RefreshToken == "" {
-		t.Fatalf("mcp-remote stored no access or no refresh token after signing in: %+v", signInTokens.redacted())
+	// What mcp-remote holds now: the code exchange's tokens, or those of
+	// a refresh it already made (it renews any token within a minute of
+	// expiry, so with this TTL before every request).
+	beforeExpiry := readMcpRemoteFile[mcpRemoteTokens](t, configDir, "tokens.json")
+	if beforeExpiry.AccessToken == "" || beforeExpiry.RefreshToken == "" {
+		t.Fatalf("mcp-remote stored no access or no refresh token after signing in: %s", beforeExpiry.redacted())
 	}
-	e.logs.addSecret(signInTokens.AccessToken)
-	e.logs.addSecret(signInTokens.RefreshToken)
+	e.logs.addSecret(beforeExpiry.AccessToken)
+	e.logs.addSecret(beforeExpiry.RefreshToken)
 
-	// Wait, by asking the server, until the access token mcp-remote holds
-	// now is refused: from here on only a refresh can make a call work.
-	e.waitTokenRefused(ctx, t, signInTokens.AccessToken)
+	// Wait, by asking the server, until that access token is refused:
+	// from here on only a refresh can make a call work.
+	e.waitTokenRefused(ctx, t, beforeExpiry.AccessToken)
 	refreshedBefore := countAudit(e.auditLines(t), "grant refreshed", clientID)
 
 	// The second call runs in the background so that a browser opening
@@ -168,8 +174,12 @@ func TestMcpRemote(t *testing.T) {
 		err error
 	}
 	second := make(chan callResult, 1)
+	// Close waits for calls in flight, so a call left waiting on a sign-in
+	// is cancelled first (this defer runs before session.Close's).
+	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
 	go func() {
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "get_user_info"})
+		res, err := session.CallTool(callCtx, &mcp.CallToolParams{Name: "get_user_info"})
 		second <- callResult{res, err}
 	}()
 	select {
@@ -177,7 +187,7 @@ func TestMcpRemote(t *testing.T) {
 		t.Fatalf("after the access token expired, mcp-remote opened the browser for a second sign-in instead of refreshing silently (%.60s…)", u)
 	case r := <-second:
 		if r.err != nil || r.res.IsError {
-			t.Fatalf("get_user_info through mcp-remote after the access token expired: %v %+v", r.err, r.res)
+			t.Fatalf("get_user_info through mcp-remote after the access token expired: %v %s", r.err, resultText(r.res))
 		}
 		var user struct {
 			Login string `json:"login"`
@@ -193,8 +203,10 @@ func TestMcpRemote(t *testing.T) {
 	// The server saw mcp-remote's refresh_token grant after the expiry,
 	// and only one sign-in ever happened.
 	lines := e.auditLines(t)
-	if n := countAudit(lines, "grant refreshed", clientID); n <= refreshedBefore {
-		t.Errorf("no refresh_token grant from mcp-remote's client after the access token expired (%d refreshes before, %d after)", refreshedBefore, n)
+	refreshedAfter := countAudit(lines, "grant refreshed", clientID)
+	t.Logf("mcp-remote's client %s: %d refreshes before the expiry, %d after the second call", clientID, refreshedBefore, refreshedAfter)
+	if refreshedAfter <= refreshedBefore {
+		t.Errorf("no refresh_token grant from mcp-remote's client after the access token expired (%d refreshes before, %d after)", refreshedBefore, refreshedAfter)
 	}
 	if n := countAudit(lines, "grant created", clientID); n != 1 {
 		t.Errorf("%d grants created for mcp-remote's client, want 1 (one sign-in)", n)
@@ -210,12 +222,16 @@ func TestMcpRemote(t *testing.T) {
 	final := readMcpRemoteFile[mcpRemoteTokens](t, configDir, "tokens.json")
 	e.logs.addSecret(final.AccessToken)
 	e.logs.addSecret(final.RefreshToken)
-	if final.AccessToken == signInTokens.AccessToken {
+	if final.AccessToken == beforeExpiry.AccessToken {
 		t.Error("mcp-remote still holds the access token from before the expiry")
 	}
-	for what, tok := range map[string]mcpRemoteTokens{"after signing in": signInTokens, "after the refresh": final} {
-		if tok.Scope == nil {
-			t.Errorf("the token response mcp-remote stored %s had no scope: %+v", what, tok.redacted())
+	for _, stored := range []struct {
+		when string
+		tok  mcpRemoteTokens
+	}{{"before the expiry", beforeExpiry}, {"after the refresh", final}} {
+		t.Logf("mcp-remote's tokens %s: %s", stored.when, stored.tok.redacted())
+		if stored.tok.Scope == nil {
+			t.Errorf("the token response mcp-remote stored %s had no scope: %s", stored.when, stored.tok.redacted())
 		}
 	}
 }
@@ -264,6 +280,14 @@ func readJSONFileInto(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
+}
+
+// resultText is a tool result's text, for failure messages.
+func resultText(res *mcp.CallToolResult) string {
+	if res == nil {
+		return "(no result)"
+	}
+	return fmt.Sprintf("isError=%v %q", res.IsError, textOf(res))
 }
 
 // countAudit counts the audit lines with msg for a client.
