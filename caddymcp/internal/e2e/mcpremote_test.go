@@ -79,7 +79,7 @@ func TestMcpRemote(t *testing.T) {
 	opened := fakeBrowser(ctx, t, home)
 	callbackPort := freePort(t)
 
-	var stderr syncBuffer
+	var stderr childOutput
 	cmd := exec.CommandContext(ctx, node, proxyJS, e.site+"/mcp", strconv.Itoa(callbackPort), "--debug")
 	cmd.Dir = home
 	// A clean environment: nothing from the developer's desktop (DISPLAY,
@@ -99,7 +99,7 @@ func TestMcpRemote(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			// With --debug it says which scope it sent and what /token answered.
-			t.Logf("the end of mcp-remote's stderr:\n%s", tail(stderr.String(), 150))
+			t.Logf("the end of mcp-remote's stderr:\n%s", lastLines(stderr.String(), 150))
 		}
 	}()
 
@@ -359,12 +359,14 @@ type browserOpens struct {
 // fakeBrowser writes, in dir, a script that records each URL it is given
 // and exits 0, as a browser that opened a tab would, and watches its
 // record. mcp-remote opens URLs with the `open` package, whose bundled
-// xdg-open, with no desktop session, runs $BROWSER.
+// xdg-open, with no desktop session, runs $BROWSER; the script exiting 0
+// is what keeps mcp-remote from trying its other openers (the system's
+// xdg-open, gio, x-www-browser).
 func fakeBrowser(ctx context.Context, t *testing.T, dir string) browserOpens {
 	t.Helper()
 	record := filepath.Join(dir, "opened-urls")
 	script := filepath.Join(dir, "fake-browser")
-	body := "#!/bin/sh\n# Records the URL a real browser would open, for the test to walk.\nprintf '%s\\n' \"$1\" >> " + shellQuote(record) + "\n"
+	body := "#!/bin/sh\n# Records the URL a real browser would open, for the test to walk.\nprintf '%s\\n' \"$1\" >> " + shSingleQuote(record) + "\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -392,10 +394,10 @@ func fakeBrowser(ctx context.Context, t *testing.T, dir string) browserOpens {
 	return browserOpens{script: script, urls: urls}
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+func shSingleQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// tail is the last n lines of s.
-func tail(s string, n int) string {
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -403,20 +405,20 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// syncBuffer is a bytes.Buffer safe for the child's stderr copier and
+// childOutput is a bytes.Buffer safe for the child's stderr copier and
 // the test to share.
-type syncBuffer struct {
+type childOutput struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *childOutput) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *childOutput) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
