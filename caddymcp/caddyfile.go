@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			client_secret  <secret>
 //			enterprise_url <url>
 //			scopes         <scope...>
+//			outage_grace   <duration>
 //		}
 //		allow_users       <login...>
 //		allow_orgs        <org...>
@@ -49,9 +50,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage           <backend> [<args...>]
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
+//		refresh_reuse_grace   <duration>
+//		refresh_reuse_retries <n>
 //		secret_key        <base64> [<previous base64>...]
 //		health_path       <path>
-//		registration      open|closed
+//		registration      open [{
+//			per_address <n>
+//			total       <n>
+//		}] | closed
+//		pending_sign_ins {
+//			per_address <n>
+//			total       <n>
+//		}
 //		client_id_metadata_documents on|off [{
 //			allow_hosts     <host...>
 //			trusted_ca_file <pem-file...>
@@ -178,6 +188,12 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			if !ok {
+				ok, err = m.unmarshalLimitsOption(d, opt)
+				if err != nil {
+					return err
+				}
+			}
+			if !ok {
 				return d.Errf("unrecognized mcp_auth option %q", opt)
 			}
 		}
@@ -204,6 +220,17 @@ func (g *GitHubConfig) unmarshal(d *caddyfile.Dispenser) error {
 			if err := someArgs(d, &g.Scopes); err != nil {
 				return err
 			}
+		case "outage_grace":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 || g.OutageGrace != nil {
+				return d.Errf("outage_grace: %q must be given once, as a duration of zero or more", s)
+			}
+			od := caddy.Duration(dur)
+			g.OutageGrace = &od
 		default:
 			return d.Errf("unrecognized github option %q", opt)
 		}

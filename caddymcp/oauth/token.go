@@ -35,11 +35,17 @@ type tokenError struct {
 	code        string
 	description string
 	basic       bool // the client tried HTTP Basic: answer with a Basic challenge
+	// retryAfter, if set, is when to come back (a 503 gets the server's
+	// usual Retry-After otherwise).
+	retryAfter time.Duration
 }
 
 func (e *tokenError) write(w http.ResponseWriter) {
 	if e.status == http.StatusUnauthorized && e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_auth"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterValue(e.retryAfter))
 	}
 	writeOAuthError(w, e.status, e.code, e.description)
 }
@@ -200,6 +206,9 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		GitHubToken: c.GitHubToken,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(s.cfg.RefreshTokenTTL),
+		// GitHub confirmed the user at the callback, within the code's
+		// ten minutes.
+		CheckedAt: now,
 	}
 	if kind := s.clientKind(client); kind != "registered" {
 		// Pre-registered clients and those with a metadata document
@@ -226,6 +235,9 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		// meanwhile, or its client was deleted: the code is no good.
 		return nil, s.codeRefused(err, client)
 	}
+	// The client came to something: it no longer counts against the
+	// address it registered from.
+	s.unusedClients.done(client.ID)
 	s.log.Debug("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	s.emit(Event{Kind: EventTokenIssued, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
@@ -291,20 +303,20 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	}
 	oldHash := store.SecretKey(prefixRefreshToken, old)
 	now := s.now()
-	rt, g, err := s.store.GetRefreshToken(r.Context(), oldHash, now)
+	use := s.refreshUse(client, now)
+	_, g, _, err := s.store.GetRefreshToken(r.Context(), oldHash, use)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("rotated refresh token reused; grant revoked", zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
+		// Also a token issued to another client: it is not this
+		// client's to use, and presenting it changes nothing.
 		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		s.log.Error("looking up a refresh token", zapErr(err))
 		return nil, errUnavailable
-	}
-	if rt.ClientID != client.ID {
-		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
 	}
 	resource, terr := s.narrowResource(r, form, g.Resource)
 	if terr != nil {
@@ -322,10 +334,10 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
 	access, at := s.newAccessToken(g, resource, scope, now)
 	refresh, newRT := s.newRefreshToken(g)
-	err = s.store.RotateRefresh(r.Context(), oldHash, now, g, at, newRT)
+	verdict, err := s.store.RotateRefresh(r.Context(), oldHash, use, g, at, newRT)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
-		s.log.Warn("refresh token used twice at once; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
+		s.log.Warn("refresh token reused while it was being refreshed; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
@@ -334,10 +346,22 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 		s.log.Error("rotating a refresh token", zapErr(err))
 		return nil, errUnavailable
 	}
+	reason := ""
+	if verdict == store.RefreshRetry {
+		// The client lost the answer to an earlier refresh of this
+		// token, or two of its processes refreshed it at once.
+		reason = ReasonRefreshRetried
+	}
 	s.log.Debug("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
-		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
-	s.emit(Event{Kind: EventTokenRefreshed, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
+		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope), zap.String("reason", reason))
+	s.emit(Event{Kind: EventTokenRefreshed, Reason: reason, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	return s.tokenResponse(access, refresh, at), nil
+}
+
+// refreshUse is a presentation of a refresh token by client under the
+// configured grace for retries.
+func (s *Server) refreshUse(client *store.Client, now time.Time) store.RefreshUse {
+	return store.RefreshUse{ClientID: client.ID, Now: now, Grace: s.cfg.RefreshReuseGrace, MaxRetries: s.cfg.RefreshReuseRetries}
 }
 
 // recheckTimeout bounds the re-check of a user with GitHub at refresh.
@@ -363,6 +387,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	defer cancel()
 	withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
 	if err == nil {
+		g.CheckedAt = s.now()
 		if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
 			s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
 				zap.String("scope", narrowed), zap.Strings("withheld", withheld))
@@ -372,6 +397,24 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrUpstreamUnavailable):
+		// GitHub is down, slow or rate limiting us: that says nothing
+		// about the user. A user GitHub confirmed recently is served
+		// from that check (the grant keeps its scopes, and CheckedAt
+		// stays, so the window does not slide); otherwise the client is
+		// told to come back, and its refresh token still works then.
+		if !g.CheckedAt.IsZero() && s.now().Sub(g.CheckedAt) <= s.cfg.GitHubOutageGrace {
+			s.log.Warn("GitHub unavailable; refresh served from the last check of the user", zap.String("grant", g.ID),
+				zap.Time("checked_at", g.CheckedAt), zapErr(err))
+			return nil
+		}
+		s.log.Warn("GitHub unavailable; refresh deferred", zap.String("grant", g.ID), zapErr(err))
+		terr := &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			description: "GitHub cannot be reached to confirm the user right now; try again"}
+		if d, ok := UpstreamRetryAfter(err); ok {
+			terr.retryAfter = d
+		}
+		return terr
 	case errors.Is(err, ErrNotAllowed):
 		s.log.Debug("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
 		s.revokeGrant(r, g, ReasonNotAllowed)
