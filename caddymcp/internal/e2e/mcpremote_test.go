@@ -58,7 +58,16 @@ func TestMcpRemote(t *testing.T) {
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("this test runs mcp-remote, which needs Node.js (20 or later) on PATH: %v", err)
+		t.Fatalf("this test runs mcp-remote, which needs Node.js 20.18.1 or later on PATH: %v", err)
+	}
+	// mcp-remote's undici needs Node 20.18.1; on an older Node it fails in
+	// ways that would read as a server bug.
+	out, err := exec.Command(node, "-p", "process.versions.node").Output()
+	if err != nil {
+		t.Fatalf("node -p process.versions.node: %v", err)
+	}
+	if v := strings.TrimSpace(string(out)); !nodeAtLeast(v, 20, 18, 1) {
+		t.Fatalf("Node.js %s is too old for mcp-remote %s (its undici needs 20.18.1 or later)", v, installed.Version)
 	}
 
 	// A bound on the whole run, mcp-remote included (it is killed at
@@ -280,6 +289,20 @@ func readJSONFileInto(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
+}
+
+// nodeAtLeast reports whether version v ("20.20.2") is at least
+// major.minor.patch.
+func nodeAtLeast(v string, major, minor, patch int) bool {
+	var got [3]int
+	for i, part := range strings.SplitN(v, ".", 3) {
+		n, err := strconv.Atoi(part)
+		if err != nil {
+			return false
+		}
+		got[i] = n
+	}
+	return slices.Compare(got[:], []int{major, minor, patch}) >= 0
 }
 
 // resultText is a tool result's text, for failure messages.
