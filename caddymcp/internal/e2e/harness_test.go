@@ -24,7 +24,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,6 +455,7 @@ func addWhoami(server *mcp.Server) {
 // ever written.
 type logBuffer struct {
 	path    string
+	mu      sync.Mutex // clients of one test add secrets concurrently
 	secrets []string
 }
 
@@ -463,7 +466,9 @@ func captureLogs(t *testing.T, path string) *logBuffer {
 // addSecret registers a value that must never appear in any log line.
 func (l *logBuffer) addSecret(s string) {
 	if s != "" {
+		l.mu.Lock()
 		l.secrets = append(l.secrets, s)
+		l.mu.Unlock()
 	}
 }
 
@@ -481,7 +486,10 @@ func (l *logBuffer) assertNoSecretsIn(t *testing.T, path, what string) {
 	if len(b) == 0 {
 		t.Errorf("%s is empty; the secret check would prove nothing", what)
 	}
-	for _, s := range l.secrets {
+	l.mu.Lock()
+	secrets := slices.Clone(l.secrets)
+	l.mu.Unlock()
+	for _, s := range secrets {
 		if strings.Contains(string(b), s) {
 			t.Errorf("a secret (%.8s…) appears in %s", s, what)
 		}
