@@ -1,0 +1,1098 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
+)
+
+// The soak phase runs minutes of mixed traffic at once against one Caddy:
+// legitimate users signing in, refreshing (some retried, some racing),
+// calling the built-in tools, holding SSE streams and disconnecting; a
+// hosted application registering a client per user from one address; and
+// abusive callers at other loopback addresses flooding registration and
+// unfinished sign-ins. It counts every legitimate request's outcome (the
+// target is no error at all), the floods' accepted and refused requests,
+// samples Caddy's heap, goroutines, open files and state file, and checks
+// that every grant issued is accounted for.
+
+// The addresses the callers come from. Linux routes all of 127.0.0.0/8 to
+// loopback, so a client may bind any of them; Caddy listens on 127.0.0.1.
+var (
+	hostedAppIP  = net.IPv4(127, 0, 0, 2) // one egress address, many clients
+	regFloodIPs  = []net.IP{net.IPv4(127, 0, 0, 5), net.IPv4(127, 0, 0, 6)}
+	pendFloodIPs = []net.IP{net.IPv4(127, 0, 0, 7), net.IPv4(127, 0, 0, 8)}
+)
+
+// userIP is the address user i's machine calls from (16 of them).
+func userIP(i int) net.IP { return net.IPv4(127, 0, 1, byte(1+i%16)) }
+
+// soakSite is what the soak's Caddy serves besides the driver's usual
+// routes: the built-in tools (mcp_server), protected.
+const (
+	soakProtect = "/tools/mcp"
+	soakRoutes  = "\thandle /tools/mcp* {\n\t\tmcp_server\n\t}\n"
+)
+
+// The soak's pace. Legitimate traffic is a steady mix well below what the
+// two shared CPUs serve; each flooding address sends as fast as
+// floodEvery lets it, whatever the answers.
+const (
+	signinEvery    = time.Second            // a user signs in through the whole flow
+	hostedEvery    = 2 * time.Second        // the hosted app registers a client and signs its user in
+	refreshWorkers = 3                      // each refreshes a grant ...
+	refreshEvery   = 300 * time.Millisecond // ... this often
+	retryShare     = 0.15                   // of refreshes, sent again after the answer was lost
+	raceShare      = 0.15                   // of refreshes, sent twice at once
+	toolWorkers    = 2                      // each opens an MCP session, calls tools, closes it
+	toolCalls      = 4                      // per session
+	toolPause      = 200 * time.Millisecond // between sessions
+	revokeEvery    = 500 * time.Millisecond // a user disconnects, if enough are connected
+	floodEvery     = 40 * time.Millisecond  // per flooding address: 25 requests/s
+	floodWorkers   = 2                      // per flooding address
+)
+
+// soakPlan is one soak's length and scale, from the run's config.
+type soakPlan struct {
+	duration   time.Duration
+	streams    int           // SSE streams held at once (target)
+	sample     time.Duration // Caddy is sampled this often
+	warmup     time.Duration // samples before this are the warm-up
+	poolTarget int           // grants kept live: above it, users disconnect
+}
+
+func newSoakPlan(d time.Duration, streams int) soakPlan {
+	p := soakPlan{duration: d, streams: streams, warmup: d / 4}
+	p.sample = min(max(d/24, time.Second), 5*time.Second)
+	p.poolTarget = min(max(int(d/(5*time.Second)), 1), 40)
+	return p
+}
+
+// tally counts one kind of request: successes, failures, and the first
+// few distinct failure messages.
+type tally struct {
+	name string
+	ok   atomic.Int64
+	errs atomic.Int64
+
+	mu    sync.Mutex
+	first []string
+}
+
+func (t *tally) succeed() { t.ok.Add(1) }
+
+func (t *tally) fail(err error) {
+	t.errs.Add(1)
+	msg := err.Error()
+	if len(msg) > 160 {
+		msg = msg[:160] + "..."
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range t.first {
+		if m == msg {
+			return
+		}
+	}
+	if len(t.first) < 3 {
+		t.first = append(t.first, msg)
+	}
+}
+
+// soakGrant is a legitimate grant the driver holds: its client (making
+// requests from its user's address), its newest tokens, and a lock that
+// refreshes and revocation take alone and tool calls and streams share,
+// so that no request uses tokens another is replacing.
+type soakGrant struct {
+	mu    sync.RWMutex
+	c     *oauthClient
+	user  int
+	t     tokens
+	gone  bool   // revoked or lost; out of the pool
+	after *tally // the next refresh's outcome belongs to this kind, if set
+}
+
+// grantPool is the live grants and the accounting of every grant issued.
+type grantPool struct {
+	mu                             sync.Mutex
+	live                           []*soakGrant
+	issued, revoked, lost, unknown int
+}
+
+func (p *grantPool) add(g *soakGrant) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.live = append(p.live, g)
+	p.issued++
+}
+
+func (p *grantPool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.live)
+}
+
+func (p *grantPool) pick() *soakGrant {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.live) == 0 {
+		return nil
+	}
+	return p.live[rand.IntN(len(p.live))]
+}
+
+// drop takes g (locked by the caller) out of the pool, counting it in
+// *n (one of p's counters).
+func (p *grantPool) drop(g *soakGrant, n *int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g.gone = true
+	for i, h := range p.live {
+		if h == g {
+			p.live[i] = p.live[len(p.live)-1]
+			p.live = p.live[:len(p.live)-1]
+			break
+		}
+	}
+	*n++
+}
+
+// exclusive picks a live grant and locks it for a refresh or revocation.
+func (p *grantPool) exclusive() *soakGrant {
+	for range 5 {
+		g := p.pick()
+		if g == nil {
+			return nil
+		}
+		g.mu.Lock()
+		if !g.gone {
+			return g
+		}
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+// shared picks a live grant and read-locks it for a tool session or the
+// opening of a stream.
+func (p *grantPool) shared() *soakGrant {
+	for range 5 {
+		g := p.pick()
+		if g == nil {
+			return nil
+		}
+		g.mu.RLock()
+		if !g.gone {
+			return g
+		}
+		g.mu.RUnlock()
+	}
+	return nil
+}
+
+// caddySample is one look at the Caddy child.
+type caddySample struct {
+	at         time.Duration // since the soak started
+	heapInuse  float64       // bytes, after a collection
+	goroutines float64
+	fds        int
+	stateSize  int64
+	rss        int64
+	streams    int64 // SSE streams the driver held then
+	grants     int   // live grants the driver held then
+}
+
+// floodTally counts a flood's requests by outcome.
+type floodTally struct {
+	sent, accepted, refused, other atomic.Int64
+	otherFirst                     atomic.Value // string
+}
+
+func (f *floodTally) count(status int, err error, acceptedStatus int) {
+	f.sent.Add(1)
+	switch {
+	case err == nil && status == acceptedStatus:
+		f.accepted.Add(1)
+	case err == nil && status == http.StatusTooManyRequests:
+		f.refused.Add(1)
+	default:
+		f.other.Add(1)
+		if err == nil {
+			err = fmt.Errorf("status %d", status)
+		}
+		f.otherFirst.CompareAndSwap(nil, err.Error())
+	}
+}
+
+// soak is one soak run's state.
+type soak struct {
+	e    *env
+	plan soakPlan
+	end  time.Time
+	pool grantPool
+
+	users  []*http.Client // per user address
+	hosted *http.Client   // the hosted app's
+
+	signins, hostedRegs, hostedSignins tally
+	refreshes, retries, races          tally
+	toolSessions, toolCallsT           tally
+	streamsOpened, streamsHeld         tally
+	revocations, revokedGone           tally
+	regFlood, pendFlood                floodTally
+	held, maxHeld                      atomic.Int64 // SSE streams
+	samples                            []caddySample
+	sampleErrs                         tally
+	floodClientsFailed                 atomic.Int64
+	started                            time.Time
+}
+
+// soakFigures is what a soak found, for the report and its checks.
+type soakFigures struct {
+	kinds      []*tally
+	legitErrs  int64
+	store      bboltstore.Counts
+	listed     int // grants the admin API listed at the end
+	clients    int // clients it listed
+	accounting error
+}
+
+// soakBench runs the soak against the Caddy of e and writes its report.
+func (e *env) soakBench(plan soakPlan, w io.Writer) (soakFigures, error) {
+	s := &soak{e: e, plan: plan}
+	s.signins.name = "sign-ins (register, authorize, consent, GitHub, callback, token)"
+	s.hostedRegs.name = "hosted-app registrations (confidential, all from one address)"
+	s.hostedSignins.name = "  ... each followed by a sign-in"
+	s.refreshes.name = "refreshes"
+	s.retries.name = "refreshes retried, first answer lost (errors: retry, next one)"
+	s.races.name = "refreshes raced, two at once (errors: either, next one)"
+	s.toolSessions.name = "MCP sessions on mcp_server (Streamable HTTP, official SDK)"
+	s.toolCallsT.name = "  tools/call in them"
+	s.streamsOpened.name = "SSE streams opened, through the gate to the upstream"
+	s.streamsHeld.name = "  ... held to their end, not cut"
+	s.revocations.name = "revocations (RFC 7009, of the refresh token)"
+	s.revokedGone.name = "  ... the grant gone after (refresh and access token refused)"
+	s.sampleErrs.name = "samples"
+	for i := range 16 {
+		s.users = append(s.users, e.clientFrom(8, userIP(i)))
+	}
+	s.hosted = e.clientFrom(8, hostedAppIP)
+
+	s.started = time.Now()
+	s.end = s.started.Add(plan.duration)
+	var wg sync.WaitGroup
+	wg.Go(s.signinLoop)
+	wg.Go(s.hostedLoop)
+	for range refreshWorkers {
+		wg.Go(s.refreshLoop)
+	}
+	for range toolWorkers {
+		wg.Go(s.toolLoop)
+	}
+	wg.Go(func() { s.streamLoop(&wg) })
+	wg.Go(s.revokeLoop)
+	for _, ip := range regFloodIPs {
+		s.floodRegistrations(&wg, ip)
+	}
+	for _, ip := range pendFloodIPs {
+		wg.Go(func() { s.floodPending(ip) })
+	}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		s.sampleLoop()
+	}()
+	wg.Wait()
+	<-sampled
+	// One more look with the traffic over and the streams closed.
+	time.Sleep(time.Second)
+	s.takeSample()
+
+	f := soakFigures{kinds: []*tally{&s.signins, &s.hostedRegs, &s.hostedSignins, &s.refreshes, &s.retries, &s.races,
+		&s.toolSessions, &s.toolCallsT, &s.streamsOpened, &s.streamsHeld, &s.revocations, &s.revokedGone}}
+	for _, k := range f.kinds {
+		f.legitErrs += k.errs.Load()
+	}
+	var err error
+	if f.listed, err = s.adminCount("grants"); err != nil {
+		return f, err
+	}
+	if f.clients, err = s.adminCount("clients"); err != nil {
+		return f, err
+	}
+	if err := e.stopCaddy(); err != nil {
+		return f, err
+	}
+	st, err := bboltstore.Open(e.stateFile(), bboltstore.Options{})
+	if err != nil {
+		return f, err
+	}
+	f.store, err = st.Count(context.Background())
+	st.Close()
+	if err != nil {
+		return f, err
+	}
+	f.accounting = grantAccounting(s.pool.issued, s.pool.revoked, s.pool.lost, s.pool.unknown, f.listed, f.store.Grants)
+	s.report(w, f)
+	return f, nil
+}
+
+// grantAccounting checks that the grants issued, less those revoked and
+// those the server revoked on its own (lost), are the grants the store
+// holds, both as the admin API lists them and as the file counts them.
+// Grants whose fate is unknown (a request failed without an answer)
+// widen the margin by as many.
+func grantAccounting(issued, revoked, lost, unknown, listed, stored int) error {
+	want := issued - revoked - lost
+	if listed != stored {
+		return fmt.Errorf("the admin API listed %d grants, the state file holds %d", listed, stored)
+	}
+	if listed < want-unknown || listed > want {
+		return fmt.Errorf("%d issued - %d revoked - %d lost = %d live grants (%d of unknown fate), but the store holds %d",
+			issued, revoked, lost, want, unknown, listed)
+	}
+	return nil
+}
+
+func (s *soak) running() bool { return time.Now().Before(s.end) }
+
+// pause sleeps for d, or until the soak ends; it reports whether the soak
+// is still running.
+func (s *soak) pause(d time.Duration) bool {
+	if left := time.Until(s.end); left < d {
+		if left > 0 {
+			time.Sleep(left)
+		}
+		return false
+	}
+	time.Sleep(d)
+	return true
+}
+
+// every runs f every d until the soak ends.
+func (s *soak) every(d time.Duration, f func()) {
+	for s.running() {
+		t0 := time.Now()
+		f()
+		if !s.pause(d - time.Since(t0)) {
+			return
+		}
+	}
+}
+
+// signinLoop: users sign in through the whole flow, as MCP clients on
+// their machines do: the client registers (public, so the server hands
+// it the same client each time), the user's browser authorizes, consents,
+// signs in with GitHub and comes back, and the client exchanges the code.
+func (s *soak) signinLoop() {
+	n := 0
+	s.every(signinEvery, func() {
+		user := n
+		n++
+		h := s.users[user%len(s.users)]
+		c, _, err := s.e.registerVia(h, publicClientMetadata("mcp-auth-soak"))
+		if err != nil {
+			s.signins.fail(err)
+			return
+		}
+		if err := s.signIn(c, user, &s.signins); err == nil {
+			s.signins.succeed()
+		}
+	})
+}
+
+// signIn runs user's browser through an authorization of c and exchanges
+// the code, adding the grant to the pool; failures count in k.
+func (s *soak) signIn(c *oauthClient, user int, k *tally) error {
+	code, err := c.browserVia(userLogin(user), s.users[user%len(s.users)]).code()
+	if err != nil {
+		k.fail(fmt.Errorf("authorize: %w", err))
+		return err
+	}
+	t, err := c.exchange(code)
+	if err != nil {
+		k.fail(err)
+		return err
+	}
+	s.pool.add(&soakGrant{c: c, user: user, t: t})
+	return nil
+}
+
+// hostedLoop: a hosted application, all its requests from one address,
+// registers a confidential client for each new user and signs the user
+// in with it (the user's browser is at the user's address).
+func (s *soak) hostedLoop() {
+	n := 0
+	s.every(hostedEvery, func() {
+		n++
+		c, _, err := s.e.registerVia(s.hosted, confidentialClientMetadata(fmt.Sprintf("hosted-app tenant %d", n)))
+		if err != nil {
+			s.hostedRegs.fail(err)
+			return
+		}
+		s.hostedRegs.succeed()
+		if err := s.signIn(c, 1000+n, &s.hostedSignins); err == nil {
+			s.hostedSignins.succeed()
+		}
+	})
+}
+
+// refreshLoop refreshes grants: most once, some twice with the first
+// answer lost (the client retries within a few seconds), some twice at the
+// same moment (two parts of one client racing).
+func (s *soak) refreshLoop() {
+	s.every(refreshEvery, func() {
+		g := s.pool.exclusive()
+		if g == nil {
+			return
+		}
+		defer g.mu.Unlock()
+		switch r := rand.Float64(); {
+		case r < retryShare:
+			s.refreshRetried(g)
+		case r < retryShare+raceShare:
+			s.refreshRaced(g)
+		default:
+			// The refresh after a retry or a race is that one's
+			// proof: if it fails, that one failed.
+			k, after := &s.refreshes, g.after
+			if after != nil {
+				k, g.after = after, nil
+			}
+			t, err := g.c.refresh(g.t.Refresh)
+			if err != nil {
+				if after != nil {
+					err = fmt.Errorf("the refresh after it: %w", err)
+				}
+				k.fail(err)
+				s.lostIf(g, err)
+				return
+			}
+			s.refreshes.succeed()
+			g.t = t
+		}
+	})
+}
+
+// lostIf drops g from the pool if err says its grant is gone.
+func (s *soak) lostIf(g *soakGrant, err error) {
+	if invalidGrant(err) {
+		s.pool.drop(g, &s.pool.lost)
+	}
+}
+
+// probe finds out whether g's grant is alive by refreshing rt (driver
+// bookkeeping, not counted as traffic): alive, g takes the new tokens;
+// gone, g leaves the pool as lost; unknown, as unknown.
+func (s *soak) probe(g *soakGrant, rt string) {
+	t, err := g.c.refresh(rt)
+	switch {
+	case err == nil:
+		g.t = t
+	case invalidGrant(err):
+		s.pool.drop(g, &s.pool.lost)
+	default:
+		s.pool.drop(g, &s.pool.unknown)
+	}
+}
+
+// refreshRetried sends g's refresh token, loses the answer, and sends the
+// same token again a moment later, as a client whose connection broke
+// does.
+func (s *soak) refreshRetried(g *soakGrant) {
+	rt := g.t.Refresh
+	first, err := g.c.refresh(rt)
+	if err != nil {
+		s.refreshes.fail(err)
+		s.lostIf(g, err)
+		return
+	}
+	time.Sleep(rand.N(2 * time.Second))
+	t, err := g.c.refresh(rt)
+	if err != nil {
+		s.retries.fail(fmt.Errorf("retry: %w", err))
+		s.probe(g, first.Refresh)
+		return
+	}
+	s.retries.succeed()
+	g.t = t
+	g.after = &s.retries
+}
+
+// refreshRaced sends g's refresh token twice at the same moment. The
+// client keeps the answer that arrived last, as two parts of one client
+// writing the same slot do.
+func (s *soak) refreshRaced(g *soakGrant) {
+	rt := g.t.Refresh
+	type answer struct {
+		t   tokens
+		err error
+	}
+	answers := make(chan answer, 2)
+	var start sync.WaitGroup
+	start.Add(1)
+	for range 2 {
+		go func() {
+			start.Wait()
+			t, err := g.c.refresh(rt)
+			answers <- answer{t, err}
+		}()
+	}
+	start.Done()
+	var good []tokens
+	var errs []error
+	for range 2 {
+		a := <-answers
+		if a.err != nil {
+			errs = append(errs, a.err)
+		} else {
+			good = append(good, a.t)
+		}
+	}
+	switch {
+	case len(errs) == 0:
+		s.races.succeed()
+		g.t = good[1]
+		g.after = &s.races
+	case len(good) == 0:
+		s.races.fail(fmt.Errorf("both: %w", errs[0]))
+		s.lostIf(g, errs[0])
+	default:
+		s.races.fail(fmt.Errorf("one of two: %w", errs[0]))
+		s.probe(g, good[0].Refresh)
+	}
+}
+
+// bearer adds an access token to every request.
+type bearer struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+// toolLoop opens MCP sessions on the built-in server with the official
+// SDK client, calls tools in them and closes them.
+func (s *soak) toolLoop() {
+	s.every(toolPause, func() {
+		g := s.pool.shared()
+		if g == nil {
+			return
+		}
+		defer g.mu.RUnlock()
+		if err := s.toolSession(g); err != nil {
+			s.toolSessions.fail(err)
+			return
+		}
+		s.toolSessions.succeed()
+	})
+}
+
+func (s *soak) toolSession(g *soakGrant) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := *s.users[g.user%len(s.users)]
+	h.Transport = bearer{base: h.Transport, token: g.t.Access}
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcp-auth-soak", Version: "1"}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.e.site + soakProtect, HTTPClient: &h, DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer session.Close()
+	for i := range toolCalls {
+		a, b := rand.IntN(1000), rand.IntN(1000)
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "calculate",
+			Arguments: map[string]any{"operation": "add", "a": a, "b": b}})
+		if err == nil && res.IsError {
+			err = fmt.Errorf("tool error: %v", res.Content)
+		}
+		if err == nil {
+			var out struct {
+				Result float64 `json:"result"`
+			}
+			raw, _ := json.Marshal(res.StructuredContent)
+			if json.Unmarshal(raw, &out) != nil || out.Result != float64(a+b) {
+				err = fmt.Errorf("calculate %d+%d answered %s", a, b, raw)
+			}
+		}
+		if err != nil {
+			s.toolCallsT.fail(fmt.Errorf("call %d: %w", i, err))
+			return err
+		}
+		s.toolCallsT.succeed()
+	}
+	return session.Close()
+}
+
+// streamLoop keeps about plan.streams legacy SSE streams open through the
+// gated reverse_proxy, each for a while, opening new ones as old ones
+// close; every stream goroutine is added to wg.
+func (s *soak) streamLoop(wg *sync.WaitGroup) {
+	clients := make([]*http.Client, len(s.users))
+	for i := range clients {
+		clients[i] = s.e.clientFrom(s.plan.streams+8, userIP(i))
+		clients[i].Timeout = 0 // streams stay open; each has its deadline
+	}
+	defer func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}()
+	short, long := max(s.plan.duration/20, time.Second), max(s.plan.duration/4, 2*time.Second)
+	for s.running() {
+		if int(s.held.Load()) >= s.plan.streams {
+			s.pause(50 * time.Millisecond)
+			continue
+		}
+		g := s.pool.shared()
+		if g == nil {
+			s.pause(50 * time.Millisecond)
+			continue
+		}
+		tok, user := g.t.Access, g.user
+		life := short + rand.N(long-short)
+		s.held.Add(1)
+		opened := make(chan struct{})
+		wg.Go(func() {
+			defer s.held.Add(-1)
+			s.holdStream(clients[user%len(clients)], tok, life, opened)
+		})
+		<-opened // the grant stays put while its stream opens
+		g.mu.RUnlock()
+		if n := s.held.Load(); n > s.maxHeld.Load() {
+			s.maxHeld.Store(n)
+		}
+		s.pause(10 * time.Millisecond) // at most 100 new streams a second
+	}
+}
+
+// holdStream opens one stream, closes opened once it is established (or
+// failed), holds it for life (or until the soak ends) and closes it.
+func (s *soak) holdStream(h *http.Client, token string, life time.Duration, opened chan struct{}) {
+	defer func() {
+		select {
+		case <-opened:
+		default:
+			close(opened)
+		}
+	}()
+	start := time.Now()
+	deadline := start.Add(life)
+	if deadline.After(s.end) {
+		deadline = s.end
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.e.site+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := h.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.streamsOpened.fail(err)
+		}
+		return
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	line, err := r.ReadString('\n')
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "event: endpoint") {
+		if ctx.Err() == nil {
+			s.streamsOpened.fail(fmt.Errorf("GET /sse: %s, first line %q: %v", resp.Status, line, err))
+		}
+		return
+	}
+	s.streamsOpened.succeed()
+	close(opened)
+	// Idle until the deadline: anything ending the stream sooner (the
+	// upstream or Caddy closing it) is a failure.
+	_, err = io.Copy(io.Discard, r)
+	if ctx.Err() != nil {
+		s.streamsHeld.succeed()
+		return
+	}
+	s.streamsHeld.fail(fmt.Errorf("stream ended after %s of %s: %v", time.Since(start).Round(time.Millisecond), deadline.Sub(start).Round(time.Millisecond), err))
+}
+
+// revokeLoop: users disconnect (their client revokes its refresh token,
+// RFC 7009) while more than plan.poolTarget are connected; then the
+// grant must be gone: its refresh token refused, its access token too.
+func (s *soak) revokeLoop() {
+	s.every(revokeEvery, func() {
+		if s.pool.size() <= s.plan.poolTarget {
+			return
+		}
+		g := s.pool.exclusive()
+		if g == nil {
+			return
+		}
+		defer g.mu.Unlock()
+		if err := g.c.revoke(g.t.Refresh); err != nil {
+			s.revocations.fail(err)
+			// Did it take? Find out, so the grant is accounted for.
+			t, err := g.c.refresh(g.t.Refresh)
+			switch {
+			case err == nil:
+				g.t = t
+			case invalidGrant(err):
+				s.pool.drop(g, &s.pool.revoked)
+			default:
+				s.pool.drop(g, &s.pool.unknown)
+			}
+			return
+		}
+		s.revocations.succeed()
+		s.pool.drop(g, &s.pool.revoked)
+		if _, err := g.c.refresh(g.t.Refresh); !invalidGrant(err) {
+			s.revokedGone.fail(fmt.Errorf("refresh after revocation: %v", err))
+			return
+		}
+		if status, err := s.gateStatus(s.users[g.user%len(s.users)], g.t.Access); err != nil || status != http.StatusUnauthorized {
+			s.revokedGone.fail(fmt.Errorf("access token after revocation: %d %v", status, err))
+			return
+		}
+		s.revokedGone.succeed()
+	})
+}
+
+// gateStatus is the status a tools/call with token gets on the gated
+// upstream route.
+func (s *soak) gateStatus(h *http.Client, token string) (int, error) {
+	req, _ := http.NewRequest(http.MethodPost, s.e.site+"/mcp", strings.NewReader(toolCall))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := h.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// floodRegistrations starts floodWorkers goroutines at ip registering
+// confidential clients that never sign anyone in, together at most one
+// request per floodEvery.
+func (s *soak) floodRegistrations(wg *sync.WaitGroup, ip net.IP) {
+	h := s.e.clientFrom(floodWorkers, ip)
+	tick := time.NewTicker(floodEvery)
+	var stopped sync.WaitGroup
+	for range floodWorkers {
+		stopped.Add(1)
+		wg.Go(func() {
+			defer stopped.Done()
+			n := 0
+			for s.running() {
+				<-tick.C
+				n++
+				_, status, err := s.e.registerVia(h, confidentialClientMetadata(fmt.Sprintf("flood %s %d", ip, n)))
+				if status != 0 {
+					err = nil // an answer; its status says which
+				}
+				s.regFlood.count(status, err, http.StatusCreated)
+			}
+		})
+	}
+	wg.Go(func() {
+		stopped.Wait()
+		tick.Stop()
+	})
+}
+
+// floodPending, from ip, registers one client, opens its consent page
+// once, and then posts the approval over and over, at most one per
+// floodEvery: every post asks the server to keep a sign-in that never
+// comes back from GitHub.
+func (s *soak) floodPending(ip net.IP) {
+	h := s.e.clientFrom(floodWorkers, ip)
+	var c *oauthClient
+	for s.running() {
+		var err error
+		if c, _, err = s.e.registerVia(h, publicClientMetadata("flood "+ip.String())); err == nil {
+			break
+		}
+		s.floodClientsFailed.Add(1)
+		s.pause(time.Second)
+	}
+	if c == nil {
+		return
+	}
+	b := c.browserVia("flooder", h)
+	var form url.Values
+	for s.running() && form == nil {
+		resp, err := b.http.Get(b.authorizeURL())
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			form = consentApproval(resp.StatusCode, body)
+		}
+		if form == nil {
+			s.floodClientsFailed.Add(1)
+			s.pause(time.Second)
+		}
+	}
+	s.every(floodEvery, func() {
+		resp, err := b.http.PostForm(s.e.site+"/consent", form)
+		status := 0
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+			if loc := resp.Header.Get("Location"); status == http.StatusFound && !strings.HasPrefix(loc, s.e.ghURL) {
+				status = -status // a redirect, but not to GitHub
+			}
+		}
+		s.pendFlood.count(status, err, http.StatusFound)
+	})
+}
+
+// sampleLoop samples Caddy every plan.sample until the soak ends.
+func (s *soak) sampleLoop() {
+	s.takeSample()
+	for s.pause(s.plan.sample) {
+		s.takeSample()
+	}
+}
+
+// takeSample collects Caddy's garbage and reads its heap in use and
+// goroutines (from the admin API's /metrics), its open files (from
+// /proc) and the state file's size.
+func (s *soak) takeSample() {
+	c := s.e.caddy
+	sm := caddySample{at: time.Since(s.started), streams: s.held.Load(), grants: s.pool.size()}
+	err := c.gc()
+	if err == nil {
+		var b []byte
+		if b, err = c.adminGet("/metrics"); err == nil {
+			m := promValues(b)
+			var ok1, ok2 bool
+			sm.heapInuse, ok1 = m["go_memstats_heap_inuse_bytes"]
+			sm.goroutines, ok2 = m["go_goroutines"]
+			if !ok1 || !ok2 {
+				err = errors.New("/metrics lacks go_memstats_heap_inuse_bytes or go_goroutines")
+			}
+		}
+	}
+	if err == nil {
+		var fds []os.DirEntry
+		if fds, err = os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)); err == nil {
+			sm.fds = len(fds)
+		}
+	}
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(s.e.stateFile()); err == nil {
+			sm.stateSize = fi.Size()
+		}
+	}
+	if err == nil {
+		sm.rss, err = c.rss()
+	}
+	if err != nil {
+		s.sampleErrs.fail(err)
+		return
+	}
+	s.sampleErrs.succeed()
+	s.samples = append(s.samples, sm)
+}
+
+// promValues reads the unlabelled samples of a Prometheus text exposition.
+func promValues(b []byte) map[string]float64 {
+	m := map[string]float64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			m[name] = v
+		}
+	}
+	return m
+}
+
+// adminCount counts the records of an admin API collection (grants or
+// clients), page by page.
+func (s *soak) adminCount(collection string) (int, error) {
+	n, after := 0, ""
+	for range 100000 {
+		path := "/mcp_auth/" + collection + "?limit=1000"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		b, err := s.e.caddy.adminGet(path)
+		if err != nil {
+			return 0, err
+		}
+		var page map[string]json.RawMessage
+		if err := json.Unmarshal(b, &page); err != nil {
+			return 0, fmt.Errorf("admin %s: %w", path, err)
+		}
+		var items []json.RawMessage
+		if err := json.Unmarshal(page[collection], &items); err != nil {
+			return 0, fmt.Errorf("admin %s: %w", path, err)
+		}
+		n += len(items)
+		next := ""
+		if raw, ok := page["next"]; ok {
+			_ = json.Unmarshal(raw, &next)
+		}
+		if next == "" {
+			return n, nil
+		}
+		after = next
+	}
+	return 0, errors.New("admin API: too many pages")
+}
+
+// report writes the soak's figures.
+func (s *soak) report(w io.Writer, f soakFigures) {
+	p := s.plan
+	fmt.Fprintf(w, "soak: %s of mixed traffic at once against one Caddy (bbolt); users from 127.0.1.1-16, the hosted app from %s\n", p.duration, hostedAppIP)
+	fmt.Fprintf(w, "  %-64s %8s %8s\n", "legitimate traffic", "ok", "errors")
+	for _, k := range f.kinds {
+		fmt.Fprintf(w, "  %-64s %8d %8d\n", k.name, k.ok.Load(), k.errs.Load())
+		for _, m := range k.first {
+			fmt.Fprintf(w, "      e.g. %s\n", m)
+		}
+	}
+	fmt.Fprintf(w, "  SSE streams held at once: up to %d (target %d)\n", s.maxHeld.Load(), p.streams)
+	verdict := "none"
+	if f.legitErrs > 0 {
+		verdict = "SOME"
+	}
+	fmt.Fprintf(w, "  legitimate errors: %d (target 0: %s)\n", f.legitErrs, verdict)
+	flood := func(name string, ips []net.IP, t *floodTally, accepted string) {
+		var addrs []string
+		for _, ip := range ips {
+			addrs = append(addrs, ip.String())
+		}
+		fmt.Fprintf(w, "  flood: %s from %s: %d sent, %d accepted (%s), %d refused (429), %d other",
+			name, strings.Join(addrs, ", "), t.sent.Load(), t.accepted.Load(), accepted, t.refused.Load(), t.other.Load())
+		if m, ok := t.otherFirst.Load().(string); ok {
+			fmt.Fprintf(w, " (first: %.120s)", m)
+		}
+		fmt.Fprintln(w)
+	}
+	flood("registrations never granted", regFloodIPs, &s.regFlood, "201")
+	flood("unfinished sign-ins (consent approvals)", pendFloodIPs, &s.pendFlood, "302 to GitHub")
+	if n := s.floodClientsFailed.Load(); n > 0 {
+		fmt.Fprintf(w, "  (the sign-in flooders' setup failed %d times)\n", n)
+	}
+	s.reportSamples(w)
+	fmt.Fprintf(w, "  store at the end: %d clients (admin API lists %d), %d unfinished sign-ins, %d codes, %d grants, %d access and %d refresh tokens\n",
+		f.store.Clients, f.clients, f.store.Pending, f.store.Codes, f.store.Grants, f.store.AccessTokens, f.store.RefreshTokens)
+	pl := &s.pool
+	live := pl.issued - pl.revoked - pl.lost
+	fmt.Fprintf(w, "  grants: %d issued - %d revoked - %d lost = %d live (%d of unknown fate); the admin API lists %d, the file holds %d: ",
+		pl.issued, pl.revoked, pl.lost, live, pl.unknown, f.listed, f.store.Grants)
+	if f.accounting != nil {
+		fmt.Fprintf(w, "MISMATCH: %v\n", f.accounting)
+	} else {
+		fmt.Fprintln(w, "every grant accounted for")
+	}
+}
+
+// reportSamples prints each sampled series compactly and compares the
+// mean of its second half with its first sample after the warm-up.
+func (s *soak) reportSamples(w io.Writer) {
+	if n := s.sampleErrs.errs.Load(); n > 0 {
+		fmt.Fprintf(w, "  %d samples failed, e.g. %v\n", n, s.sampleErrs.first)
+	}
+	if len(s.samples) < 3 {
+		fmt.Fprintf(w, "  Caddy: only %d samples\n", len(s.samples))
+		return
+	}
+	// The last sample was taken after the traffic stopped; it is shown
+	// but not judged.
+	during := s.samples[:len(s.samples)-1]
+	first := len(during) - 1
+	for i, sm := range during {
+		if sm.at >= s.plan.warmup {
+			first = i
+			break
+		}
+	}
+	fmt.Fprintf(w, "  Caddy sampled every %s (after a collection); warm-up %s; [x] = first sample after it, | = traffic over:\n", s.plan.sample, s.plan.warmup)
+	series := []struct {
+		name string
+		unit float64
+		f    string
+		v    func(caddySample) float64
+	}{
+		{"heap in use (MiB)", 1 << 20, "%.1f", func(c caddySample) float64 { return c.heapInuse }},
+		{"RSS (MiB)", 1 << 20, "%.0f", func(c caddySample) float64 { return float64(c.rss) }},
+		{"goroutines", 1, "%.0f", func(c caddySample) float64 { return c.goroutines }},
+		{"open files", 1, "%.0f", func(c caddySample) float64 { return float64(c.fds) }},
+		{"state file (KiB)", 1 << 10, "%.0f", func(c caddySample) float64 { return float64(c.stateSize) }},
+		{"SSE streams held", 1, "%.0f", func(c caddySample) float64 { return float64(c.streams) }},
+		{"live grants", 1, "%.0f", func(c caddySample) float64 { return float64(c.grants) }},
+	}
+	for _, se := range series {
+		var b strings.Builder
+		for i, sm := range s.samples {
+			v := fmt.Sprintf(se.f, se.v(sm)/se.unit)
+			switch {
+			case i == first:
+				v = "[" + v + "]"
+			case i == len(s.samples)-1:
+				v = "| " + v
+			}
+			b.WriteString(" " + v)
+		}
+		base := se.v(during[first])
+		half := during[first+(len(during)-first)/2:]
+		var sum float64
+		for _, sm := range half {
+			sum += se.v(sm)
+		}
+		mean := sum / float64(len(half))
+		change := "n/a"
+		if base != 0 {
+			change = fmt.Sprintf("%+.1f%%", 100*(mean-base)/base)
+		}
+		fmt.Fprintf(w, "    %-18s second-half mean "+se.f+" vs "+se.f+" after warm-up (%s):%s\n",
+			se.name, mean/se.unit, base/se.unit, change, b.String())
+	}
+}
+
+// soakRun is the soak phase: its own Caddy, serving the built-in tools
+// too, on its own state file.
+func soakRun(c config, dir string, w io.Writer) (soakFigures, error) {
+	e, err := newEnvWith(dir, filepath.Join(dir, "soak.db"), "", soakProtect, soakRoutes)
+	if err != nil {
+		return soakFigures{}, err
+	}
+	defer e.close()
+	if err := e.startCaddy("caddy-soak"); err != nil {
+		return soakFigures{}, err
+	}
+	fmt.Fprintf(w, "soak: caddy provisioned in %s; log in %s\n", ms(e.caddy.load), filepath.Join(dir, "caddy-soak.log"))
+	return e.soakBench(newSoakPlan(c.soakDuration, c.soakStreams), w)
+}
