@@ -13,7 +13,7 @@ type authServerMetadata struct {
 	TokenEndpoint                              string   `json:"token_endpoint"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
 	RevocationEndpoint                         string   `json:"revocation_endpoint"`
-	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
+	ScopesSupported                            []string `json:"scopes_supported"`
 	ResponseTypesSupported                     []string `json:"response_types_supported"`
 	ResponseModesSupported                     []string `json:"response_modes_supported"`
 	GrantTypesSupported                        []string `json:"grant_types_supported"`
@@ -28,7 +28,7 @@ type authServerMetadata struct {
 type protectedResourceMetadata struct {
 	Resource               string   `json:"resource"`
 	AuthorizationServers   []string `json:"authorization_servers"`
-	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	ScopesSupported        []string `json:"scopes_supported"`
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 }
 
@@ -49,7 +49,7 @@ func (s *Server) serveASMetadata(w http.ResponseWriter, r *http.Request) {
 		TokenEndpoint:                              iss + pathToken,
 		RegistrationEndpoint:                       registration,
 		RevocationEndpoint:                         iss + pathRevoke,
-		ScopesSupported:                            s.scopes,
+		ScopesSupported:                            listed(s.scopes),
 		ResponseTypesSupported:                     []string{"code"},
 		ResponseModesSupported:                     []string{"query"},
 		GrantTypesSupported:                        []string{grantAuthorizationCode, grantRefreshToken},
@@ -74,7 +74,7 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 	}
 	if sub := strings.TrimPrefix(r.URL.Path, pathPRM); sub == "" {
 		doc.Resource = iss
-		doc.ScopesSupported = s.scopes
+		doc.ScopesSupported = listed(s.scopes)
 	} else {
 		// A document for every URL under a protected path, naming that
 		// URL: MCP clients accept a document only if its resource is
@@ -90,7 +90,7 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		doc.Resource = iss + sub
-		doc.ScopesSupported = s.resourceScopes(res)
+		doc.ScopesSupported = listed(s.resourceScopes(res))
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
@@ -103,6 +103,17 @@ func (s *Server) resourceScopes(res *Resource) []string {
 	scopes := slices.Concat(s.cfg.ScopesSupported, res.Scopes)
 	slices.Sort(scopes)
 	return slices.Compact(scopes)
+}
+
+// listed makes an empty list an empty JSON array, never null: both
+// documents always carry scopes_supported, so that a client reading it
+// learns that no scope is needed rather than guessing its own (mcp-remote
+// falls back to OpenID Connect's when the member is absent).
+func listed(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
 }
 
 // metadataURL is where the RFC 9728 document for a request to res lives;

@@ -2,9 +2,12 @@ package oauth_test
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
 
 func strList(t *testing.T, v any) []string {
@@ -193,5 +196,37 @@ func TestCORSPreflight(t *testing.T) {
 		if !strings.Contains(allowHeaders, "authorization") || !strings.Contains(allowHeaders, "content-type") {
 			t.Errorf("OPTIONS %s: Allow-Headers %q", tc.path, allowHeaders)
 		}
+	}
+}
+
+// TestScopesAlwaysListed: a server that offers no scope at all still
+// lists scopes_supported, as an empty array, in both documents, and every
+// token response carries scope, even empty. Clients that find neither
+// invent scopes (mcp-remote asks for OpenID Connect's) and repeat them.
+func TestScopesAlwaysListed(t *testing.T) {
+	e := newEnvWith(t, envOptions{config: func(c *oauth.Config) {
+		c.ScopesSupported = nil
+		c.Resources = []oauth.Resource{{Path: "/mcp"}}
+	}})
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
+		r := e.get(path)
+		if r.Status != http.StatusOK {
+			t.Fatalf("%s: status %d", path, r.Status)
+		}
+		if !strings.Contains(r.Body, `"scopes_supported":[]`) {
+			t.Errorf("%s: no empty scopes_supported: %s", path, r.Body)
+		}
+	}
+	c := e.confidentialClient()
+	code, p := e.codeFor(c, "alice", func(v url.Values) { v.Set("scope", "openid email profile") })
+	r := e.exchange(c, code, p.Verifier)
+	tk := e.mustTokens(r)
+	if _, ok := r.JSON["scope"]; !ok || tk.Scope != "" {
+		t.Fatalf("token response scope %v (present %v), want present and empty: %s", r.JSON["scope"], ok, r.Body)
+	}
+	r = e.refresh(c, tk.Refresh, func(v url.Values) { v.Set("scope", "openid email profile") })
+	e.mustTokens(r)
+	if _, ok := r.JSON["scope"]; !ok {
+		t.Errorf("refresh response without scope: %s", r.Body)
 	}
 }

@@ -22,7 +22,11 @@ type tokenResponse struct {
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
-	Scope        string `json:"scope,omitempty"`
+	// Scope is always sent, even empty: RFC 6749 section 5.1 asks for it
+	// whenever it differs from the request, and the scopes this server
+	// drops (those it does not offer) make it differ often. Clients such
+	// as mcp-remote repeat their requested scopes at refresh unless told.
+	Scope string `json:"scope"`
 }
 
 // tokenError is a refusal at the token or revocation endpoint.
@@ -251,7 +255,7 @@ func (s *Server) checkCode(r *http.Request, form url.Values, c *store.Code, clie
 	if resource, terr = s.narrowResource(r, form, c.Resource); terr != nil {
 		return "", "", terr
 	}
-	if scope, terr = narrowScope(form, c.Scope); terr != nil {
+	if scope, terr = s.narrowScope(form, c.Scope); terr != nil {
 		return "", "", terr
 	}
 	return resource, scope, nil
@@ -311,7 +315,7 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	if terr := s.recheck(r, g); terr != nil {
 		return nil, terr
 	}
-	scope, terr := narrowScope(form, g.Scope)
+	scope, terr := s.narrowScope(form, g.Scope)
 	if terr != nil {
 		return nil, terr
 	}
@@ -453,22 +457,32 @@ func (s *Server) tokenResponse(access, refresh string, at *store.AccessToken) *t
 
 // narrowScope applies a token request's `scope` parameter: the access
 // token may carry fewer scopes than were granted (RFC 6749 section 6),
-// never more. The grant keeps them all.
-func narrowScope(form url.Values, granted string) (string, *tokenError) {
+// never more. The grant keeps them all. Requested scopes this server does
+// not offer are dropped, exactly as the authorization request dropped
+// them: a client that asked for `openid email profile` and was granted
+// none of it repeats that request at every refresh, and refusing it then
+// would end a grant that was working. An offered scope that was never
+// granted is refused.
+func (s *Server) narrowScope(form url.Values, granted string) (string, *tokenError) {
 	req := form.Get("scope")
-	if req == "" {
-		return granted, nil
-	}
 	if len(req) > maxScopeLen {
 		return "", badRequest("invalid_scope", "the scope parameter is too long")
 	}
 	have := strings.Fields(granted)
+	var narrowed []string
 	for _, sc := range strings.Fields(req) {
+		if !slices.Contains(s.scopes, sc) {
+			continue
+		}
 		if !slices.Contains(have, sc) {
 			return "", badRequest("invalid_scope", "scope "+quote(sc)+" was not granted")
 		}
+		narrowed = append(narrowed, sc)
 	}
-	return normalizeScope(req), nil
+	if len(narrowed) == 0 {
+		return granted, nil
+	}
+	return normalizeScope(strings.Join(narrowed, " ")), nil
 }
 
 // withoutScopes removes the scopes in drop from the space-separated list.

@@ -400,10 +400,34 @@ func TestRefresh(t *testing.T) {
 		if t3.Scope != "admin tools" {
 			t.Errorf("scope after narrowing %q, want the grant's", t3.Scope)
 		}
+		// "read" is offered but was never granted.
 		expectOAuthError(t, e.refresh(c, t3.Refresh, set("scope", "tools read")), http.StatusBadRequest, "invalid_scope")
-		expectOAuthError(t, e.refresh(c, t3.Refresh, set("scope", "bogus")), http.StatusBadRequest, "invalid_scope")
 		// A refused narrowing did not use the token up.
-		e.mustTokens(e.refresh(c, t3.Refresh, set("scope", "admin")))
+		t4 := e.mustTokens(e.refresh(c, t3.Refresh, set("scope", "admin")))
+		if t4.Scope != "admin" {
+			t.Errorf("narrowed scope %q", t4.Scope)
+		}
+		// Scopes the server does not offer are dropped, as the
+		// authorization request dropped them; what is left narrows.
+		t5 := e.mustTokens(e.refresh(c, t4.Refresh, set("scope", "tools bogus")))
+		if t5.Scope != "tools" {
+			t.Errorf("scope %q, want tools", t5.Scope)
+		}
+	})
+	t.Run("unoffered scopes repeated at refresh", func(t *testing.T) {
+		// mcp-remote asks for OpenID Connect's scopes when it finds
+		// none it likes, and repeats them at every refresh: the
+		// authorization dropped them, and so must the refresh.
+		e := e.sub(t)
+		t1 := e.loginTokens(c, "alice", set("scope", "openid email profile"))
+		if t1.Scope != "admin tools" {
+			t.Fatalf("scope %q, want the default", t1.Scope)
+		}
+		t2 := e.mustTokens(e.refresh(c, t1.Refresh, set("scope", "openid email profile")))
+		if t2.Scope != t1.Scope {
+			t.Errorf("scope at refresh %q, want the granted %q", t2.Scope, t1.Scope)
+		}
+		e.expectOK("/mcp/admin", t2.Access)
 	})
 	t.Run("resource must match the grant", func(t *testing.T) {
 		e := e.sub(t)
