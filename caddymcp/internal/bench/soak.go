@@ -263,6 +263,18 @@ type soak struct {
 	sampleErrs                         tally
 	floodClientsFailed                 atomic.Int64
 	started                            time.Time
+
+	clientsMu sync.Mutex
+	clients   []*http.Client // every client made, to close their connections at the end
+}
+
+// client is e.clientFrom, remembered to be closed at the end.
+func (s *soak) client(conns int, from net.IP) *http.Client {
+	h := s.e.clientFrom(conns, from)
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	s.clients = append(s.clients, h)
+	return h
 }
 
 // soakFigures is what a soak found, for the report and its checks.
@@ -292,9 +304,9 @@ func (e *env) soakBench(plan soakPlan, w io.Writer) (soakFigures, error) {
 	s.revokedGone.name = "  ... the grant gone after (refresh and access token refused)"
 	s.sampleErrs.name = "samples"
 	for i := range 16 {
-		s.users = append(s.users, e.clientFrom(8, userIP(i)))
+		s.users = append(s.users, s.client(8, userIP(i)))
 	}
-	s.hosted = e.clientFrom(8, hostedAppIP)
+	s.hosted = s.client(8, hostedAppIP)
 
 	s.started = time.Now()
 	s.end = s.started.Add(plan.duration)
@@ -322,7 +334,11 @@ func (e *env) soakBench(plan soakPlan, w io.Writer) (soakFigures, error) {
 	}()
 	wg.Wait()
 	<-sampled
-	// One more look with the traffic over and the streams closed.
+	// One more look with the traffic over, the streams closed and the
+	// driver's idle connections too: what is left is Caddy's own.
+	for _, h := range s.clients {
+		h.CloseIdleConnections()
+	}
 	time.Sleep(time.Second)
 	s.takeSample()
 
@@ -652,14 +668,9 @@ func (s *soak) toolSession(g *soakGrant) error {
 func (s *soak) streamLoop(wg *sync.WaitGroup) {
 	clients := make([]*http.Client, len(s.users))
 	for i := range clients {
-		clients[i] = s.e.clientFrom(s.plan.streams+8, userIP(i))
+		clients[i] = s.client(s.plan.streams+8, userIP(i))
 		clients[i].Timeout = 0 // streams stay open; each has its deadline
 	}
-	defer func() {
-		for _, c := range clients {
-			c.CloseIdleConnections()
-		}
-	}()
 	short, long := max(s.plan.duration/20, time.Second), max(s.plan.duration/4, 2*time.Second)
 	for s.running() {
 		if int(s.held.Load()) >= s.plan.streams {
@@ -797,7 +808,7 @@ func (s *soak) gateStatus(h *http.Client, token string) (int, error) {
 // confidential clients that never sign anyone in, together at most one
 // request per floodEvery.
 func (s *soak) floodRegistrations(wg *sync.WaitGroup, ip net.IP) {
-	h := s.e.clientFrom(floodWorkers, ip)
+	h := s.client(floodWorkers, ip)
 	tick := time.NewTicker(floodEvery)
 	var stopped sync.WaitGroup
 	for range floodWorkers {
@@ -827,7 +838,7 @@ func (s *soak) floodRegistrations(wg *sync.WaitGroup, ip net.IP) {
 // floodEvery: every post asks the server to keep a sign-in that never
 // comes back from GitHub.
 func (s *soak) floodPending(ip net.IP) {
-	h := s.e.clientFrom(floodWorkers, ip)
+	h := s.client(floodWorkers, ip)
 	var c *oauthClient
 	for s.running() {
 		var err error
@@ -1039,7 +1050,7 @@ func (s *soak) reportSamples(w io.Writer) {
 			break
 		}
 	}
-	fmt.Fprintf(w, "  Caddy sampled every %s (after a collection); warm-up %s; [x] = first sample after it, | = traffic over:\n", s.plan.sample, s.plan.warmup)
+	fmt.Fprintf(w, "  Caddy sampled every %s (after a collection); warm-up %s; [x] = first sample after it; after | the traffic is over and the driver's connections closed:\n", s.plan.sample, s.plan.warmup)
 	series := []struct {
 		name string
 		unit float64
