@@ -297,7 +297,7 @@ func (e *env) soakBench(plan soakPlan, w io.Writer) (soakFigures, error) {
 	s.retries.name = "refreshes retried, first answer lost (errors: retry, next one)"
 	s.races.name = "refreshes raced, two at once (errors: either, next one)"
 	s.toolSessions.name = "MCP sessions on mcp_server (Streamable HTTP, official SDK)"
-	s.toolCallsT.name = "  tools/call in them"
+	s.toolCallsT.name = "  tools/call in them (calculate; get_user_info names the user)"
 	s.streamsOpened.name = "SSE streams opened, through the gate to the upstream"
 	s.streamsHeld.name = "  ... held to their end, not cut"
 	s.revocations.name = "revocations (RFC 7009, of the refresh token)"
@@ -638,20 +638,13 @@ func (s *soak) toolSession(g *soakGrant) error {
 	}
 	defer session.Close()
 	for i := range toolCalls {
-		a, b := rand.IntN(1000), rand.IntN(1000)
-		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "calculate",
-			Arguments: map[string]any{"operation": "add", "a": a, "b": b}})
-		if err == nil && res.IsError {
-			err = fmt.Errorf("tool error: %v", res.Content)
-		}
-		if err == nil {
-			var out struct {
-				Result float64 `json:"result"`
-			}
-			raw, _ := json.Marshal(res.StructuredContent)
-			if json.Unmarshal(raw, &out) != nil || out.Result != float64(a+b) {
-				err = fmt.Errorf("calculate %d+%d answered %s", a, b, raw)
-			}
+		var err error
+		if i < toolCalls-1 {
+			err = calculate(ctx, session)
+		} else {
+			// Last, who the server thinks the caller is: the user
+			// who signed in, never another.
+			err = whoAmI(ctx, session, userLogin(g.user))
 		}
 		if err != nil {
 			s.toolCallsT.fail(fmt.Errorf("call %d: %w", i, err))
@@ -660,6 +653,47 @@ func (s *soak) toolSession(g *soakGrant) error {
 		s.toolCallsT.succeed()
 	}
 	return session.Close()
+}
+
+// calculate calls the calculate tool and checks its answer.
+func calculate(ctx context.Context, session *mcp.ClientSession) error {
+	a, b := rand.IntN(1000), rand.IntN(1000)
+	var out struct {
+		Result float64 `json:"result"`
+	}
+	raw, err := callStructured(ctx, session, "calculate", map[string]any{"operation": "add", "a": a, "b": b}, &out)
+	if err == nil && out.Result != float64(a+b) {
+		err = fmt.Errorf("calculate %d+%d answered %s", a, b, raw)
+	}
+	return err
+}
+
+// whoAmI calls get_user_info and checks that it names login.
+func whoAmI(ctx context.Context, session *mcp.ClientSession, login string) error {
+	var out struct {
+		Login string `json:"login"`
+	}
+	raw, err := callStructured(ctx, session, "get_user_info", map[string]any{}, &out)
+	if err == nil && out.Login != login {
+		err = fmt.Errorf("get_user_info for %s answered %s", login, raw)
+	}
+	return err
+}
+
+// callStructured calls a tool and decodes its structured result into out.
+func callStructured(ctx context.Context, session *mcp.ClientSession, name string, args map[string]any, out any) ([]byte, error) {
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		return nil, err
+	}
+	if res.IsError {
+		return nil, fmt.Errorf("%s: tool error: %v", name, res.Content)
+	}
+	raw, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(raw, out); err != nil {
+		return raw, fmt.Errorf("%s answered %s: %w", name, raw, err)
+	}
+	return raw, nil
 }
 
 // streamLoop keeps about plan.streams legacy SSE streams open through the
