@@ -49,9 +49,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage           <backend> [<args...>]
 //		access_token_ttl  <duration>
 //		refresh_token_ttl <duration>
+//		refresh_reuse_grace   <duration>
+//		refresh_reuse_retries <n>
 //		secret_key        <base64> [<previous base64>...]
 //		health_path       <path>
-//		registration      open|closed
+//		registration      open [{
+//			per_address <n>
+//			total       <n>
+//		}] | closed
+//		pending_sign_ins {
+//			per_address <n>
+//			total       <n>
+//		}
 //		client_id_metadata_documents on|off [{
 //			allow_hosts     <host...>
 //			trusted_ca_file <pem-file...>
@@ -176,6 +185,12 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			ok, err := m.unmarshalClientsOption(d, opt)
 			if err != nil {
 				return err
+			}
+			if !ok {
+				ok, err = m.unmarshalLimitsOption(d, opt)
+				if err != nil {
+					return err
+				}
 			}
 			if !ok {
 				return d.Errf("unrecognized mcp_auth option %q", opt)

@@ -128,6 +128,14 @@ func TestAdaptErrors(t *testing.T) {
 		"restrict unknown":    {"mcp_auth {\nrestrict_scope admin {\nallow_pets cat\n}\n}", `unrecognized restrict_scope option "allow_pets"`},
 		"health twice":        {"mcp_auth {\nhealth_path /a\nhealth_path /b\n}", "health_path may be given only once"},
 		"health no path":      {"mcp_auth {\nhealth_path\n}", "wrong argument count"},
+		"limits when closed":  {"mcp_auth {\nregistration closed {\nper_address 5\n}\n}", "only registration open takes limits"},
+		"limit zero":          {"mcp_auth {\nregistration open {\nper_address 0\n}\n}", `per_address: "0" is not a positive whole number`},
+		"limit unknown":       {"mcp_auth {\npending_sign_ins {\nper_hour 5\n}\n}", `unrecognized pending_sign_ins option "per_hour"`},
+		"pending args":        {"mcp_auth {\npending_sign_ins 5\n}", "wrong argument count"},
+		"pending twice":       {"mcp_auth {\npending_sign_ins {\ntotal 5\n}\npending_sign_ins {\ntotal 6\n}\n}", "pending_sign_ins may be given only once"},
+		"grace negative":      {"mcp_auth {\nrefresh_reuse_grace -1s\n}", `refresh_reuse_grace: "-1s" is not a duration of zero or more`},
+		"grace twice":         {"mcp_auth {\nrefresh_reuse_grace 1s\nrefresh_reuse_grace 2s\n}", "refresh_reuse_grace may be given only once"},
+		"retries zero":        {"mcp_auth {\nrefresh_reuse_retries 0\n}", "not a positive whole number"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := adapt(t, "localhost {\n"+tc.body+"\n}\n")

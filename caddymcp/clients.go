@@ -134,7 +134,10 @@ func (m *MCPAuth) scopeRules() []githubidp.ScopeRule {
 // unmarshalClientsOption parses the client-related options of mcp_auth,
 // reporting false for an option that is not one of them:
 //
-//	registration open|closed
+//	registration open [{
+//		per_address <n>
+//		total       <n>
+//	}] | closed
 //	client_id_metadata_documents on|off [{
 //		allow_hosts     <host...>
 //		trusted_ca_file <pem-file...>
@@ -157,6 +160,16 @@ func (m *MCPAuth) unmarshalClientsOption(d *caddyfile.Dispenser, opt string) (bo
 		}
 		if m.Registration != "open" && m.Registration != "closed" {
 			return true, d.Errf("registration must be open or closed, not %q", m.Registration)
+		}
+		l, err := unmarshalLimits(d, "registration")
+		if err != nil {
+			return true, err
+		}
+		if *l != (LeftoverLimits{}) {
+			if m.Registration != "open" {
+				return true, d.Err("only registration open takes limits")
+			}
+			m.RegistrationLimits = l
 		}
 	case "client_id_metadata_documents":
 		var onOff string

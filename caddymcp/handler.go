@@ -78,6 +78,17 @@ type MCPAuth struct {
 	// RefreshTokenTTL is how long a grant lives without being refreshed;
 	// each refresh extends it. Default: 30d.
 	RefreshTokenTTL caddy.Duration `json:"refresh_token_ttl,omitempty"`
+	// RefreshReuseGrace is how long a rotated refresh token may be
+	// presented again by its own client, while no token issued after it
+	// was used, and get a fresh pair rather than revoking the grant:
+	// clients retry a refresh whose answer was lost, and processes
+	// sharing one token store refresh at once. 0 means never (every
+	// reuse revokes). Default: 30s.
+	RefreshReuseGrace *caddy.Duration `json:"refresh_reuse_grace,omitempty"`
+	// RefreshReuseRetries bounds how many such retries one refresh
+	// token's successors may serve before a reuse revokes the grant.
+	// Default: 5.
+	RefreshReuseRetries int `json:"refresh_reuse_retries,omitempty"`
 
 	// SecretKey is 32 random bytes in base64 that seal GitHub tokens at
 	// rest and sign cookies. Placeholders such as {env.*} and {file.*}
@@ -96,6 +107,14 @@ type MCPAuth struct {
 	// dynamic registration) or "closed" (only pre-registered clients and
 	// clients with a metadata document). Default: open.
 	Registration string `json:"registration,omitempty"`
+	// RegistrationLimits bound the clients registered through open
+	// registration that have not obtained a grant. Default: 1000 per
+	// address, 20000 in all.
+	RegistrationLimits *LeftoverLimits `json:"registration_limits,omitempty"`
+	// PendingSignIns bound the sign-ins approved on the consent page that
+	// have not come back from GitHub. Default: 200 per address, 10000 in
+	// all.
+	PendingSignIns *LeftoverLimits `json:"pending_sign_ins,omitempty"`
 	// ClientIDMetadataDocuments configures clients that identify
 	// themselves by the https URL of a metadata document. Default: on,
 	// fetching from public addresses only.
@@ -240,6 +259,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	for _, p := range m.Protect {
 		cfg.Resources = append(cfg.Resources, oauth.Resource{Path: p.Path, Scopes: p.Scopes})
 	}
+	m.refreshConfig(&cfg)
 	if err := m.clientsConfig(&cfg, repl); err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/zap"
 
@@ -36,6 +37,10 @@ func init() {
 // Mcp-Session-Id header opens a legacy SSE stream, whose endpoint event
 // points back at the same path with ?sessionid=, so its messages stay on
 // the same protected resource; everything else is Streamable HTTP.
+//
+// It declares the tools capability and nothing else, and answers prompts,
+// resources, completion and logging requests "method not found", at every
+// revision (see toolServerCapabilities).
 //
 // A session belongs to the user who opened it: another user presenting its
 // session ID is refused (403 for Streamable HTTP, 404 for SSE, where each
@@ -160,9 +165,58 @@ func (s *MCPServer) newTransports() *transports {
 func newToolServer(find tools.CallerFunc) *mcp.Server {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "caddymcp", Title: "caddymcp built-in tools", Version: version()}, &mcp.ServerOptions{
 		Instructions: "Tools for the GitHub user who signed in: their profile, their repositories, and a calculator.",
+		Capabilities: toolServerCapabilities,
 	})
+	srv.AddReceivingMiddleware(onlyDeclared(toolServerCapabilities))
 	tools.Register(srv, find)
 	return srv
+}
+
+// toolServerCapabilities is what the built-in server serves, and so all it
+// declares, at every revision (the initialize result up to 2025-11-25, the
+// server/discover result from 2026-07-28): tools, whose list is fixed once
+// registered, so without listChanged.
+//
+// Left to itself the SDK (v1.8.0) declares logging and tools with
+// listChanged, yet answers prompts/list, resources/list and
+// resources/templates/list with empty lists whatever it declared, and
+// logging/setLevel although nothing here ever logs to the client: a server
+// that answers a family it did not declare breaks the capability contract
+// (the conformance suite's server-stateless scenario fails on prompts).
+// Declaring empty prompts and resources instead would make clients list
+// and show sections that can never hold anything, and promise log messages
+// that never come; declaring only tools and refusing the rest says what
+// the server is. The SDK has no option to stop answering a family, so a
+// receiving middleware (onlyDeclared) does.
+var toolServerCapabilities = &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}
+
+// onlyDeclared answers "method not found" to the requests of every method
+// family (prompts/*, resources/*, completion/*, logging/*, tools/*) that
+// caps does not declare, as for a method that does not exist, whatever the
+// SDK would have answered. Requests outside those families (initialize,
+// server/discover, ping, subscriptions/listen, notifications) go through.
+// Deriving the refusal from the declaration keeps the two in step: a
+// family added to the server is served once it is declared.
+func onlyDeclared(caps *mcp.ServerCapabilities) mcp.Middleware {
+	declared := map[string]bool{
+		"tools":      caps.Tools != nil,
+		"prompts":    caps.Prompts != nil,
+		"resources":  caps.Resources != nil,
+		"completion": caps.Completions != nil,
+		"logging":    caps.Logging != nil,
+	}
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			family, _, _ := strings.Cut(method, "/")
+			if ok, known := declared[family]; known && !ok {
+				// The SDK answers any -32601 as `method not found:
+				// "<method>"`, exactly as for a method that does not
+				// exist, and from 2026-07-28 with HTTP 404 (SEP-2575).
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found"}
+			}
+			return next(ctx, method, req)
+		}
+	}
 }
 
 // version is this module's version as built, "(devel)" from a checkout.

@@ -106,7 +106,11 @@ func countEvent(e oauth.Event) {
 	case oauth.EventTokenIssued:
 		metricTokens.WithLabelValues("issued").Inc()
 	case oauth.EventTokenRefreshed:
-		metricTokens.WithLabelValues("refreshed").Inc()
+		if e.Reason == oauth.ReasonRefreshRetried {
+			metricTokens.WithLabelValues("refresh_retried").Inc()
+		} else {
+			metricTokens.WithLabelValues("refreshed").Inc()
+		}
 	case oauth.EventTokenRevoked:
 		metricTokens.WithLabelValues("revoked").Inc()
 	case oauth.EventGrantRevoked:

@@ -98,20 +98,20 @@ func (s *sharedStore) GetAccessToken(ctx context.Context, hash []byte, now time.
 	return db.GetAccessToken(ctx, hash, now)
 }
 
-func (s *sharedStore) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+func (s *sharedStore) GetRefreshToken(ctx context.Context, hash []byte, use store.RefreshUse) (*store.RefreshToken, *store.Grant, store.RefreshVerdict, error) {
 	db, err := s.open(0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return db.GetRefreshToken(ctx, hash, now)
+	return db.GetRefreshToken(ctx, hash, use)
 }
 
-func (s *sharedStore) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+func (s *sharedStore) RotateRefresh(ctx context.Context, oldHash []byte, use store.RefreshUse, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) (store.RefreshVerdict, error) {
 	db, err := s.open(0)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return db.RotateRefresh(ctx, oldHash, now, g, at, rt)
+	return db.RotateRefresh(ctx, oldHash, use, g, at, rt)
 }
 
 func (s *sharedStore) RevokeAccessToken(ctx context.Context, hash []byte) error {

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-github/v75/github"
 	"golang.org/x/oauth2"
@@ -57,13 +58,23 @@ type Config struct {
 
 	// HTTPClient makes the calls to GitHub; http.DefaultClient if nil.
 	HTTPClient *http.Client
+	// Timeout bounds each Exchange, Admit and Recheck as a whole, every
+	// GitHub request it makes from dial to last byte; DefaultTimeout if
+	// zero. Past it the call fails as oauth.ErrUpstreamUnavailable.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds a sign-in step or a re-check when Config.Timeout
+// is zero. A healthy GitHub answers in well under a second; a user in many
+// organizations and teams takes a few pages of each.
+const DefaultTimeout = 10 * time.Second
 
 // Provider is a configured GitHub identity provider.
 type Provider struct {
 	oauth   oauth2.Config
 	apiBase *url.URL
 	client  *http.Client
+	timeout time.Duration
 
 	users map[string]bool // lower-cased logins
 	orgs  map[string]bool // lower-cased org logins
@@ -78,13 +89,17 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("githubidp: client_id and client_secret are required")
 	}
 	p := &Provider{
-		client: cfg.HTTPClient,
-		users:  lowerSet(cfg.AllowUsers),
-		orgs:   lowerSet(cfg.AllowOrgs),
-		teams:  lowerSet(cfg.AllowTeams),
+		client:  cfg.HTTPClient,
+		timeout: cfg.Timeout,
+		users:   lowerSet(cfg.AllowUsers),
+		orgs:    lowerSet(cfg.AllowOrgs),
+		teams:   lowerSet(cfg.AllowTeams),
 	}
 	if p.client == nil {
 		p.client = http.DefaultClient
+	}
+	if p.timeout <= 0 {
+		p.timeout = DefaultTimeout
 	}
 	if err := checkTeams(p.teams); err != nil {
 		return nil, err
@@ -153,6 +168,8 @@ func (p *Provider) AuthCodeURL(state, redirectURI string) string {
 
 // Exchange trades the code GitHub sent to our callback for a GitHub token.
 func (p *Provider) Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	c := p.oauth
 	c.RedirectURL = redirectURI
 	tok, err := c.Exchange(p.ctx(ctx), code)
@@ -168,6 +185,10 @@ func (p *Provider) Exchange(ctx context.Context, code, redirectURI string) (*oau
 // granted (withheldScopes): one reading of the user, their organizations
 // and teams answers both, at every login and every refresh.
 func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity, []string, error) {
+	// One deadline for every page read, so a slow GitHub cannot hold a
+	// sign-in open for a timeout per page.
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
 	gh := p.api(ctx, tok)
 	id, err := currentUser(ctx, gh)
 	if err != nil {
@@ -252,37 +273,6 @@ func (p *Provider) api(ctx context.Context, tok *oauth2.Token) *github.Client {
 // ctx carries our HTTP client to x/oauth2.
 func (p *Provider) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, p.client)
-}
-
-// describe turns an error from GitHub into one that says what we were
-// doing, and never repeats a token: x/oauth2's RetrieveError carries the
-// raw response body, which we drop in favour of its error code.
-func describe(doing string, err error) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		if re.ErrorCode != "" {
-			return fmt.Errorf("githubidp: GitHub refused %s: %s", doing, re.ErrorCode)
-		}
-		return fmt.Errorf("githubidp: GitHub refused %s with HTTP %d", doing, re.Response.StatusCode)
-	}
-	var er *github.ErrorResponse
-	if errors.As(err, &er) && er.Response != nil {
-		if er.Response.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("githubidp: GitHub refused %s: %w", doing, oauth.ErrUpstreamRevoked)
-		}
-		return fmt.Errorf("githubidp: GitHub refused %s with HTTP %d: %s", doing, er.Response.StatusCode, er.Message)
-	}
-	var rl *github.RateLimitError
-	if errors.As(err, &rl) {
-		return fmt.Errorf("githubidp: GitHub rate limit reached while %s", doing)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		// The URL of a GitHub API call carries no secret, but keep the
-		// message short and about the cause.
-		return fmt.Errorf("githubidp: could not reach GitHub while %s: %v", doing, ue.Err)
-	}
-	return fmt.Errorf("githubidp: %s: %v", doing, err)
 }
 
 func lowerSet(xs []string) map[string]bool {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
@@ -268,7 +270,19 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 		ApprovedBy:    approvedBy,
 		ExpiresAt:     s.now().Add(pendingTTL),
 	}
+	// Counted until GitHub's callback brings it back: a caller that
+	// approves and never signs in leaves a record behind, one that
+	// finishes leaves nothing.
+	key := string(p.StateHash)
+	if ok, wait := s.pendingSignIns.add(s.cfg.ClientAddr(r), key, s.now()); !ok {
+		s.log.Debug("sign-in refused: too many unfinished sign-ins", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
+		w.Header().Set("Retry-After", retryAfterSeconds(wait))
+		writeErrorPage(w, http.StatusTooManyRequests, "Too many sign-ins in progress",
+			"Too many sign-ins from your network were started and not finished. Try again in a few minutes.")
+		return
+	}
 	if err := s.store.PutPending(r.Context(), p); err != nil {
+		s.pendingSignIns.done(key)
 		s.log.Error("storing a pending authorization", zapErr(err))
 		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
 		return

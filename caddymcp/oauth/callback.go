@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
@@ -39,6 +41,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeErrorPage(w, http.StatusServiceUnavailable, "Sign-in failed", "The server could not complete the sign-in. Try again.")
 		return
 	}
+	s.pendingSignIns.done(string(p.StateHash))
 	// The state was consumed above whatever happens next, so a second
 	// attempt with it fails even if this one is refused.
 	browser, ok := browserCookie(r)
@@ -62,14 +65,26 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail("access_denied", "GitHub returned no code")
 		return
 	}
-	ghTok, err := s.idp.Exchange(r.Context(), code, s.issuer(r)+pathCallback)
+	// One deadline for all this callback asks GitHub, so a slow GitHub
+	// gets the browser a page rather than a tab that spins.
+	ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)
+	defer cancel()
+	ghTok, err := s.idp.Exchange(ctx, code, s.issuer(r)+pathCallback)
+	if errors.Is(err, ErrUpstreamUnavailable) {
+		s.githubDown(w, p, "GitHub could not exchange the code", err)
+		return
+	}
 	if err != nil {
 		s.log.Warn("GitHub code exchange failed", zap.String("client_id", p.ClientID), zapErr(err))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
 		fail("access_denied", "GitHub did not complete the login")
 		return
 	}
-	who, withheld, err := s.idp.Admit(r.Context(), ghTok)
+	who, withheld, err := s.idp.Admit(ctx, ghTok)
+	if errors.Is(err, ErrUpstreamUnavailable) {
+		s.githubDown(w, p, "GitHub could not say who signed in", err)
+		return
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotAllowed) {
 			s.log.Debug("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
@@ -122,6 +137,69 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.emit(Event{Kind: EventAuthorizationApproved, ClientID: p.ClientID, User: who, Resource: p.Resource, Scope: scope})
 	s.redirectToClient(w, r, p.RedirectURI, url.Values{"code": {authCode}}, p.ClientState)
 }
+
+// callbackTimeout bounds the code exchange and the reading of the user
+// together. The identity provider bounds each; this bounds the sum.
+const callbackTimeout = 15 * time.Second
+
+// githubDown answers a sign-in that GitHub failed (too slow, unreachable,
+// 5xx, rate limited) with a page in the browser, not an error sent to the
+// client. The client's flow is left open on purpose: most clients end
+// their sign-in at the first error their redirect URI receives, even
+// temporarily_unavailable, and the person who can try again is the one
+// looking at this browser now. So the page says what happened and offers
+// the same sign-in again: a link to the client's own authorization
+// request, rebuilt from the pending one, which /authorize validates like
+// any other. The client still waits with its PKCE verifier and state, so a
+// retry that works completes its flow as if nothing had happened; a user
+// who gives up starts again from the client, as after closing the tab.
+//
+// The page is 503 with Retry-After when GitHub said when to come back (a
+// rate limit), 502 otherwise. The link holds only what the client sent in
+// this browser's address bar to begin with; our state, GitHub's code and
+// GitHub's token are not on the page.
+func (s *Server) githubDown(w http.ResponseWriter, p *store.Pending, doing string, err error) {
+	s.log.Warn(doing, zap.String("client_id", p.ClientID), zapErr(err))
+	s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
+	status := http.StatusBadGateway
+	if d, ok := UpstreamRetryAfter(err); ok {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", retryAfterValue(d))
+	}
+	setPageHeaders(w)
+	w.WriteHeader(status)
+	_ = githubDownPage.Execute(w, pathAuthorize+"?"+retryQuery(p).Encode())
+}
+
+// retryQuery is the authorization request that started p, as the client
+// sent it (an absent resource is the issuer, which means the same).
+func retryQuery(p *store.Pending) url.Values {
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {p.ClientID},
+		"redirect_uri":          {p.RedirectURI},
+		"code_challenge":        {p.CodeChallenge},
+		"code_challenge_method": {"S256"},
+		"resource":              {p.Resource},
+	}
+	if p.ClientState != "" {
+		q.Set("state", p.ClientState)
+	}
+	if p.Scope != "" {
+		q.Set("scope", p.Scope)
+	}
+	return q
+}
+
+var githubDownPage = template.Must(template.New("github-down").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>GitHub is not answering</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
+</head><body><h1>GitHub is not answering</h1>
+<p>GitHub is not answering right now; try signing in again in a minute.</p>
+<p><a href="{{.}}">Sign in again</a>, or start again from your MCP client.</p>
+</body></html>
+`))
 
 // githubTokenAD binds a sealed GitHub token to the user it belongs to, so
 // a ciphertext copied onto another user's record does not open.

@@ -1,11 +1,15 @@
 package oauth_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 func TestCallbackHappy(t *testing.T) {
@@ -200,4 +204,104 @@ func TestGitHubState(t *testing.T) {
 	cb := b.atGitHub(second)
 	e.clock.Advance(10*time.Minute - time.Second)
 	e.expectClientRedirect(b.get(cb.String()), clientRedirect, "", "client-state-123")
+}
+
+var retryLink = regexp.MustCompile(`<a href="([^"]+)">Sign in again</a>`)
+
+// TestCallbackGitHubFaults: when GitHub fails at the code exchange or
+// while reading the user, their organizations or teams, the browser gets
+// a page saying so (502, or 503 with Retry-After when GitHub said when),
+// the client gets no error that would end its flow, the failure is
+// counted as github_error, and the page's link starts the same sign-in
+// again: once GitHub is back it ends at the client with a code that
+// redeems with the client's original verifier and state.
+func TestCallbackGitHubFaults(t *testing.T) {
+	ev := &events{}
+	e := newEnvWith(t, envOptions{
+		allow5xx: true, observer: ev.observe,
+		// Nobody is in the org, so the teams are read too.
+		allowOrgs: []string{"nobody-is-here"}, allowTeams: []string{"acme/platform"},
+	})
+	c := e.publicClient()
+	for _, tc := range []struct {
+		name       string
+		fault      fakegithub.Fault
+		pause      bool   // GitHub refuses connections instead
+		status     int    // of the page
+		retryAfter string // of the page, "" for none
+	}{
+		{name: "code exchange 502", fault: fakegithub.Fault{On: fakegithub.OnTokenEndpoint, Fail: fakegithub.ServerError}, status: 502},
+		{name: "code exchange secondary rate limit", fault: fakegithub.Fault{On: fakegithub.OnTokenEndpoint, Fail: fakegithub.SecondaryRateLimit, RetryAfter: 30 * time.Second}, status: 503, retryAfter: "30"},
+		{name: "user 503", fault: fakegithub.Fault{On: fakegithub.OnAPI, Path: "/user", Fail: fakegithub.ServerError, Status: 503}, status: 502},
+		{name: "user primary rate limit for the hour", fault: fakegithub.Fault{On: fakegithub.OnAPI, Path: "/user", Fail: fakegithub.PrimaryRateLimit, RetryAfter: time.Hour}, status: 503, retryAfter: "300"},
+		{name: "orgs 429", fault: fakegithub.Fault{On: fakegithub.OnAPI, Path: "/user/orgs", Fail: fakegithub.TooManyRequests, RetryAfter: 45 * time.Second}, status: 503, retryAfter: "45"},
+		{name: "teams secondary rate limit", fault: fakegithub.Fault{On: fakegithub.OnAPI, Path: "/user/teams", Fail: fakegithub.SecondaryRateLimit, RetryAfter: 20 * time.Second}, status: 503, retryAfter: "20"},
+		{name: "connection refused", pause: true, status: 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
+			b := e.newBrowser("alice")
+			p := newPKCE()
+			cb := b.atGitHub(b.toGitHub(authzQuery(c, p)))
+			ghCode, ourState := cb.Query().Get("code"), cb.Query().Get("state")
+			e.remember(ghCode, ourState)
+			ev.take()
+
+			if tc.pause {
+				if err := e.gh.Pause(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				e.gh.SetFault(tc.fault)
+			}
+			r := b.get(cb.String())
+			if tc.pause {
+				if err := e.gh.Resume(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				e.gh.SetFault(fakegithub.Fault{})
+			}
+
+			expectPage(t, r, tc.status)
+			if got := r.Header.Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+			if !strings.Contains(r.Body, "GitHub is not answering right now; try signing in again in a minute.") {
+				t.Errorf("page does not say what happened: %s", r.Body)
+			}
+			if strings.Contains(strings.ToLower(r.Body), "token") || strings.Contains(r.Body, ghCode) || strings.Contains(r.Body, ourState) {
+				t.Errorf("page mentions a token, GitHub's code or our state: %s", r.Body)
+			}
+			wantEvents(t, "GitHub failing", ev.take(), "authorization_denied/github_error")
+
+			m := retryLink.FindStringSubmatch(r.Body)
+			if m == nil {
+				t.Fatalf("no link to sign in again: %s", r.Body)
+			}
+			link, err := url.Parse(html.UnescapeString(m[1]))
+			if err != nil || link.Path != "/authorize" || link.Host != "" {
+				t.Fatalf("link %q is not this server's authorization endpoint", m[1])
+			}
+			done := b.login(link.Query()).Query()
+			if done.Get("state") != "client-state-123" || done.Get("iss") != e.issuer {
+				t.Errorf("the retry ended with state %q iss %q", done.Get("state"), done.Get("iss"))
+			}
+			e.mustTokens(e.exchange(c, done.Get("code"), p.Verifier))
+		})
+	}
+}
+
+// TestCallbackSlowGitHub: a GitHub slower than usual but within the
+// deadline signs the user in as usual.
+func TestCallbackSlowGitHub(t *testing.T) {
+	e := newEnvWith(t, envOptions{allowTeams: []string{"acme/platform"}})
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	p := newPKCE()
+	cb := b.atGitHub(b.toGitHub(authzQuery(c, p)))
+	e.gh.SetFault(fakegithub.Fault{Delay: 100 * time.Millisecond})
+	defer e.gh.SetFault(fakegithub.Fault{})
+	q := e.expectClientRedirect(b.get(cb.String()), clientRedirect, "", "client-state-123")
+	e.mustTokens(e.exchange(c, q.Get("code"), p.Verifier))
 }

@@ -50,6 +50,7 @@ const (
 	ReasonClientRequest   = "client_request"   // RFC 7009 revocation by the client
 	ReasonCodeReplayed    = "code_replayed"    // an authorization code was used twice
 	ReasonRefreshReused   = "refresh_reused"   // a rotated refresh token was used again
+	ReasonRefreshRetried  = "retried"          // a refresh answered a rotated token within the grace (EventTokenRefreshed)
 	ReasonUpstreamRevoked = "upstream_revoked" // GitHub no longer accepts the user's token
 	ReasonUnusable        = "unusable"         // the stored GitHub token cannot be opened
 	ReasonAdmin           = "admin"            // an operator, through the admin API

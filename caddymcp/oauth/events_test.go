@@ -86,8 +86,12 @@ func TestEvents(t *testing.T) {
 	e.expectRefused("/mcp", narrow.Access, http.StatusUnauthorized)
 	wantEvents(t, "wrong audience", ev.take(), "gate/wrong_audience")
 
-	e.mustTokens(e.refresh(c, tk.Refresh))
+	t2 := e.mustTokens(e.refresh(c, tk.Refresh))
 	wantEvents(t, "refresh", ev.take(), "token_refreshed")
+	e.mustTokens(e.refresh(c, tk.Refresh)) // its answer was lost
+	wantEvents(t, "refresh retried", ev.take(), "token_refreshed/retried")
+	e.mustTokens(e.refresh(c, t2.Refresh))
+	wantEvents(t, "refresh of the successor", ev.take(), "token_refreshed")
 	if got := e.refresh(c, tk.Refresh); got.Status != http.StatusBadRequest {
 		t.Errorf("reused refresh token: %d", got.Status)
 	}

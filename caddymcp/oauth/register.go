@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 
+	"go.uber.org/zap"
+
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
@@ -134,19 +136,19 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		c.SecretHash = hashSecret(secret)
 	}
 	if !existing {
-		if !s.registerLimit.allow(s.cfg.ClientAddr(r), s.now()) {
-			w.Header().Set("Retry-After", "60")
-			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients were registered from this address; try again in a minute")
-			return
-		}
-		if !s.registerGlobal.allow("", s.now()) {
-			w.Header().Set("Retry-After", "60")
-			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "this server is registering too many clients right now; try again in a minute")
+		// Counted until the client obtains a grant: what a caller that
+		// never signs anyone in leaves behind is bounded, how often
+		// clients that do sign in register is not.
+		if ok, wait := s.unusedClients.add(s.cfg.ClientAddr(r), c.ID, s.now()); !ok {
+			s.log.Debug("registration refused: too many clients without a grant", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
+			w.Header().Set("Retry-After", retryAfterSeconds(wait))
+			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients registered from this address have not been used yet; try again later")
 			return
 		}
 		// ErrExists: the same public client registered twice at once;
 		// both get the one record.
 		if err := s.store.PutClient(r.Context(), c); err != nil && !errors.Is(err, store.ErrExists) {
+			s.unusedClients.done(c.ID)
 			s.log.Error("storing a registered client", zapErr(err))
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
 			return

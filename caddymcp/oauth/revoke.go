@@ -63,8 +63,11 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		return nil
 	case strings.HasPrefix(tok, prefixRefreshToken):
 		h := store.SecretKey(prefixRefreshToken, tok)
-		rt, g, err := s.store.GetRefreshToken(ctx, h, s.now())
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) || (err == nil && rt.ClientID != client.ID) {
+		// Another client's token is ErrNotFound: it changes nothing (RFC
+		// 7009 section 2.1). A rotated one of this client's, past the
+		// grace, has revoked its grant already.
+		rt, g, _, err := s.store.GetRefreshToken(ctx, h, s.refreshUse(client, s.now()))
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) {
 			return nil
 		}
 		if err != nil {

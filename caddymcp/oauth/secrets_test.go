@@ -21,7 +21,7 @@ func TestGitHubTokenSealed(t *testing.T) {
 	e := newEnv(t)
 	c := e.publicClient()
 	tk := e.loginTokens(c, "alice")
-	_, g, err := e.st.GetRefreshToken(t.Context(), store.SecretKey("mcp_rt_", tk.Refresh), time.Now())
+	_, g, _, err := e.st.GetRefreshToken(t.Context(), store.SecretKey("mcp_rt_", tk.Refresh), store.RefreshUse{ClientID: c.ID, Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

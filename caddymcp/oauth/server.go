@@ -33,8 +33,10 @@ const (
 
 // Defaults for the configurable lifetimes.
 const (
-	DefaultAccessTokenTTL  = time.Hour
-	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	DefaultAccessTokenTTL      = time.Hour
+	DefaultRefreshTokenTTL     = 30 * 24 * time.Hour
+	DefaultRefreshReuseGrace   = 30 * time.Second
+	DefaultRefreshReuseRetries = 5
 )
 
 // IdentityProvider logs users in upstream (GitHub) and admits them.
@@ -88,6 +90,16 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL default to one hour and 30 days.
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
+	// RefreshReuseGrace is how long a rotated refresh token may be
+	// presented again by its own client, while no token issued after it
+	// was used, and get a fresh pair instead of revoking the grant (see
+	// store/refresh.go): answers get lost and processes sharing one
+	// token store refresh at once. Zero means DefaultRefreshReuseGrace;
+	// negative means none, so that every reuse revokes.
+	RefreshReuseGrace time.Duration
+	// RefreshReuseRetries bounds how many such retries one generation of
+	// tokens may serve; zero means DefaultRefreshReuseRetries.
+	RefreshReuseRetries int
 
 	// RegistrationClosed turns dynamic client registration (RFC 7591)
 	// off: only pre-registered clients and, if enabled, clients with a
@@ -105,6 +117,17 @@ type Config struct {
 	// Observer, if set, receives the server's decisions for metrics and
 	// the audit log.
 	Observer Observer
+
+	// RegistrationLimits bound the dynamically registered clients that
+	// have not obtained a grant; zero fields take
+	// DefaultRegistrationLimits'. A registration past them is refused
+	// with 429.
+	RegistrationLimits LeftoverLimits
+	// PendingSignIns bound the sign-ins approved on the consent page
+	// whose callback has not come back from GitHub; zero fields take
+	// DefaultPendingSignIns'. An approval past them gets a page saying
+	// to try again later.
+	PendingSignIns LeftoverLimits
 }
 
 // StaticClient is a client the operator registers in the configuration,
@@ -134,31 +157,34 @@ type Server struct {
 	clients map[string]*store.Client // pre-registered
 	cimd    *cimdResolver            // nil when disabled
 
-	registerLimit  *rateLimiter
-	registerGlobal *rateLimiter
+	unusedClients  *leftovers // registered, no grant yet
+	pendingSignIns *leftovers // approved on the consent page, no callback yet
 }
 
-// Rate limits per client address. Registration: a burst of 20, then one
-// a minute, far above what any client needs (it registers once per
-// installation) and far below what fills a disk. Metadata document
-// fetches: a burst of 30 cache misses, then one every 10 seconds.
-//
-// Server-wide limits bound what many addresses can do together (IPv6 hands
-// one host a whole /64, a tunnel broker a /48 of them): registrations, a
-// burst of 1,000 and then one every 2 seconds, so that with unused clients
-// collected after a day the store holds at most a few tens of thousands
-// of them; document fetches, a burst of 300 then one a second, at most 16
-// at a time, so the server cannot be turned into a crawler.
+// Bounds on what anonymous callers leave behind (leftovers.go), by
+// default. Clients registered that have not obtained a grant: 1,000 per
+// address, because a hosted client registers for all of its users from a
+// few egress addresses and some of those users never finish signing in
+// (the store collects such a client after a day), and 20,000 in all, a
+// few megabytes of store. Sign-ins approved on the consent page and not
+// back from GitHub: 200 per address (a company behind one NAT signing in
+// at once) and 10,000 in all; they expire after 10 minutes.
+var (
+	DefaultRegistrationLimits = LeftoverLimits{PerAddress: 1000, Total: 20000}
+	DefaultPendingSignIns     = LeftoverLimits{PerAddress: 200, Total: 10000}
+)
+
+// Rate limits on fetching Client ID Metadata Documents, which make this
+// server send requests: per client address a burst of 30 cache misses,
+// then one every 10 seconds; server-wide a burst of 300 then one a
+// second, at most 16 at a time, so that it cannot be turned into a
+// crawler.
 const (
-	registerBurst       = 20
-	registerEvery       = time.Minute
-	registerGlobalBurst = 1000
-	registerGlobalEvery = 2 * time.Second
-	fetchBurst          = 30
-	fetchEvery          = 10 * time.Second
-	fetchGlobalBurst    = 300
-	fetchGlobalEvery    = time.Second
-	maxFetching         = 16
+	fetchBurst       = 30
+	fetchEvery       = 10 * time.Second
+	fetchGlobalBurst = 300
+	fetchGlobalEvery = time.Second
+	maxFetching      = 16
 )
 
 // New checks cfg and returns a Server.
@@ -203,6 +229,23 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
+	switch {
+	case cfg.RefreshReuseGrace == 0:
+		cfg.RefreshReuseGrace = DefaultRefreshReuseGrace
+	case cfg.RefreshReuseGrace < 0:
+		cfg.RefreshReuseGrace = 0
+	}
+	if cfg.RefreshReuseRetries < 0 {
+		return nil, errors.New("oauth: refresh reuse retries must not be negative")
+	}
+	if cfg.RefreshReuseRetries == 0 {
+		cfg.RefreshReuseRetries = DefaultRefreshReuseRetries
+	}
+	for _, l := range []LeftoverLimits{cfg.RegistrationLimits, cfg.PendingSignIns} {
+		if l.PerAddress < 0 || l.Total < 0 {
+			return nil, errors.New("oauth: limits must not be negative")
+		}
+	}
 	clients, err := staticClients(cfg.Clients)
 	if err != nil {
 		return nil, err
@@ -219,13 +262,24 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 		log:            log,
 		now:            time.Now,
 		clients:        clients,
-		registerLimit:  newRateLimiter(registerBurst, registerEvery),
-		registerGlobal: newRateLimiter(registerGlobalBurst, registerGlobalEvery),
+		unusedClients:  newLeftovers(withDefaults(cfg.RegistrationLimits, DefaultRegistrationLimits), store.UnusedClientTTL),
+		pendingSignIns: newLeftovers(withDefaults(cfg.PendingSignIns, DefaultPendingSignIns), pendingTTL),
 	}
 	if !cfg.CIMD.Disabled {
 		s.cimd = newCIMDResolver(s, cfg.CIMD)
 	}
 	return s, nil
+}
+
+// withDefaults fills the zero fields of l from def.
+func withDefaults(l, def LeftoverLimits) LeftoverLimits {
+	if l.PerAddress == 0 {
+		l.PerAddress = def.PerAddress
+	}
+	if l.Total == 0 {
+		l.Total = def.Total
+	}
+	return l
 }
 
 // staticClients checks the pre-registered clients with the registration

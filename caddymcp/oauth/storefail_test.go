@@ -96,18 +96,18 @@ func (f *failStore) GetAccessToken(ctx context.Context, h []byte, now time.Time)
 	return f.Store.GetAccessToken(ctx, h, now)
 }
 
-func (f *failStore) GetRefreshToken(ctx context.Context, h []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+func (f *failStore) GetRefreshToken(ctx context.Context, h []byte, use store.RefreshUse) (*store.RefreshToken, *store.Grant, store.RefreshVerdict, error) {
 	if f.failing("GetRefreshToken") {
-		return nil, nil, errBoom
+		return nil, nil, 0, errBoom
 	}
-	return f.Store.GetRefreshToken(ctx, h, now)
+	return f.Store.GetRefreshToken(ctx, h, use)
 }
 
-func (f *failStore) RotateRefresh(ctx context.Context, old []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+func (f *failStore) RotateRefresh(ctx context.Context, old []byte, use store.RefreshUse, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) (store.RefreshVerdict, error) {
 	if f.failing("RotateRefresh") {
-		return errBoom
+		return 0, errBoom
 	}
-	return f.Store.RotateRefresh(ctx, old, now, g, at, rt)
+	return f.Store.RotateRefresh(ctx, old, use, g, at, rt)
 }
 
 func (f *failStore) RevokeGrant(ctx context.Context, id string) error {

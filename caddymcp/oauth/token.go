@@ -226,6 +226,9 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		// meanwhile, or its client was deleted: the code is no good.
 		return nil, s.codeRefused(err, client)
 	}
+	// The client came to something: it no longer counts against the
+	// address it registered from.
+	s.unusedClients.done(client.ID)
 	s.log.Debug("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	s.emit(Event{Kind: EventTokenIssued, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
@@ -291,20 +294,20 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	}
 	oldHash := store.SecretKey(prefixRefreshToken, old)
 	now := s.now()
-	rt, g, err := s.store.GetRefreshToken(r.Context(), oldHash, now)
+	use := s.refreshUse(client, now)
+	_, g, _, err := s.store.GetRefreshToken(r.Context(), oldHash, use)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("rotated refresh token reused; grant revoked", zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
+		// Also a token issued to another client: it is not this
+		// client's to use, and presenting it changes nothing.
 		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		s.log.Error("looking up a refresh token", zapErr(err))
 		return nil, errUnavailable
-	}
-	if rt.ClientID != client.ID {
-		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
 	}
 	resource, terr := s.narrowResource(r, form, g.Resource)
 	if terr != nil {
@@ -322,10 +325,10 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
 	access, at := s.newAccessToken(g, resource, scope, now)
 	refresh, newRT := s.newRefreshToken(g)
-	err = s.store.RotateRefresh(r.Context(), oldHash, now, g, at, newRT)
+	verdict, err := s.store.RotateRefresh(r.Context(), oldHash, use, g, at, newRT)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
-		s.log.Warn("refresh token used twice at once; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
+		s.log.Warn("refresh token reused while it was being refreshed; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID})
 		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
@@ -334,10 +337,22 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 		s.log.Error("rotating a refresh token", zapErr(err))
 		return nil, errUnavailable
 	}
+	reason := ""
+	if verdict == store.RefreshRetry {
+		// The client lost the answer to an earlier refresh of this
+		// token, or two of its processes refreshed it at once.
+		reason = ReasonRefreshRetried
+	}
 	s.log.Debug("tokens refreshed", zap.String("grant", g.ID), zap.String("client_id", client.ID),
-		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
-	s.emit(Event{Kind: EventTokenRefreshed, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
+		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope), zap.String("reason", reason))
+	s.emit(Event{Kind: EventTokenRefreshed, Reason: reason, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})
 	return s.tokenResponse(access, refresh, at), nil
+}
+
+// refreshUse is a presentation of a refresh token by client under the
+// configured grace for retries.
+func (s *Server) refreshUse(client *store.Client, now time.Time) store.RefreshUse {
+	return store.RefreshUse{ClientID: client.ID, Now: now, Grace: s.cfg.RefreshReuseGrace, MaxRetries: s.cfg.RefreshReuseRetries}
 }
 
 // recheckTimeout bounds the re-check of a user with GitHub at refresh.

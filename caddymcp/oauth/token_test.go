@@ -363,14 +363,15 @@ func TestRefresh(t *testing.T) {
 		t3 := e.mustTokens(e.refresh(c, t2.Refresh))
 		e.expectOK("/mcp", t3.Access)
 	})
-	t.Run("reuse revokes the grant", func(t *testing.T) {
+	t.Run("reuse after the successor was used revokes the grant", func(t *testing.T) {
 		e := e.sub(t)
 		t1 := e.loginTokens(c, "alice")
 		t2 := e.mustTokens(e.refresh(c, t1.Refresh))
+		t3 := e.mustTokens(e.refresh(c, t2.Refresh))
 		expectOAuthError(t, e.refresh(c, t1.Refresh), http.StatusBadRequest, "invalid_grant")
-		expectOAuthError(t, e.refresh(c, t2.Refresh), http.StatusBadRequest, "invalid_grant")
+		expectOAuthError(t, e.refresh(c, t3.Refresh), http.StatusBadRequest, "invalid_grant")
 		e.expectRefused("/mcp", t1.Access, http.StatusUnauthorized)
-		e.expectRefused("/mcp", t2.Access, http.StatusUnauthorized)
+		e.expectRefused("/mcp", t3.Access, http.StatusUnauthorized)
 	})
 	t.Run("another client", func(t *testing.T) {
 		e := e.sub(t)

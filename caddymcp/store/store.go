@@ -102,17 +102,23 @@ type Store interface {
 	// ErrExpired (which matches ErrNotFound).
 	GetAccessToken(ctx context.Context, hash []byte, now time.Time) (*AccessToken, error)
 
-	// GetRefreshToken returns a refresh token that has not been rotated,
-	// with its grant. An absent, expired or revoked one is ErrNotFound; a
-	// rotated one is ErrRefreshReused and revokes the grant.
-	GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*RefreshToken, *Grant, error)
+	// GetRefreshToken returns a refresh token presented by use, with its
+	// grant and the token's verdict (RefreshLive or RefreshRetry, see
+	// ClassifyRefresh). An absent, expired or revoked one, or one issued
+	// to another client, is ErrNotFound; a reused one is ErrRefreshReused
+	// and revokes the grant.
+	GetRefreshToken(ctx context.Context, hash []byte, use RefreshUse) (*RefreshToken, *Grant, RefreshVerdict, error)
 
-	// RotateRefresh retires the refresh token oldHash and stores the new
-	// pair for the same grant, updating the grant's scope, expiry and, if
-	// g has one, sealed GitHub token from g. If oldHash was already rotated (two uses raced, or a stolen token
-	// was replayed) the grant is revoked and ErrRefreshReused returned; an
-	// absent, expired or revoked one is ErrNotFound.
-	RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *Grant, at *AccessToken, rt *RefreshToken) error
+	// RotateRefresh answers the refresh token oldHash, presented by use,
+	// with the new pair for the same grant, in one transaction: it judges
+	// the token again (ClassifyRefresh), moves the grant's generation on
+	// or counts the retry, sets rt.Gen, and updates the grant from g as
+	// ApplyRefresh does. A reused token (two uses raced past the grace,
+	// or a stolen token was replayed) revokes the grant and returns
+	// ErrRefreshReused; an absent, expired or revoked one, or one issued
+	// to another client, is ErrNotFound. It returns the verdict it acted
+	// on.
+	RotateRefresh(ctx context.Context, oldHash []byte, use RefreshUse, g *Grant, at *AccessToken, rt *RefreshToken) (RefreshVerdict, error)
 
 	// RevokeAccessToken deletes one access token. Unknown is not an error.
 	RevokeAccessToken(ctx context.Context, hash []byte) error
@@ -316,6 +322,17 @@ type Grant struct {
 	// ExpiresAt is when the grant lapses if it is not refreshed: the
 	// expiry of its current refresh token.
 	ExpiresAt time.Time `json:"expires_at"`
+	// CheckedAt is when GitHub last confirmed that the user is still
+	// admitted: at sign-in and at every refresh that reached GitHub.
+	// While GitHub cannot be reached, a refresh is served from it for a
+	// while.
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	// RefreshGen, RotatedAt and Retries are maintained by the store (see
+	// refresh.go): the generation of the live refresh tokens, when it
+	// began, and how many retries of the previous one it has served.
+	RefreshGen uint64    `json:"refresh_gen,omitempty"`
+	RotatedAt  time.Time `json:"rotated_at,omitzero"`
+	Retries    int       `json:"retries,omitempty"`
 }
 
 // AccessToken is an issued access token, audience-bound to Resource.
@@ -329,14 +346,20 @@ type AccessToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// RefreshToken is an issued refresh token. Rotated ones are kept until they
-// expire so that their reuse can be detected.
+// RefreshToken is an issued refresh token. Used ones are kept until they
+// expire so that their reuse can be detected: a token is live while its
+// generation is its grant's (see refresh.go).
 type RefreshToken struct {
 	Hash      []byte    `json:"hash"`
 	GrantID   string    `json:"grant_id"`
 	ClientID  string    `json:"client_id"`
 	ExpiresAt time.Time `json:"expires_at"`
-	Rotated   bool      `json:"rotated,omitempty"`
+	// Gen is the generation of the grant's tokens this one belongs to;
+	// set by the store.
+	Gen uint64 `json:"gen,omitempty"`
+	// Rotated marks a token used under the rules of earlier releases,
+	// which rotated tokens one by one; no longer written.
+	Rotated bool `json:"rotated,omitempty"`
 }
 
 // Consent is a user's approval on the consent page of one client's request:
@@ -353,14 +376,4 @@ type Consent struct {
 	Scope     string    `json:"scope,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// ApplyRotation updates the stored grant cur with what RotateRefresh takes
-// from g: its scope, its expiry and, if g has one, its sealed GitHub token
-// (sealed anew under the current key).
-func ApplyRotation(cur, g *Grant) {
-	cur.Scope, cur.ExpiresAt = g.Scope, g.ExpiresAt
-	if g.GitHubToken != nil {
-		cur.GitHubToken = g.GitHubToken
-	}
 }

@@ -158,9 +158,10 @@ func TestPreregisteredClientsWithRegistrationClosed(t *testing.T) {
 // TestRegistrationRepeatsAndLimit: a public client that registers the
 // same metadata again (with another loopback port) gets the same client
 // back, free of charge; confidential clients always get a new one; one
-// address may register 20 clients at once, then gets 429 with Retry-After.
-func TestRegistrationRepeatsAndLimit(t *testing.T) {
-	e := start(t, options{})
+// address may leave 20 clients without a grant (as configured), then gets
+// 429 with Retry-After, until one of them obtains a grant.
+func TestRegistrationRepeatsAndBound(t *testing.T) {
+	e := start(t, options{authExtra: "registration open {\n\t\t\tper_address 20\n\t\t}"})
 	public := func(name, redirect string) string {
 		return fmt.Sprintf(`{"client_name":%q,"redirect_uris":[%q],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`, name, redirect)
 	}
@@ -211,12 +212,15 @@ func TestRegistrationRepeatsAndLimit(t *testing.T) {
 	if status != http.StatusCreated || again["client_id"] != first["client_id"] {
 		t.Errorf("a repeated registration after the limit: %d %v, want the existing client", status, again)
 	}
-	// The limit is on registering, not on using: a registered client
-	// still signs in.
+	// The bound is on what is left unused, not on using: a registered
+	// client still signs in, and then no longer counts.
 	c := &oauthClient{e: e, http: e.httpClient(nil), id: first["client_id"].(string), redirect: "http://127.0.0.1:50004/callback"}
 	tok := c.login(t, e.browser("alice"), e.site+"/mcp")
 	if resp := e.mcpPost(t, "/mcp", "Bearer "+tok.AccessToken); resp.StatusCode != http.StatusOK {
 		t.Errorf("token of the repeated client at /mcp: %s", resp.Status)
+	}
+	if status, _, out := e.postRegister(t, public("after a grant", "http://127.0.0.1/callback")); status != http.StatusCreated {
+		t.Errorf("registration after one client obtained a grant: %d %v, want 201", status, out)
 	}
 }
 

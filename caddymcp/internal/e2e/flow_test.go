@@ -263,15 +263,23 @@ func TestRefreshRotationReuseAndRevocation(t *testing.T) {
 				t.Fatalf("refreshed token refused: %s", resp.Status)
 			}
 
-			// Reusing the rotated refresh token revokes the whole grant.
+			// Once its successor was used, reusing the rotated refresh
+			// token revokes the whole grant.
+			status, out = c.refresh(t, rt2)
+			if status != http.StatusOK {
+				t.Fatalf("refresh of the successor: %d %v", status, out)
+			}
+			at3, rt3 := out["access_token"].(string), out["refresh_token"].(string)
+			e.logs.addSecret(at3)
+			e.logs.addSecret(rt3)
 			status, out = c.refresh(t, tok.RefreshToken)
 			if status != http.StatusBadRequest || out["error"] != "invalid_grant" {
 				t.Fatalf("reuse of a rotated refresh token: %d %v, want 400 invalid_grant", status, out)
 			}
-			if resp := e.mcpPost(t, "/mcp", "Bearer "+at2); resp.StatusCode != http.StatusUnauthorized {
+			if resp := e.mcpPost(t, "/mcp", "Bearer "+at3); resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("access token of a revoked grant: %s, want 401", resp.Status)
 			}
-			if status, _ := c.refresh(t, rt2); status != http.StatusBadRequest {
+			if status, _ := c.refresh(t, rt3); status != http.StatusBadRequest {
 				t.Errorf("newest refresh token of a revoked grant: %d, want 400", status)
 			}
 

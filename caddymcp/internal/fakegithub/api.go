@@ -119,6 +119,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-GitHub-Media-Type", "github.v3; format=json")
 	h.Set("X-GitHub-Api-Version-Selected", "2022-11-28")
 
+	// A slow or broken GitHub fails before it looks at the request.
+	fault := s.faultFor(OnAPI, p)
+	if !fault.wait(r) {
+		return
+	}
+	if fault.Fail == ServerError {
+		s.writeFailure(w, fault)
+		return
+	}
+
 	rt, arg := matchRoute(p)
 	if rt == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		writeJSON(w, http.StatusNotFound, apiError{Message: "Not Found", DocumentationURL: docsREST, Status: "404"})
@@ -150,8 +160,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		h.Set("X-OAuth-Scopes", strings.Join(scopes, ", "))
 		h.Set("X-Accepted-OAuth-Scopes", rt.accepted)
 	}
-	if !s.takeRate(w, r, caller) {
+	if !s.takeRate(w, r, caller, fault) {
 		return
+	}
+	if s.writeFailure(w, fault) {
+		return // a secondary rate limit, after the primary's headers
 	}
 
 	webBase := requestBase(r)
@@ -190,9 +203,9 @@ func parseAuthorization(h string) (token string, present, wellFormed bool) {
 }
 
 // takeRate accounts one request against the caller's primary rate limit and
-// sets the X-RateLimit-* headers. When the limit is exhausted (or
-// SetRateLimited is on) it writes GitHub's 403 response and returns false.
-func (s *Server) takeRate(w http.ResponseWriter, r *http.Request, caller *User) bool {
+// sets the X-RateLimit-* headers. When the limit is exhausted (or fault is
+// a PrimaryRateLimit) it writes GitHub's 403 response and returns false.
+func (s *Server) takeRate(w http.ResponseWriter, r *http.Request, caller *User, fault Fault) bool {
 	key, limit := "ip:"+remoteHost(r), anonymousRateLimit
 	if caller != nil {
 		key, limit = "user:"+strings.ToLower(caller.Login), userRateLimit
@@ -207,13 +220,17 @@ func (s *Server) takeRate(w http.ResponseWriter, r *http.Request, caller *User) 
 		win = &rateWindow{reset: now.Add(time.Hour).Truncate(time.Second)}
 		s.rates[key] = win
 	}
-	limited := s.rateLimited || win.used >= limit
+	forced := fault.Fail == PrimaryRateLimit
+	limited := forced || win.used >= limit
 	used := limit
 	if !limited {
 		win.used++
 		used = win.used
 	}
 	reset := win.reset
+	if forced && fault.RetryAfter > 0 {
+		reset = now.Add(fault.RetryAfter).Truncate(time.Second)
+	}
 	s.mu.Unlock()
 
 	h := w.Header()

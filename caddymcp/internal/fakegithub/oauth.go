@@ -212,6 +212,19 @@ func (s *Server) handleAccessToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.exchanges++
 	s.mu.Unlock()
+	if fault := s.faultFor(OnTokenEndpoint, ""); fault != (Fault{}) {
+		if !fault.wait(r) {
+			return
+		}
+		if fault.Fail == PrimaryRateLimit {
+			// Anonymous: the app is not a REST API caller of its own.
+			s.takeRate(w, r, nil, fault)
+			return
+		}
+		if s.writeFailure(w, fault) {
+			return
+		}
+	}
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, formErrorStatus(err), apiError{Message: "Problems parsing request body"})
 		return

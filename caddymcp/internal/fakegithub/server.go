@@ -23,6 +23,10 @@
 //	GET /users/{login}
 //	GET /users/{login}/orgs
 //
+// Tests can make it fail as GitHub does (SetFault: slow answers, 5xx,
+// primary and secondary rate limits, 429) and take it off the network
+// (Pause, then Resume on the same address: connection refused meanwhile).
+//
 // Deliberate simplifications: scopes are recorded and reported but never
 // enforced, tokens never expire, organisation and team membership are taken
 // literally from the fixtures (a team does not imply an organisation), and
@@ -153,13 +157,14 @@ type Server struct {
 	calls        map[string]int
 	exchanges    int
 	deny         bool
-	rateLimited  bool
+	fault        Fault
 	rates        map[string]*rateWindow
 	nextUserID   int64
 	nextRepoID   int64
 
 	srvMu   sync.Mutex
 	httpSrv *http.Server
+	addr    string // where Start listened, for Resume
 }
 
 // New returns a Server configured by opts. Fixtures are copied; later changes
@@ -233,7 +238,13 @@ func (s *Server) Start(addr string) (baseURL string, err error) {
 	if s.httpSrv != nil {
 		return "", errors.New("fakegithub: server already started")
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	return s.listenLocked(net.JoinHostPort(host, port))
+}
+
+// listenLocked listens on addr, checked to be loopback, and serves in the
+// background. s.srvMu must be held.
+func (s *Server) listenLocked(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("fakegithub: listen: %w", err)
 	}
@@ -249,8 +260,9 @@ func (s *Server) Start(addr string) (baseURL string, err error) {
 		MaxHeaderBytes:    maxBodyBytes,
 	}
 	s.httpSrv = srv
+	s.addr = ln.Addr().String()
 	go srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
-	return "http://" + ln.Addr().String(), nil
+	return "http://" + s.addr, nil
 }
 
 // Close stops a server started with Start, closing its listener and open
@@ -264,6 +276,28 @@ func (s *Server) Close() error {
 	}
 	err := s.httpSrv.Close()
 	s.httpSrv = nil
+	return err
+}
+
+// Pause takes a server started with Start off the network, as if GitHub
+// were down: its listener and open connections are closed, so connecting
+// to its address is refused, until Resume. Requests being served when it
+// is called are cut off. Pausing a paused server does nothing.
+func (s *Server) Pause() error { return s.Close() }
+
+// Resume listens again, after Pause, on the address Start listened on, so
+// the base URL Start returned works again. Resuming a running server does
+// nothing.
+func (s *Server) Resume() error {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	if s.httpSrv != nil {
+		return nil
+	}
+	if s.addr == "" {
+		return errors.New("fakegithub: Resume before Start")
+	}
+	_, err := s.listenLocked(s.addr)
 	return err
 }
 
@@ -356,14 +390,18 @@ func (s *Server) RevokeUserTokens(login string) {
 
 // SetRateLimited makes every API request (after authentication) fail the way
 // GitHub's primary rate limit does: HTTP 403, X-RateLimit-Remaining: 0 and an
-// "API rate limit exceeded for ..." message. Note that go-github remembers a
+// "API rate limit exceeded for ..." message. It is SetFault with a
+// PrimaryRateLimit on the API, and SetRateLimited(false) is SetFault(Fault{}):
+// either clears any other fault. Note that go-github remembers a
 // rate-limit error until the X-RateLimit-Reset time (the end of the current
 // hour-long window) and refuses further requests locally, so use a fresh
 // go-github client after switching this off.
 func (s *Server) SetRateLimited(limited bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rateLimited = limited
+	f := Fault{}
+	if limited {
+		f = Fault{On: OnAPI, Fail: PrimaryRateLimit}
+	}
+	s.SetFault(f)
 }
 
 // SetDeny makes the authorize endpoint behave as if the user pressed

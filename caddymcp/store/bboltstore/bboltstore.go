@@ -74,7 +74,7 @@ import (
 
 // schemaVersion is the layout version this code reads and writes. Bump it
 // (and add a migration in initSchema) when the layout changes.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the file when Options.LockTimeout is zero.
@@ -211,8 +211,9 @@ func initSchema(tx *bolt.Tx) error {
 		}
 		if v < schemaVersion {
 			// Version 2 writes access tokens in binary (codec.go),
-			// version 3 refresh tokens and grants too; JSON records of
-			// older versions are still read. Version 3 also dropped the
+			// version 3 refresh tokens and grants too, version 4 adds
+			// refresh generations; records of older versions are still
+			// read. Version 3 also dropped the
 			// index from grants to their tokens, whose entries all
 			// belong to live grants or to tokens Sweep will find by
 			// their expiry. The rest is restamping the file.
@@ -880,123 +881,124 @@ func (s *Store) GetAccessToken(ctx context.Context, hash []byte, now time.Time) 
 }
 
 // GetRefreshToken implements store.Store. It reads in a read-only
-// transaction; only a rotated token, which must revoke its grant, takes a
+// transaction; only a reused token, which must revoke its grant, takes a
 // write transaction.
-func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, use store.RefreshUse) (*store.RefreshToken, *store.Grant, store.RefreshVerdict, error) {
 	if !store.ValidKey(hash) {
-		return nil, nil, store.ErrNotFound
+		return nil, nil, 0, store.ErrNotFound
 	}
 	var rt store.RefreshToken
 	var g store.Grant
+	var v store.RefreshVerdict
 	var res error
-	reused := false
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		res = store.ErrNotFound
-		ok, err := get(tx.Bucket(bucketRefresh), hash, &rt)
-		if err != nil || !ok {
-			return err
-		}
-		if rt.Rotated {
-			reused = true
-			return nil
-		}
-		if store.Expired(rt.ExpiresAt, now) || !store.ValidID(rt.GrantID) {
-			return nil
-		}
-		ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), &g)
-		if err != nil || !ok {
+		var err error
+		v, res, err = judgeRefresh(tx, hash, use, &rt, &g)
+		return err
+	})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if res == nil && v == store.RefreshReused {
+		return nil, nil, 0, s.refreshReused(ctx, hash, use)
+	}
+	if res != nil {
+		return nil, nil, 0, res
+	}
+	return &rt, &g, v, nil
+}
+
+// judgeRefresh reads the refresh token hash and its grant into rt and g
+// and judges the token (store.ClassifyRefresh). res is ErrNotFound for a
+// token that is absent, expired, of a revoked grant, or issued to another
+// client than use's; err is a failure to read.
+func judgeRefresh(tx *bolt.Tx, hash []byte, use store.RefreshUse, rt *store.RefreshToken, g *store.Grant) (v store.RefreshVerdict, res, err error) {
+	ok, err := get(tx.Bucket(bucketRefresh), hash, rt)
+	if err != nil || !ok {
+		return 0, store.ErrNotFound, err
+	}
+	// Another client's token is unknown to this one, whatever its
+	// state: it must not be able to revoke the owner's grant.
+	if rt.ClientID != use.ClientID || store.Expired(rt.ExpiresAt, use.Now) || !store.ValidID(rt.GrantID) {
+		return 0, store.ErrNotFound, nil
+	}
+	ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), g)
+	if err != nil || !ok {
+		return 0, store.ErrNotFound, err
+	}
+	if store.Expired(g.ExpiresAt, use.Now) || g.ClientID != rt.ClientID {
+		return 0, store.ErrNotFound, nil
+	}
+	return store.ClassifyRefresh(rt, g, use), nil, nil
+}
+
+// refreshReused revokes the grant of a reused refresh token and returns
+// ErrRefreshReused. It judges the token again in the write transaction:
+// the token may have been swept, or its grant revoked, since it was read
+// (ErrNotFound).
+func (s *Store) refreshReused(ctx context.Context, hash []byte, use store.RefreshUse) error {
+	var res error
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		var rt store.RefreshToken
+		var g store.Grant
+		v, notFound, err := judgeRefresh(tx, hash, use, &rt, &g)
+		if err != nil || notFound != nil {
+			res = notFound
 			return err
 		}
 		res = nil
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if reused {
-		return nil, nil, s.refreshReused(ctx, hash)
-	}
-	if res != nil {
-		return nil, nil, res
-	}
-	return &rt, &g, nil
-}
-
-// refreshReused revokes the grant of a rotated refresh token that was
-// presented again and returns ErrRefreshReused; it returns ErrNotFound if
-// the token disappeared (swept) since it was read.
-func (s *Store) refreshReused(ctx context.Context, hash []byte) error {
-	var res error
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		res = store.ErrNotFound
-		var rt store.RefreshToken
-		ok, err := get(tx.Bucket(bucketRefresh), hash, &rt)
-		if err != nil || !ok {
-			return err
+		if v != store.RefreshReused {
+			// A generation only moves forward, so a token judged
+			// reused stays reused; were it otherwise, revoking would
+			// be wrong.
+			return nil
 		}
-		// A token never goes back from rotated, so no other state is
-		// possible here.
 		if _, err := revokeGrant(tx, rt.GrantID); err != nil {
 			return err
 		}
 		res = store.ErrRefreshReused
 		return nil
 	})
+	s.tokens.Invalidate()
 	if err != nil {
 		return err
+	}
+	if res == nil {
+		return store.ErrNotFound
 	}
 	return res
 }
 
-// RotateRefresh implements store.Store. A rotated oldHash is checked before
-// expiry and before the grant, so that reuse is reported (and revokes) even
-// after the grant is gone. Beyond the interface's rules: g must be the
-// token's grant, and new token digests already stored are ErrExists.
-func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+// RotateRefresh implements store.Store. Beyond the interface's rules: g
+// must be the token's grant, and new token digests already stored are
+// ErrExists.
+func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, use store.RefreshUse, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) (store.RefreshVerdict, error) {
 	if err := store.CheckTokenPair(g, at, rt); err != nil {
-		return err
+		return 0, err
 	}
 	if !store.ValidKey(oldHash) {
-		return store.ErrNotFound
+		return 0, store.ErrNotFound
 	}
 	if ok, err := s.exists(ctx, bucketRefresh, oldHash); err != nil || !ok {
-		return orNotFound(err)
+		return 0, orNotFound(err)
 	}
 	atVal := encodeAccess(at)
-	rtVal := encodeRefresh(rt)
+	var v store.RefreshVerdict
 	var res error
 	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
-		res = nil
-		refresh := tx.Bucket(bucketRefresh)
 		var old store.RefreshToken
-		ok, err := get(refresh, oldHash, &old)
-		if err != nil {
+		var cur store.Grant
+		var err error
+		v, res, err = judgeRefresh(tx, oldHash, use, &old, &cur)
+		if err != nil || res != nil {
 			return err
 		}
-		if !ok {
-			res = store.ErrNotFound
-			return nil
-		}
-		if old.Rotated {
+		if v == store.RefreshReused {
 			// Commit the revocation, then report the reuse.
 			if _, err := revokeGrant(tx, old.GrantID); err != nil {
 				return err
 			}
 			res = store.ErrRefreshReused
-			return nil
-		}
-		if store.Expired(old.ExpiresAt, now) || !store.ValidID(old.GrantID) {
-			res = store.ErrNotFound
-			return nil
-		}
-		grants := tx.Bucket(bucketGrants)
-		var cur store.Grant
-		ok, err = get(grants, []byte(old.GrantID), &cur)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			res = store.ErrNotFound
 			return nil
 		}
 		if g.ID != cur.ID || g.ClientID != cur.ClientID {
@@ -1008,29 +1010,25 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time
 			return nil
 		}
 
-		// All checks passed; from here on, only writes.
-		old.Rotated = true
-		oldVal := encodeRefresh(&old)
-		if err := refresh.Put(oldHash, oldVal); err != nil {
-			return err
-		}
-		store.ApplyRotation(&cur, g)
-		gVal := encodeGrant(&cur)
-		if err := grants.Put([]byte(cur.ID), gVal); err != nil {
+		// All checks passed; from here on, only writes. The old token
+		// is not written: its generation, against the grant's, says
+		// that it was used.
+		store.ApplyRefresh(&cur, g, v, rt, use.Now)
+		if err := tx.Bucket(bucketGrants).Put([]byte(cur.ID), encodeGrant(&cur)); err != nil {
 			return err
 		}
 		if err := keepClient(tx, cur.ClientID, cur.ExpiresAt); err != nil {
 			return err
 		}
-		return putTokens(tx, at, atVal, rt, rtVal)
+		return putTokens(tx, at, atVal, rt, encodeRefresh(rt))
 	})
 	if err != nil || errors.Is(res, store.ErrRefreshReused) {
 		s.tokens.Invalidate() // the reuse revoked the grant
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return res
+	return v, res
 }
 
 // RevokeAccessToken implements store.Store.

@@ -133,7 +133,7 @@ func TestPersistence(t *testing.T) {
 	if got, err := s.GetAccessToken(ctx, at.Hash, now); err != nil || got.GrantID != "g1" {
 		t.Errorf("GetAccessToken after reopen = %+v, %v", got, err)
 	}
-	if gotRT, gotG, err := s.GetRefreshToken(ctx, rt.Hash, now); err != nil || gotRT.GrantID != "g1" || !gotG.ExpiresAt.Equal(g.ExpiresAt) {
+	if gotRT, gotG, _, err := s.GetRefreshToken(ctx, rt.Hash, store.RefreshUse{ClientID: rt.ClientID, Now: now}); err != nil || gotRT.GrantID != "g1" || !gotG.ExpiresAt.Equal(g.ExpiresAt) {
 		t.Errorf("GetRefreshToken after reopen = %+v, %+v, %v", gotRT, gotG, err)
 	}
 }
@@ -215,7 +215,7 @@ func TestRevokedTokensSweptAtExpiry(t *testing.T) {
 	g1, rt1 := grant("g1", now.Add(time.Hour))
 	// Rotate g1 once, so that it has a rotated refresh token.
 	g1b := *g1
-	must(t, s.RotateRefresh(ctx, rt1.Hash, now, &g1b,
+	must(t, rotate(s, rt1.Hash, now, &g1b,
 		&store.AccessToken{Hash: digest("g1at2"), GrantID: "g1", ClientID: "c", ExpiresAt: now.Add(time.Hour)},
 		&store.RefreshToken{Hash: digest("g1rt2"), GrantID: "g1", ClientID: "c", ExpiresAt: now.Add(time.Hour)}))
 	grant("g2", now.Add(time.Minute))
@@ -244,7 +244,7 @@ func TestRevokedTokensSweptAtExpiry(t *testing.T) {
 			t.Errorf("access token of a deleted grant: %v", err)
 		}
 	}
-	if _, _, err := s.GetRefreshToken(ctx, digest("g3rt"), now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := s.GetRefreshToken(ctx, digest("g3rt"), store.RefreshUse{ClientID: "c", Now: now}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("refresh token of a revoked grant: %v", err)
 	}
 	if n := countKeys(t, s, bucketAccess) + countKeys(t, s, bucketRefresh); n != 5 {

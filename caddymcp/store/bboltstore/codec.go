@@ -26,16 +26,23 @@ import (
 //	refreshV1 | hash, grant ID, client ID | rotated | expiry
 //	grantV1   | ID, client ID, login, name, email, avatar URL, scope,
 //	            resource, sealed GitHub token | user ID | created | expiry
+//	refreshV2 | refreshV1's fields | generation
+//	grantV2   | grantV1's fields | checked | generation | rotated at |
+//	            retries
 //
 // A JSON record starts with '{', which is no format byte, so records
 // written as JSON by older schema versions are still read (and expire or
 // are swept like any other). Schema version 2 made access tokens binary,
-// version 3 refresh tokens and grants, so that a build that cannot read
-// them refuses the file.
+// version 3 refresh tokens and grants, version 4 added the generations
+// of refresh tokens (store/refresh.go) and the time GitHub last confirmed
+// a grant's user, so that a build that cannot read them refuses the file.
+// Version 1 records read with those fields zero.
 const (
 	accessV1  = 0x01
 	refreshV1 = 0x02
 	grantV1   = 0x03
+	refreshV2 = 0x04
+	grantV2   = 0x05
 )
 
 var errBadRecord = errors.New("bboltstore: corrupt binary record")
@@ -61,6 +68,8 @@ func (w *recordWriter) bytes(b []byte) {
 }
 
 func (w *recordWriter) int(v int64) { w.buf = binary.AppendVarint(w.buf, v) }
+
+func (w *recordWriter) uint(v uint64) { w.buf = binary.AppendUvarint(w.buf, v) }
 
 func (w *recordWriter) flag(v bool) {
 	n := uint64(0)
@@ -179,18 +188,19 @@ func encodeAccess(at *store.AccessToken) []byte {
 
 // encodeRefresh is the stored value of a refresh token.
 func encodeRefresh(rt *store.RefreshToken) []byte {
-	w := newRecord(rt.ExpiresAt, refreshV1, 64+len(rt.Hash))
+	w := newRecord(rt.ExpiresAt, refreshV2, 72+len(rt.Hash))
 	w.bytes(rt.Hash)
 	w.str(rt.GrantID)
 	w.str(rt.ClientID)
 	w.flag(rt.Rotated)
 	w.time(rt.ExpiresAt)
+	w.uint(rt.Gen)
 	return w.buf
 }
 
 // encodeGrant is the stored value of a grant.
 func encodeGrant(g *store.Grant) []byte {
-	w := newRecord(g.ExpiresAt, grantV1, 200+len(g.Scope)+len(g.Resource)+len(g.GitHubToken))
+	w := newRecord(g.ExpiresAt, grantV2, 240+len(g.Scope)+len(g.Resource)+len(g.GitHubToken))
 	for _, s := range [...]string{g.ID, g.ClientID, g.User.Login, g.User.Name, g.User.Email, g.User.AvatarURL, g.Scope, g.Resource} {
 		w.str(s)
 	}
@@ -198,6 +208,10 @@ func encodeGrant(g *store.Grant) []byte {
 	w.int(g.User.ID)
 	w.time(g.CreatedAt)
 	w.time(g.ExpiresAt)
+	w.time(g.CheckedAt)
+	w.uint(g.RefreshGen)
+	w.time(g.RotatedAt)
+	w.int(int64(g.Retries))
 	return w.buf
 }
 
@@ -214,12 +228,12 @@ func decodeRecord(raw []byte, v any) error {
 			return decodeAccess(newReader(raw[1:]), rec)
 		}
 	case *store.RefreshToken:
-		if raw[0] == refreshV1 {
-			return decodeRefresh(newReader(raw[1:]), rec)
+		if raw[0] == refreshV1 || raw[0] == refreshV2 {
+			return decodeRefresh(newReader(raw[1:]), raw[0], rec)
 		}
 	case *store.Grant:
-		if raw[0] == grantV1 {
-			return decodeGrant(newReader(raw[1:]), rec)
+		if raw[0] == grantV1 || raw[0] == grantV2 {
+			return decodeGrant(newReader(raw[1:]), raw[0], rec)
 		}
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
@@ -241,17 +255,20 @@ func decodeAccess(r *recordReader, at *store.AccessToken) error {
 }
 
 // decodeRefresh decodes the fields of a binary refresh token.
-func decodeRefresh(r *recordReader, rt *store.RefreshToken) error {
+func decodeRefresh(r *recordReader, format byte, rt *store.RefreshToken) error {
 	rt.Hash = r.bytes()
 	rt.GrantID = r.str()
 	rt.ClientID = r.str()
 	rt.Rotated = r.flag()
 	rt.ExpiresAt = r.time()
+	if format == refreshV2 {
+		rt.Gen = r.uint()
+	}
 	return r.end()
 }
 
 // decodeGrant decodes the fields of a binary grant.
-func decodeGrant(r *recordReader, g *store.Grant) error {
+func decodeGrant(r *recordReader, format byte, g *store.Grant) error {
 	for _, p := range [...]*string{&g.ID, &g.ClientID, &g.User.Login, &g.User.Name, &g.User.Email, &g.User.AvatarURL, &g.Scope, &g.Resource} {
 		*p = r.str()
 	}
@@ -259,5 +276,21 @@ func decodeGrant(r *recordReader, g *store.Grant) error {
 	g.User.ID = r.int()
 	g.CreatedAt = r.time()
 	g.ExpiresAt = r.time()
+	if format == grantV2 {
+		g.CheckedAt = zeroUnix(r.time())
+		g.RefreshGen = r.uint()
+		g.RotatedAt = zeroUnix(r.time())
+		g.Retries = int(r.int())
+	}
 	return r.end()
+}
+
+// zeroUnix gives back the zero time.Time that an encoder wrote (a field
+// never set), rather than the same instant in the local zone, so that a
+// decoded record equals the one encoded.
+func zeroUnix(t time.Time) time.Time {
+	if t.Unix() == (time.Time{}).Unix() {
+		return time.Time{}
+	}
+	return t
 }

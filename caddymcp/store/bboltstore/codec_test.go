@@ -36,9 +36,10 @@ func codecCases() []codecCase {
 	} {
 		at := &store.AccessToken{Hash: digest("a"), GrantID: "g", ClientID: "c", User: who, Scope: "read write",
 			Resource: "https://mcp.example.com/mcp", ExpiresAt: exp}
-		rt := &store.RefreshToken{Hash: digest("r"), GrantID: "g", ClientID: "c", ExpiresAt: exp, Rotated: exp.Year() == 9999}
+		rt := &store.RefreshToken{Hash: digest("r"), GrantID: "g", ClientID: "c", ExpiresAt: exp, Rotated: exp.Year() == 9999, Gen: 1<<40 + 7}
 		g := &store.Grant{ID: "g", ClientID: "c", User: who, Scope: "read", Resource: "https://mcp.example.com/mcp",
-			GitHubToken: []byte("sealed\x00token"), CreatedAt: time.Unix(1800000000, 42), ExpiresAt: exp}
+			GitHubToken: []byte("sealed\x00token"), CreatedAt: time.Unix(1800000000, 42), ExpiresAt: exp,
+			CheckedAt: time.Unix(1800000100, 7), RefreshGen: 1<<40 + 8, RotatedAt: time.Unix(1800000200, 9), Retries: 3}
 		empty := &store.Grant{ID: "g2", ClientID: "c", User: store.Identity{ID: -1}, ExpiresAt: exp}
 		cases = append(cases,
 			codecCase{"access", at, func() []byte { return encodeAccess(at) }, exp, func() any { return new(store.AccessToken) }},
@@ -65,6 +66,7 @@ func sameRecord(got, want any) bool {
 		case *store.Grant:
 			c := *r
 			c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+			c.CheckedAt, c.RotatedAt = c.CheckedAt.UTC(), c.RotatedAt.UTC()
 			return c
 		}
 		return v
@@ -246,13 +248,53 @@ func TestSchema2IndexDropped(t *testing.T) {
 	if _, err := s.GetAccessToken(ctx, at1.Hash, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("access token of the revoked grant: %v", err)
 	}
-	if _, _, err := s.GetRefreshToken(ctx, rt1.Hash, now); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := s.GetRefreshToken(ctx, rt1.Hash, store.RefreshUse{ClientID: rt1.ClientID, Now: now}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("refresh token of the revoked grant: %v", err)
 	}
 	if _, err := s.GetAccessToken(ctx, at2.Hash, now); err != nil {
 		t.Errorf("access token of the other grant: %v", err)
 	}
-	if _, _, err := s.GetRefreshToken(ctx, rt2.Hash, now); err != nil {
+	if _, _, _, err := s.GetRefreshToken(ctx, rt2.Hash, store.RefreshUse{ClientID: rt2.ClientID, Now: now}); err != nil {
 		t.Errorf("refresh token of the other grant: %v", err)
+	}
+}
+
+// TestVersion1RefreshAndGrantStillRead: refresh tokens and grants written
+// in the binary form of schema 3 (before refresh generations) read back
+// with those fields zero, so a live token of such a grant is of its
+// generation 0 and refreshes.
+func TestVersion1RefreshAndGrantStillRead(t *testing.T) {
+	exp := time.Unix(1900000000, 5)
+	w := newRecord(exp, refreshV1, 0)
+	w.bytes(digest("r"))
+	w.str("g")
+	w.str("c")
+	w.flag(true)
+	w.time(exp)
+	var rt store.RefreshToken
+	if err := decodeRecord(w.buf[8:], &rt); err != nil {
+		t.Fatal(err)
+	}
+	if rt.GrantID != "g" || rt.ClientID != "c" || !rt.Rotated || rt.Gen != 0 || !rt.ExpiresAt.Equal(exp) {
+		t.Errorf("refresh v1 read as %+v", rt)
+	}
+
+	w = newRecord(exp, grantV1, 0)
+	for _, s := range []string{"g", "c", "octocat", "", "", "", "read", "https://mcp.example/mcp"} {
+		w.str(s)
+	}
+	w.bytes([]byte("sealed"))
+	w.int(42)
+	w.time(time.Unix(1800000000, 0))
+	w.time(exp)
+	var g store.Grant
+	if err := decodeRecord(w.buf[8:], &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.ID != "g" || g.User.ID != 42 || g.Scope != "read" || g.RefreshGen != 0 || !g.CheckedAt.IsZero() || !g.RotatedAt.IsZero() || g.Retries != 0 {
+		t.Errorf("grant v1 read as %+v", g)
+	}
+	if v := store.ClassifyRefresh(&store.RefreshToken{GrantID: "g", ClientID: "c"}, &g, store.RefreshUse{ClientID: "c", Grace: time.Minute, MaxRetries: 1}); v != store.RefreshLive {
+		t.Errorf("an unrotated v1 token of a v1 grant is verdict %d, want live", v)
 	}
 }

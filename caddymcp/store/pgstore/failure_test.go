@@ -72,7 +72,7 @@ func TestDatabaseDown(t *testing.T) {
 	defer cancel()
 	checks := map[string]error{}
 	_, checks["GetAccessToken"] = s.GetAccessToken(ctx, at.Hash, now)
-	_, _, checks["GetRefreshToken"] = s.GetRefreshToken(ctx, rt.Hash, now)
+	_, _, _, checks["GetRefreshToken"] = s.GetRefreshToken(ctx, rt.Hash, store.RefreshUse{ClientID: rt.ClientID, Now: now})
 	_, checks["GetClient"] = s.GetClient(ctx, "client-down")
 	_, checks["TakePending"] = s.TakePending(ctx, digest("state"), now)
 	_, checks["RedeemCode"] = s.RedeemCode(ctx, digest("code"), now)

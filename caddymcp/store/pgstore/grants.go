@@ -190,140 +190,174 @@ WHERE a.hash = $1`, hash)
 }
 
 // GetRefreshToken implements store.Store. It reads with one query; only a
-// rotated token, which must revoke its grant, takes a write transaction.
-func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, now time.Time) (*store.RefreshToken, *store.Grant, error) {
+// reused token, which must revoke its grant, takes a write transaction.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, use store.RefreshUse) (*store.RefreshToken, *store.Grant, store.RefreshVerdict, error) {
 	if !store.ValidKey(hash) {
-		return nil, nil, store.ErrNotFound
+		return nil, nil, 0, store.ErrNotFound
 	}
-	var rotated bool
-	var grantID string
 	var rtRaw, gRaw []byte
-	err := s.pool.QueryRow(ctx, `SELECT r.rotated, r.grant_id, r.rec, g.rec FROM mcp_auth_refresh r
-LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(&rotated, &grantID, &rtRaw, &gRaw)
+	err := s.pool.QueryRow(ctx, `SELECT r.rec, g.rec FROM mcp_auth_refresh r
+LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(&rtRaw, &gRaw)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil, store.ErrNotFound
+		return nil, nil, 0, store.ErrNotFound
 	}
 	if err != nil {
-		return nil, nil, dbErr(err)
-	}
-	if rotated {
-		// A token never goes back from rotated, so its grant ID is all
-		// the revocation needs.
-		if err := s.tx(ctx, func(tx pgx.Tx) error {
-			_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID)
-			return err
-		}); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, store.ErrRefreshReused
+		return nil, nil, 0, dbErr(err)
 	}
 	var rt store.RefreshToken
-	if err := decode(rtRaw, &rt); err != nil {
-		return nil, nil, err
-	}
-	if store.Expired(rt.ExpiresAt, now) || gRaw == nil {
-		return nil, nil, store.ErrNotFound
-	}
 	var g store.Grant
-	if err := decode(gRaw, &g); err != nil {
-		return nil, nil, err
+	v, res, err := judgeRefresh(rtRaw, gRaw, use, &rt, &g)
+	if err != nil || res != nil {
+		return nil, nil, 0, orErr(err, res)
 	}
-	return &rt, &g, nil
+	if v == store.RefreshReused {
+		return nil, nil, 0, s.refreshReused(ctx, hash, use)
+	}
+	return &rt, &g, v, nil
 }
 
-// RotateRefresh implements store.Store. It locks the grant, then the old
-// token (the order every revocation uses too), so that of two instances
-// rotating the same token one wins and the other sees it rotated. A
-// rotated oldHash is checked before expiry and before the grant, so that
-// reuse is reported (and revokes) even after the grant is gone. Beyond the
-// interface's rules: g must be the token's grant, and new token digests
-// already stored are ErrExists.
-func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
-	if err := store.CheckTokenPair(g, at, rt); err != nil {
-		return err
+// judgeRefresh decodes a refresh token and its grant (nil if there is
+// none) into rt and g and judges the token (store.ClassifyRefresh). res
+// is ErrNotFound for a token that is expired, of a revoked grant, or
+// issued to another client than use's; err is a record that cannot be
+// decoded.
+func judgeRefresh(rtRaw, gRaw []byte, use store.RefreshUse, rt *store.RefreshToken, g *store.Grant) (v store.RefreshVerdict, res, err error) {
+	if err := decode(rtRaw, rt); err != nil {
+		return 0, nil, err
 	}
-	if !store.ValidKey(oldHash) {
-		return store.ErrNotFound
+	// Another client's token is unknown to this one, whatever its
+	// state: it must not be able to revoke the owner's grant.
+	if rt.ClientID != use.ClientID || store.Expired(rt.ExpiresAt, use.Now) || gRaw == nil {
+		return 0, store.ErrNotFound, nil
 	}
-	var res error
-	err := s.txKeep(ctx, func(tx pgx.Tx) error {
-		res = nil
-		// Both rows in one round trip, locked in the order revocation
-		// takes them: the grant, then the token.
-		var b pgx.Batch
-		var gRaw []byte
-		grantFound := false
-		b.Queue(`SELECT rec FROM mcp_auth_grants WHERE id = (SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1) FOR UPDATE`, oldHash).
-			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&gRaw), &grantFound) })
-		var grantID string
-		var rotated bool
-		var oldRaw []byte
-		oldFound := false
-		b.Queue(`SELECT grant_id, rotated, rec FROM mcp_auth_refresh WHERE hash = $1 FOR UPDATE`, oldHash).
-			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&grantID, &rotated, &oldRaw), &oldFound) })
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return err
-		}
-		if !oldFound {
-			res = store.ErrNotFound
-			return nil
-		}
-		if rotated {
-			// Commit the revocation, then report the reuse.
-			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID); err != nil {
-				return err
-			}
-			res = store.ErrRefreshReused
-			return nil
-		}
-		var old store.RefreshToken
-		if err := decode(oldRaw, &old); err != nil {
-			return err
-		}
-		if store.Expired(old.ExpiresAt, now) || !grantFound {
-			res = store.ErrNotFound
-			return nil
-		}
-		var cur store.Grant
-		if err := decode(gRaw, &cur); err != nil {
-			return err
-		}
-		if g.ID != cur.ID || g.ClientID != cur.ClientID {
-			res = fmt.Errorf("pgstore: refresh token belongs to grant %q of client %q, not %q of %q", cur.ID, cur.ClientID, g.ID, g.ClientID)
-			return nil
-		}
-		return rotate(ctx, tx, &old, &cur, g, at, rt)
-	})
-	if err != nil || errors.Is(res, store.ErrRefreshReused) {
-		s.tokens.Invalidate() // the reuse revoked the grant
+	if err := decode(gRaw, g); err != nil {
+		return 0, nil, err
 	}
+	if store.Expired(g.ExpiresAt, use.Now) || g.ClientID != rt.ClientID {
+		return 0, store.ErrNotFound, nil
+	}
+	return store.ClassifyRefresh(rt, g, use), nil, nil
+}
+
+// orErr returns err if it is set, else res.
+func orErr(err, res error) error {
 	if err != nil {
 		return err
 	}
 	return res
 }
 
-// rotate writes a checked rotation in one round trip: the new pair first
+// refreshReused revokes the grant of a reused refresh token and returns
+// ErrRefreshReused, judging the token again under the grant's lock: it
+// may have been swept, or its grant revoked, since it was read.
+func (s *Store) refreshReused(ctx context.Context, hash []byte, use store.RefreshUse) error {
+	var res error
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		_, cur, v, notFound, err := lockRefresh(ctx, tx, hash, use)
+		if err != nil || notFound != nil {
+			res = notFound
+			return err
+		}
+		res = store.ErrNotFound
+		if v != store.RefreshReused {
+			// A generation only moves forward: unreachable, but never
+			// revoke a token that is not reused.
+			return nil
+		}
+		if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
+			return err
+		}
+		res = store.ErrRefreshReused
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+// lockRefresh reads the refresh token hash and its grant, locked in the
+// order revocation takes them (the grant, then the token) in one round
+// trip, and judges the token.
+func lockRefresh(ctx context.Context, tx pgx.Tx, hash []byte, use store.RefreshUse) (old *store.RefreshToken, cur *store.Grant, v store.RefreshVerdict, res, err error) {
+	var b pgx.Batch
+	var gRaw, oldRaw []byte
+	b.Queue(`SELECT rec FROM mcp_auth_grants WHERE id = (SELECT grant_id FROM mcp_auth_refresh WHERE hash = $1) FOR UPDATE`, hash).
+		QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&gRaw), new(bool)) })
+	oldFound := false
+	b.Queue(`SELECT rec FROM mcp_auth_refresh WHERE hash = $1 FOR UPDATE`, hash).
+		QueryRow(func(row pgx.Row) error { return noRows(row.Scan(&oldRaw), &oldFound) })
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, nil, 0, nil, err
+	}
+	if !oldFound {
+		return nil, nil, 0, store.ErrNotFound, nil
+	}
+	old, cur = new(store.RefreshToken), new(store.Grant)
+	v, res, err = judgeRefresh(oldRaw, gRaw, use, old, cur)
+	return old, cur, v, res, err
+}
+
+// RotateRefresh implements store.Store. It locks the grant, then the old
+// token, so that of two instances given the same token at once one
+// rotates the generation and the other judges the token against the
+// moved grant (a retry within the grace, or reuse). Beyond the
+// interface's rules: g must be the token's grant, and new token digests
+// already stored are ErrExists.
+func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, use store.RefreshUse, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) (store.RefreshVerdict, error) {
+	if err := store.CheckTokenPair(g, at, rt); err != nil {
+		return 0, err
+	}
+	if !store.ValidKey(oldHash) {
+		return 0, store.ErrNotFound
+	}
+	var v store.RefreshVerdict
+	var res error
+	err := s.txKeep(ctx, func(tx pgx.Tx) error {
+		_, cur, verdict, notFound, err := lockRefresh(ctx, tx, oldHash, use)
+		v, res = verdict, notFound
+		if err != nil || notFound != nil {
+			return err
+		}
+		if v == store.RefreshReused {
+			// Commit the revocation, then report the reuse.
+			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
+				return err
+			}
+			res = store.ErrRefreshReused
+			return nil
+		}
+		if g.ID != cur.ID || g.ClientID != cur.ClientID {
+			res = fmt.Errorf("pgstore: refresh token belongs to grant %q of client %q, not %q of %q", cur.ID, cur.ClientID, g.ID, g.ClientID)
+			return nil
+		}
+		return rotate(ctx, tx, cur, g, v, at, rt, use.Now)
+	})
+	if err != nil || errors.Is(res, store.ErrRefreshReused) {
+		s.tokens.Invalidate() // the reuse revoked the grant
+	}
+	if err != nil {
+		return 0, err
+	}
+	return v, res
+}
+
+// rotate writes a checked refresh in one round trip: the new pair first
 // (a duplicate digest aborts the transaction before anything else
-// changed), then the old token marked rotated, the grant's new scope and
-// expiry, and the client's.
-func rotate(ctx context.Context, tx pgx.Tx, old *store.RefreshToken, cur, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+// changed), then the grant's generation, scope and expiry, and the
+// client's. The old token is not written: its generation, against the
+// grant's, says that it was used.
+func rotate(ctx context.Context, tx pgx.Tx, cur, g *store.Grant, v store.RefreshVerdict, at *store.AccessToken, rt *store.RefreshToken, now time.Time) error {
+	store.ApplyRefresh(cur, g, v, rt, now)
 	var b pgx.Batch
 	if err := queueTokens(&b, at, rt); err != nil {
 		return err
 	}
-	old.Rotated = true
-	oldRec, err := encode(old)
-	if err != nil {
-		return err
-	}
-	b.Queue(`UPDATE mcp_auth_refresh SET rotated = true, rec = $2 WHERE hash = $1`, old.Hash, oldRec)
-	store.ApplyRotation(cur, g)
 	gRec, err := encode(cur)
 	if err != nil {
 		return err
 	}
-	b.Queue(`UPDATE mcp_auth_grants SET expires_at = $2, rec = $3 WHERE id = $1`, cur.ID, cur.ExpiresAt, gRec)
+	b.Queue(`UPDATE mcp_auth_grants SET expires_at = $2, user_login = $3, rec = $4 WHERE id = $1`, cur.ID, cur.ExpiresAt, cur.User.Login, gRec)
 	queueKeepClient(&b, cur.ClientID, cur.ExpiresAt)
 	return tx.SendBatch(ctx, &b).Close()
 }
@@ -351,9 +385,8 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
 
 // revokeGrantsWhere revokes the grants matching cond (an SQL condition on
 // mcp_auth_grants with parameters args): it deletes them, their access
-// tokens and their current refresh tokens, and returns how many grants and
-// how many records in all it deleted. Rotated refresh tokens stay until
-// they expire, so that their reuse is still recognised.
+// tokens and their refresh tokens, and returns how many grants and how
+// many records in all it deleted.
 //
 // The grants are locked first, in a statement of their own, so that a
 // rotation that holds one finishes before the tokens are collected, and
@@ -365,7 +398,7 @@ func revokeGrantsWhere(ctx context.Context, tx pgx.Tx, cond string, args ...any)
 	sub := `(SELECT id FROM mcp_auth_grants WHERE ` + cond + `)`
 	for _, sql := range []string{
 		`DELETE FROM mcp_auth_access WHERE grant_id IN ` + sub,
-		`DELETE FROM mcp_auth_refresh WHERE NOT rotated AND grant_id IN ` + sub,
+		`DELETE FROM mcp_auth_refresh WHERE grant_id IN ` + sub,
 		`DELETE FROM mcp_auth_grants WHERE ` + cond,
 	} {
 		tag, err := tx.Exec(ctx, sql, args...)

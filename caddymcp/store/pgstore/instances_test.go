@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,66 @@ func issue(t *testing.T, s *pgstore.Store, label string, now time.Time) (*store.
 	return g, at, rt
 }
 
+// TestInstancesRefreshRetry: two instances given the same refresh token
+// at once, as two processes sharing one token store send it through a
+// load balancer, both answer within the grace; either answer's token then
+// refreshes on either instance; and once one was used, the old token
+// presented again revokes the grant everywhere.
+func TestInstancesRefreshRetry(t *testing.T) {
+	stores := openN(t, 2)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	use := store.RefreshUse{Now: now, Grace: 30 * time.Second, MaxRetries: 5}
+	for r := range 5 {
+		label := fmt.Sprintf("retry%d", r)
+		g, _, rt := issue(t, stores[0], label, now)
+		use.ClientID = g.ClientID
+		news := make([]*store.RefreshToken, len(stores))
+		errs := make([]error, len(stores))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, s := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ng := *g
+				at := &store.AccessToken{Hash: digest(fmt.Sprintf("%s/at%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
+				news[i] = &store.RefreshToken{Hash: digest(fmt.Sprintf("%s/rt%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+				_, errs[i] = s.RotateRefresh(ctx, rt.Hash, use, &ng, at, news[i])
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: instance %d refused the racing refresh: %v", r, i, err)
+			}
+		}
+		// Each answer's token is live on the other instance.
+		for i := range stores {
+			if _, _, v, err := stores[1-i].GetRefreshToken(ctx, news[i].Hash, use); err != nil || v != store.RefreshLive {
+				t.Fatalf("round %d: instance %d's token at the other instance: verdict %d, %v", r, i, v, err)
+			}
+		}
+		// One is used; then the old token is reuse, on either instance.
+		ng := *g
+		at := &store.AccessToken{Hash: digest(label + "/at-next"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
+		next := &store.RefreshToken{Hash: digest(label + "/rt-next"), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
+		if _, err := stores[1].RotateRefresh(ctx, news[0].Hash, use, &ng, at, next); err != nil {
+			t.Fatalf("round %d: refreshing a racer's token: %v", r, err)
+		}
+		if _, _, _, err := stores[r%2].GetRefreshToken(ctx, rt.Hash, use); !errors.Is(err, store.ErrRefreshReused) {
+			t.Fatalf("round %d: the old token after its successor was used: %v, want reuse", r, err)
+		}
+		for i, s := range stores {
+			if _, err := s.GetGrant(ctx, g.ID, now); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("round %d: instance %d still sees the grant: %v", r, i, err)
+			}
+		}
+	}
+}
+
 // TestInstancesRace: instances with pools of their own race for the same
 // single-use records, many rounds; each round has exactly one winner, and
 // a refresh token rotated by two instances at once revokes the grant.
@@ -71,18 +132,18 @@ func TestInstancesRace(t *testing.T) {
 				ng := *g
 				at := &store.AccessToken{Hash: digest(fmt.Sprintf("%s/at%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: now.Add(time.Hour)}
 				nrt := &store.RefreshToken{Hash: digest(fmt.Sprintf("%s/rt%d", label, i)), GrantID: g.ID, ClientID: g.ClientID, ExpiresAt: g.ExpiresAt}
-				rotErrs[i] = s.RotateRefresh(ctx, rt.Hash, now, &ng, at, nrt)
+				_, rotErrs[i] = s.RotateRefresh(ctx, rt.Hash, store.RefreshUse{ClientID: g.ClientID, Now: now}, &ng, at, nrt)
 			}()
 		}
 		close(start)
 		wg.Wait()
-		count := func(what string, errs []error, loser error) {
+		count := func(what string, errs []error, losers ...error) {
 			wins := 0
 			for _, err := range errs {
 				switch {
 				case err == nil:
 					wins++
-				case !errors.Is(err, loser):
+				case !slices.ContainsFunc(losers, func(l error) bool { return errors.Is(err, l) }):
 					t.Errorf("round %d %s: unexpected error %v", r, what, err)
 				}
 			}
@@ -91,7 +152,9 @@ func TestInstancesRace(t *testing.T) {
 			}
 		}
 		count("RedeemCode", codeErrs, store.ErrCodeReplayed)
-		count("RotateRefresh", rotErrs, store.ErrRefreshReused)
+		// A loser finds the token reused and revokes the grant, or
+		// finds the grant already revoked by another loser.
+		count("RotateRefresh", rotErrs, store.ErrRefreshReused, store.ErrNotFound)
 		// The losers' reuse revoked the grant, on every instance.
 		for i, s := range stores {
 			if _, err := s.GetGrant(ctx, g.ID, now); !errors.Is(err, store.ErrNotFound) {

@@ -84,6 +84,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Rotate/RevokedGrant", testRotateRevokedGrant},
 		{"Rotate/Race", testRotateRace},
 
+		{"Refresh/RetryWithinGrace", testRefreshRetryWithinGrace},
+		{"Refresh/ReuseAfterSuccessorUsed", testRefreshReuseAfterSuccessorUsed},
+		{"Refresh/ReuseAfterGrace", testRefreshReuseAfterGrace},
+		{"Refresh/RetriesBounded", testRefreshRetriesBounded},
+		{"Refresh/OtherClient", testRefreshOtherClient},
+		{"Refresh/RaceWithGrace", testRefreshRaceWithGrace},
+		{"Refresh/LegacyRotated", testRefreshLegacyRotated},
+
 		{"Revoke/AccessToken", testRevokeAccessToken},
 		{"Revoke/Grant", testRevokeGrant},
 
@@ -290,10 +298,29 @@ func (f *fixture) rotate(is issued, label string) issued {
 	g.ExpiresAt = base.Add(2 * refreshTTL)
 	at := newAccess(f.hash(label+"/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash(label+"/rt"), &g, g.ExpiresAt)
-	if err := f.s.RotateRefresh(f.ctx, is.rt.Hash, base, &g, at, rt); err != nil {
+	if err := f.rotateRefresh(is.rt.Hash, base, &g, at, rt); err != nil {
 		f.t.Fatalf("RotateRefresh(%s): %v", label, err)
 	}
+	// What the store keeps of the grant: the next generation, begun now.
+	g.RefreshGen, g.RotatedAt, g.Retries = is.g.RefreshGen+1, base, 0
 	return issued{code: is.code, g: &g, at: at, rt: rt}
+}
+
+// strict is a presentation of a refresh token by clientID at now under
+// the strict rule (no grace): every reuse revokes.
+func strict(clientID string, now time.Time) store.RefreshUse {
+	return store.RefreshUse{ClientID: clientID, Now: now}
+}
+
+// rotateRefresh rotates hash at now under the strict rule, presented by
+// g's client (none if g is nil), and returns the error alone.
+func (f *fixture) rotateRefresh(hash []byte, now time.Time, g *store.Grant, at *store.AccessToken, rt *store.RefreshToken) error {
+	use := store.RefreshUse{Now: now}
+	if g != nil {
+		use.ClientID = g.ClientID
+	}
+	_, err := f.s.RotateRefresh(f.ctx, hash, use, g, at, rt)
+	return err
 }
 
 // testGrantGet: a grant reads back whole while live; lapsed, revoked,
@@ -362,7 +389,7 @@ func (f *fixture) accessDead(hash []byte, now time.Time) {
 // refreshLive asserts that the refresh token is served with its grant.
 func (f *fixture) refreshLive(want *store.RefreshToken, wantGrant *store.Grant, now time.Time) {
 	f.t.Helper()
-	rt, g, err := f.s.GetRefreshToken(f.ctx, want.Hash, now)
+	rt, g, _, err := f.s.GetRefreshToken(f.ctx, want.Hash, strict(want.ClientID, now))
 	if err != nil {
 		f.t.Errorf("GetRefreshToken(%s): %v, want the token", short(want.Hash), err)
 		return
@@ -375,10 +402,11 @@ func (f *fixture) refreshLive(want *store.RefreshToken, wantGrant *store.Grant, 
 	checkEqual(f.t, "grant", normGrant(g), normGrant(wantGrant))
 }
 
-// refreshErr asserts that GetRefreshToken fails with target.
+// refreshErr asserts that GetRefreshToken fails with target when
+// client-a, the suite's usual client, presents the token.
 func (f *fixture) refreshErr(hash []byte, now time.Time, target error) {
 	f.t.Helper()
-	rt, g, err := f.s.GetRefreshToken(f.ctx, hash, now)
+	rt, g, _, err := f.s.GetRefreshToken(f.ctx, hash, strict("client-a", now))
 	if !errors.Is(err, target) {
 		f.t.Errorf("GetRefreshToken(%s) = %+v, %+v, %v; want %v", short(hash), rt, g, err, target)
 	}
@@ -486,6 +514,8 @@ func normGrant(g *store.Grant) store.Grant {
 	n.GitHubToken = normBytes(n.GitHubToken)
 	n.CreatedAt = normTime(n.CreatedAt)
 	n.ExpiresAt = normTime(n.ExpiresAt)
+	n.CheckedAt = normTime(n.CheckedAt)
+	n.RotatedAt = normTime(n.RotatedAt)
 	return n
 }
 
@@ -634,7 +664,7 @@ func testClientDeleteCascades(f *fixture) {
 	f.accessDead(a2.at.Hash, base)
 	f.issuedDead(a2r)
 	f.wantErr("RotateRefresh(deleted client's token)",
-		f.s.RotateRefresh(f.ctx, a1.rt.Hash, base, a1.g,
+		f.rotateRefresh(a1.rt.Hash, base, a1.g,
 			newAccess(f.hash("x/at"), a1.g, base.Add(accessTTL)),
 			newRefresh(f.hash("x/rt"), a1.g, base.Add(refreshTTL))),
 		store.ErrNotFound)
@@ -785,7 +815,7 @@ func testCodeReplayRevokesGrant(f *fixture) {
 
 	f.issuedDead(victim)
 	f.wantErr("RotateRefresh(revoked by replay)",
-		f.s.RotateRefresh(f.ctx, victim.rt.Hash, base, victim.g,
+		f.rotateRefresh(victim.rt.Hash, base, victim.g,
 			newAccess(f.hash("x/at"), victim.g, base.Add(accessTTL)),
 			newRefresh(f.hash("x/rt"), victim.g, base.Add(refreshTTL))),
 		store.ErrNotFound)
@@ -1101,12 +1131,13 @@ func testRotateUpdatesGrant(f *fixture) {
 	g.GitHubToken = []byte("resealed github token")
 	at := newAccess(f.hash("new/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("new/rt"), &g, g.ExpiresAt)
-	f.wantOK("RotateRefresh", f.s.RotateRefresh(f.ctx, old.rt.Hash, base, &g, at, rt))
+	f.wantOK("RotateRefresh", f.rotateRefresh(old.rt.Hash, base, &g, at, rt))
 
 	want := *old.g
 	want.Scope = g.Scope
 	want.ExpiresAt = g.ExpiresAt
 	want.GitHubToken = g.GitHubToken
+	want.RefreshGen, want.RotatedAt = 1, base
 	f.refreshLive(rt, &want, base)
 	f.accessLive(at, base)
 
@@ -1115,7 +1146,8 @@ func testRotateUpdatesGrant(f *fixture) {
 	g2.GitHubToken = nil
 	at2 := newAccess(f.hash("new2/at"), &g2, base.Add(accessTTL))
 	rt2 := newRefresh(f.hash("new2/rt"), &g2, g2.ExpiresAt)
-	f.wantOK("RotateRefresh", f.s.RotateRefresh(f.ctx, rt.Hash, base, &g2, at2, rt2))
+	f.wantOK("RotateRefresh", f.rotateRefresh(rt.Hash, base, &g2, at2, rt2))
+	want.RefreshGen = 2
 	f.refreshLive(rt2, &want, base)
 }
 
@@ -1129,8 +1161,8 @@ func testRotateReuseViaGet(f *fixture) {
 	f.refreshErr(old.rt.Hash, base, store.ErrRefreshReused)
 	f.issuedDead(cur)
 	f.accessDead(old.at.Hash, base)
-	// The rotated token stays known, so reuse keeps being reported.
-	f.refreshErr(old.rt.Hash, base, store.ErrRefreshReused)
+	// With its grant gone, the token is simply unknown.
+	f.refreshErr(old.rt.Hash, base, store.ErrNotFound)
 	f.issuedLive(other)
 }
 
@@ -1144,7 +1176,7 @@ func testRotateReuseViaRotate(f *fixture) {
 	at := newAccess(f.hash("thief/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("thief/rt"), &g, base.Add(refreshTTL))
 	f.accessLive(cur.at, base)
-	f.wantErr("RotateRefresh(rotated token)", f.s.RotateRefresh(f.ctx, old.rt.Hash, base, &g, at, rt), store.ErrRefreshReused)
+	f.wantErr("RotateRefresh(rotated token)", f.rotateRefresh(old.rt.Hash, base, &g, at, rt), store.ErrRefreshReused)
 
 	f.issuedDead(cur)
 	f.accessDead(at.Hash, base)
@@ -1160,8 +1192,8 @@ func testRotateExpiredOrUnknown(f *fixture) {
 	at := newAccess(f.hash("new/at"), &g, rtExp.Add(accessTTL))
 	rt := newRefresh(f.hash("new/rt"), &g, rtExp.Add(refreshTTL))
 
-	f.wantErr("RotateRefresh(expired)", f.s.RotateRefresh(f.ctx, is.rt.Hash, rtExp, &g, at, rt), store.ErrNotFound)
-	f.wantErr("RotateRefresh(unknown)", f.s.RotateRefresh(f.ctx, f.hash("unknown"), base, &g, at, rt), store.ErrNotFound)
+	f.wantErr("RotateRefresh(expired)", f.rotateRefresh(is.rt.Hash, rtExp, &g, at, rt), store.ErrNotFound)
+	f.wantErr("RotateRefresh(unknown)", f.rotateRefresh(f.hash("unknown"), base, &g, at, rt), store.ErrNotFound)
 	// Neither stored the new pair, nor harmed the grant.
 	f.accessDead(at.Hash, base)
 	f.refreshErr(rt.Hash, base, store.ErrNotFound)
@@ -1175,7 +1207,7 @@ func testRotateRevokedGrant(f *fixture) {
 	g := *is.g
 	at := newAccess(f.hash("new/at"), &g, base.Add(accessTTL))
 	rt := newRefresh(f.hash("new/rt"), &g, base.Add(refreshTTL))
-	f.wantErr("RotateRefresh(revoked grant)", f.s.RotateRefresh(f.ctx, is.rt.Hash, base, &g, at, rt), store.ErrNotFound)
+	f.wantErr("RotateRefresh(revoked grant)", f.rotateRefresh(is.rt.Hash, base, &g, at, rt), store.ErrNotFound)
 	f.accessDead(at.Hash, base)
 	f.refreshErr(rt.Hash, base, store.ErrNotFound)
 }
@@ -1194,11 +1226,25 @@ func testRotateRace(f *fixture) {
 	}
 	errs := race(raceN, func(i int) error {
 		gi := g // each caller builds its own grant value
-		return f.s.RotateRefresh(f.ctx, old.rt.Hash, base, &gi, ats[i], rts[i])
+		return f.rotateRefresh(old.rt.Hash, base, &gi, ats[i], rts[i])
 	})
-	wins, losses := f.tally("RotateRefresh race", errs, store.ErrRefreshReused)
-	if wins != 1 || losses != raceN-1 {
-		f.t.Fatalf("RotateRefresh race: %d won, %d reused; want exactly 1 winner", wins, losses)
+	// One rotates; the first loser after it finds the token reused and
+	// revokes the grant; later ones find it gone.
+	wins, reused, gone := 0, 0, 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, store.ErrRefreshReused):
+			reused++
+		case errors.Is(err, store.ErrNotFound):
+			gone++
+		default:
+			f.t.Errorf("RotateRefresh race: goroutine %d: unexpected error %v", i, err)
+		}
+	}
+	if wins != 1 || reused < 1 || wins+reused+gone != raceN {
+		f.t.Fatalf("RotateRefresh race: %d won, %d reused, %d gone; want exactly 1 winner and a reuse", wins, reused, gone)
 	}
 	// The losers' reuse revoked the grant, so even the winner's pair is dead:
 	// two parties holding the same refresh token is what theft looks like.
@@ -1278,7 +1324,8 @@ func testSweep(f *fixture) {
 	g.ExpiresAt = later
 	rotAT := newAccess(f.hash("rotated2/at"), &g, later)
 	rotRT := newRefresh(f.hash("rotated2/rt"), &g, later)
-	f.wantOK("RotateRefresh", f.s.RotateRefresh(f.ctx, rotated.rt.Hash, base, &g, rotAT, rotRT))
+	f.wantOK("RotateRefresh", f.rotateRefresh(rotated.rt.Hash, base, &g, rotAT, rotRT))
+	g.RefreshGen, g.RotatedAt = 1, base
 	rotatedNew := issued{g: &g, at: rotAT, rt: rotRT}
 	// A grant that lapses while its tokens would still be live: removing
 	// the grant takes its tokens down.
@@ -1513,7 +1560,7 @@ func testEmptyAndNil(f *fixture) {
 	f.refreshErr(nil, base, store.ErrNotFound)
 	f.refreshErr([]byte{}, base, store.ErrNotFound)
 	g := *ok.g
-	f.wantErr("RotateRefresh(nil)", f.s.RotateRefresh(f.ctx, nil, base, &g,
+	f.wantErr("RotateRefresh(nil)", f.rotateRefresh(nil, base, &g,
 		newAccess(f.hash("n/at"), &g, base.Add(accessTTL)),
 		newRefresh(f.hash("n/rt"), &g, base.Add(refreshTTL))), store.ErrNotFound)
 	f.wantOK("RevokeAccessToken(nil)", f.s.RevokeAccessToken(f.ctx, nil))
@@ -1554,7 +1601,7 @@ func testEmptyAndNil(f *fixture) {
 	if err := f.s.CreateGrant(f.ctx, g2, noHash, rt2, nil); err == nil {
 		f.t.Error("CreateGrant(access token without hash) succeeded")
 	}
-	if err := f.s.RotateRefresh(f.ctx, ok.rt.Hash, base, nil, nil, nil); err == nil {
+	if err := f.rotateRefresh(ok.rt.Hash, base, nil, nil, nil); err == nil {
 		f.t.Error("RotateRefresh(nil records) succeeded")
 	}
 	// None of that disturbed the live grant.
