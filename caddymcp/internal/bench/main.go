@@ -54,6 +54,7 @@ type config struct {
 	// streams it holds at once.
 	soakDuration time.Duration
 	soakStreams  int
+	soakFlood    int // requests a second of each of the soak's floods
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one, removed afterwards)")
 	flag.DurationVar(&c.soakDuration, "soak-duration", 3*time.Minute, "length of the soak phase (-phases soak): mixed legitimate and abusive traffic at once")
 	flag.IntVar(&c.soakStreams, "soak-streams", 300, "SSE streams the soak phase holds at once")
+	flag.IntVar(&c.soakFlood, "soak-flood", 300, "requests a second of each of the soak phase's two floods")
 	flag.BoolVar(&c.postgres, "postgres", false, "keep state in a throwaway PostgreSQL server (its binaries must be installed) instead of bbolt; not with the startup phase")
 	flag.Parse()
 	if err := run(c, os.Stdout); err != nil {

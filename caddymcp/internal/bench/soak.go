@@ -2,17 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,11 +39,19 @@ import (
 
 // The addresses the callers come from. Linux routes all of 127.0.0.0/8 to
 // loopback, so a client may bind any of them; Caddy listens on 127.0.0.1.
-var (
-	hostedAppIP  = net.IPv4(127, 0, 0, 2) // one egress address, many clients
-	regFloodIPs  = []net.IP{net.IPv4(127, 0, 0, 5), net.IPv4(127, 0, 0, 6)}
-	pendFloodIPs = []net.IP{net.IPv4(127, 0, 0, 7), net.IPv4(127, 0, 0, 8)}
-)
+var hostedAppIP = net.IPv4(127, 0, 0, 2) // one egress address, many clients
+
+// floodAddrs are the addresses a flood may use: 127.0.<net3>.1-64. A flood
+// sends from one until it is refused, then moves to the next, as an
+// abuser holding many addresses does, so that both the bound per address
+// and the server-wide one are reached.
+func floodAddrs(net3 byte) []net.IP {
+	var ips []net.IP
+	for i := range 64 {
+		ips = append(ips, net.IPv4(127, 0, net3, byte(1+i)))
+	}
+	return ips
+}
 
 // userIP is the address user i's machine calls from (16 of them).
 func userIP(i int) net.IP { return net.IPv4(127, 0, 1, byte(1+i%16)) }
@@ -53,8 +64,8 @@ const (
 )
 
 // The soak's pace. Legitimate traffic is a steady mix well below what the
-// two shared CPUs serve; each flooding address sends as fast as
-// floodEvery lets it, whatever the answers.
+// two shared CPUs serve; each flood sends plan.floodRate requests a
+// second (floodWorkers at a time), whatever the answers.
 const (
 	signinEvery    = time.Second            // a user signs in through the whole flow
 	hostedEvery    = 2 * time.Second        // the hosted app registers a client and signs its user in
@@ -66,8 +77,7 @@ const (
 	toolCalls      = 4                      // per session
 	toolPause      = 200 * time.Millisecond // between sessions
 	revokeEvery    = 500 * time.Millisecond // a user disconnects, if enough are connected
-	floodEvery     = 40 * time.Millisecond  // per flooding address: 25 requests/s
-	floodWorkers   = 2                      // per flooding address
+	floodWorkers   = 4                      // per flood
 )
 
 // soakPlan is one soak's length and scale, from the run's config.
@@ -77,10 +87,11 @@ type soakPlan struct {
 	sample     time.Duration // Caddy is sampled this often
 	warmup     time.Duration // samples before this are the warm-up
 	poolTarget int           // grants kept live: above it, users disconnect
+	floodRate  int           // requests a second of each flood
 }
 
-func newSoakPlan(d time.Duration, streams int) soakPlan {
-	p := soakPlan{duration: d, streams: streams, warmup: d / 4}
+func newSoakPlan(d time.Duration, streams, floodRate int) soakPlan {
+	p := soakPlan{duration: d, streams: streams, warmup: d / 4, floodRate: max(floodRate, 1)}
 	p.sample = min(max(d/24, time.Second), 5*time.Second)
 	p.poolTarget = min(max(int(d/(5*time.Second)), 1), 40)
 	return p
@@ -220,19 +231,43 @@ type caddySample struct {
 	grants     int   // live grants the driver held then
 }
 
-// floodTally counts a flood's requests by outcome.
-type floodTally struct {
-	sent, accepted, refused, other atomic.Int64
-	otherFirst                     atomic.Value // string
+// flood is one kind of abusive traffic and its outcome.
+type flood struct {
+	name     string
+	accepted int // the status of success
+	addrs    []net.IP
+	cursor   atomic.Int64 // index into addrs of the address in use
+
+	sent, ok, refused, other atomic.Int64
+	setupFailed              atomic.Int64
+	otherFirst               atomic.Value // string
+	// firstRefused and lastAccepted are when (since the soak started)
+	// the flood was first refused and last had something stored.
+	firstRefused, lastAccepted atomic.Int64
+	started                    time.Time
+
+	mu          sync.Mutex
+	retryAfters map[string]int        // of the refusals
+	senders     map[int]floodSender   // per address index, once set up
+	setups      map[int]chan struct{} // closed when an address is set up
 }
 
-func (f *floodTally) count(status int, err error, acceptedStatus int) {
+// floodSender sends one request of a flood and returns the answer's
+// status and Retry-After.
+type floodSender func() (status int, retryAfter string, err error)
+
+func (f *flood) count(status int, retryAfter string, err error) {
 	f.sent.Add(1)
 	switch {
-	case err == nil && status == acceptedStatus:
-		f.accepted.Add(1)
+	case err == nil && status == f.accepted:
+		f.ok.Add(1)
+		f.lastAccepted.Store(int64(time.Since(f.started)))
 	case err == nil && status == http.StatusTooManyRequests:
 		f.refused.Add(1)
+		f.firstRefused.CompareAndSwap(0, int64(time.Since(f.started)))
+		f.mu.Lock()
+		f.retryAfters[retryAfter]++
+		f.mu.Unlock()
 	default:
 		f.other.Add(1)
 		if err == nil {
@@ -257,11 +292,10 @@ type soak struct {
 	toolSessions, toolCallsT           tally
 	streamsOpened, streamsHeld         tally
 	revocations, revokedGone           tally
-	regFlood, pendFlood                floodTally
+	regFlood, pendFlood                flood
 	held, maxHeld                      atomic.Int64 // SSE streams
 	samples                            []caddySample
 	sampleErrs                         tally
-	floodClientsFailed                 atomic.Int64
 	started                            time.Time
 
 	clientsMu sync.Mutex
@@ -321,12 +355,10 @@ func (e *env) soakBench(plan soakPlan, w io.Writer) (soakFigures, error) {
 	}
 	wg.Go(func() { s.streamLoop(&wg) })
 	wg.Go(s.revokeLoop)
-	for _, ip := range regFloodIPs {
-		s.floodRegistrations(&wg, ip)
-	}
-	for _, ip := range pendFloodIPs {
-		wg.Go(func() { s.floodPending(ip) })
-	}
+	s.regFlood = flood{name: "registrations never granted", accepted: http.StatusCreated, addrs: floodAddrs(2)}
+	s.pendFlood = flood{name: "unfinished sign-ins (consent approvals)", accepted: http.StatusFound, addrs: floodAddrs(3)}
+	s.runFlood(&wg, &s.regFlood, s.registrationSender)
+	s.runFlood(&wg, &s.pendFlood, s.pendingSender)
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -838,26 +870,32 @@ func (s *soak) gateStatus(h *http.Client, token string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// floodRegistrations starts floodWorkers goroutines at ip registering
-// confidential clients that never sign anyone in, together at most one
-// request per floodEvery.
-func (s *soak) floodRegistrations(wg *sync.WaitGroup, ip net.IP) {
-	h := s.client(floodWorkers, ip)
-	tick := time.NewTicker(floodEvery)
+// runFlood starts floodWorkers goroutines sending f's requests, together
+// plan.floodRate a second, from f's address in use; the first refusal
+// (429) from it moves the flood to the next address. setup prepares an
+// address's sender.
+func (s *soak) runFlood(wg *sync.WaitGroup, f *flood, setup func(net.IP) (floodSender, error)) {
+	f.retryAfters, f.senders, f.setups = map[string]int{}, map[int]floodSender{}, map[int]chan struct{}{}
+	f.started = s.started
+	tick := time.NewTicker(time.Second / time.Duration(s.plan.floodRate))
 	var stopped sync.WaitGroup
 	for range floodWorkers {
 		stopped.Add(1)
 		wg.Go(func() {
 			defer stopped.Done()
-			n := 0
 			for s.running() {
 				<-tick.C
-				n++
-				_, status, err := s.e.registerVia(h, confidentialClientMetadata(fmt.Sprintf("flood %s %d", ip, n)))
-				if status != 0 {
-					err = nil // an answer; its status says which
+				i := int(f.cursor.Load())
+				send := f.sender(i, setup)
+				if send == nil {
+					f.cursor.CompareAndSwap(int64(i), int64(i+1))
+					continue
 				}
-				s.regFlood.count(status, err, http.StatusCreated)
+				status, retryAfter, err := send()
+				f.count(status, retryAfter, err)
+				if err == nil && status == http.StatusTooManyRequests {
+					f.cursor.CompareAndSwap(int64(i), int64(i+1))
+				}
 			}
 		})
 	}
@@ -867,51 +905,92 @@ func (s *soak) floodRegistrations(wg *sync.WaitGroup, ip net.IP) {
 	})
 }
 
-// floodPending, from ip, registers one client, opens its consent page
-// once, and then posts the approval over and over, at most one per
-// floodEvery: every post asks the server to keep a sign-in that never
-// comes back from GitHub.
-func (s *soak) floodPending(ip net.IP) {
-	h := s.client(floodWorkers, ip)
-	var c *oauthClient
-	for s.running() {
-		var err error
-		if c, _, err = s.e.registerVia(h, publicClientMetadata("flood "+ip.String())); err == nil {
-			break
-		}
-		s.floodClientsFailed.Add(1)
-		s.pause(time.Second)
+// sender is the sender of address i (modulo the addresses), set up once;
+// nil if setting it up failed.
+func (f *flood) sender(i int, setup func(net.IP) (floodSender, error)) floodSender {
+	i %= len(f.addrs)
+	f.mu.Lock()
+	if send, ok := f.senders[i]; ok {
+		f.mu.Unlock()
+		return send
 	}
-	if c == nil {
-		return
+	ready, ok := f.setups[i]
+	if ok {
+		f.mu.Unlock()
+		<-ready
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.senders[i]
+	}
+	ready = make(chan struct{})
+	f.setups[i] = ready
+	f.mu.Unlock()
+	send, err := setup(f.addrs[i])
+	if err != nil {
+		f.setupFailed.Add(1)
+	}
+	f.mu.Lock()
+	f.senders[i] = send
+	f.mu.Unlock()
+	close(ready)
+	return send
+}
+
+// registrationSender registers, from ip, confidential clients that never
+// sign anyone in.
+func (s *soak) registrationSender(ip net.IP) (floodSender, error) {
+	h := s.client(floodWorkers, ip)
+	n := 0
+	var mu sync.Mutex
+	return func() (int, string, error) {
+		mu.Lock()
+		n++
+		name := fmt.Sprintf("flood %s %d", ip, n)
+		mu.Unlock()
+		body, _ := json.Marshal(confidentialClientMetadata(name))
+		resp, err := h.Post(s.e.site+"/register", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After"), nil
+	}, nil
+}
+
+// pendingSender, from ip, registers one client and opens its consent page
+// once; its sender posts the approval over and over: every post asks the
+// server to keep a sign-in that never comes back from GitHub.
+func (s *soak) pendingSender(ip net.IP) (floodSender, error) {
+	h := s.client(floodWorkers, ip)
+	c, _, err := s.e.registerVia(h, publicClientMetadata("flood "+ip.String()))
+	if err != nil {
+		return nil, err
 	}
 	b := c.browserVia("flooder", h)
-	var form url.Values
-	for s.running() && form == nil {
-		resp, err := b.http.Get(b.authorizeURL())
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			form = consentApproval(resp.StatusCode, body)
-		}
-		if form == nil {
-			s.floodClientsFailed.Add(1)
-			s.pause(time.Second)
-		}
+	resp, err := b.http.Get(b.authorizeURL())
+	if err != nil {
+		return nil, err
 	}
-	s.every(floodEvery, func() {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	form := consentApproval(resp.StatusCode, body)
+	if form == nil {
+		return nil, fmt.Errorf("no consent page: %s", resp.Status)
+	}
+	return func() (int, string, error) {
 		resp, err := b.http.PostForm(s.e.site+"/consent", form)
-		status := 0
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			status = resp.StatusCode
-			if loc := resp.Header.Get("Location"); status == http.StatusFound && !strings.HasPrefix(loc, s.e.ghURL) {
-				status = -status // a redirect, but not to GitHub
-			}
+		if err != nil {
+			return 0, "", err
 		}
-		s.pendFlood.count(status, err, http.StatusFound)
-	})
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status := resp.StatusCode
+		if loc := resp.Header.Get("Location"); status == http.StatusFound && !strings.HasPrefix(loc, s.e.ghURL) {
+			status = -status // a redirect, but not to GitHub
+		}
+		return status, resp.Header.Get("Retry-After"), nil
+	}, nil
 }
 
 // sampleLoop samples Caddy every plan.sample until the soak ends.
@@ -1033,22 +1112,28 @@ func (s *soak) report(w io.Writer, f soakFigures) {
 		verdict = "SOME"
 	}
 	fmt.Fprintf(w, "  legitimate errors: %d (target 0: %s)\n", f.legitErrs, verdict)
-	flood := func(name string, ips []net.IP, t *floodTally, accepted string) {
-		var addrs []string
-		for _, ip := range ips {
-			addrs = append(addrs, ip.String())
-		}
-		fmt.Fprintf(w, "  flood: %s from %s: %d sent, %d accepted (%s), %d refused (429), %d other",
-			name, strings.Join(addrs, ", "), t.sent.Load(), t.accepted.Load(), accepted, t.refused.Load(), t.other.Load())
-		if m, ok := t.otherFirst.Load().(string); ok {
+	for _, f := range []*flood{&s.regFlood, &s.pendFlood} {
+		fmt.Fprintf(w, "  flood: %s, %d/s from up to %d addresses (%d used): %d sent, %d accepted (%d), %d refused (429), %d other",
+			f.name, p.floodRate, len(f.addrs), min(int(f.cursor.Load())+1, len(f.addrs)), f.sent.Load(), f.ok.Load(), f.accepted,
+			f.refused.Load(), f.other.Load())
+		if m, ok := f.otherFirst.Load().(string); ok {
 			fmt.Fprintf(w, " (first: %.120s)", m)
 		}
 		fmt.Fprintln(w)
-	}
-	flood("registrations never granted", regFloodIPs, &s.regFlood, "201")
-	flood("unfinished sign-ins (consent approvals)", pendFloodIPs, &s.pendFlood, "302 to GitHub")
-	if n := s.floodClientsFailed.Load(); n > 0 {
-		fmt.Fprintf(w, "  (the sign-in flooders' setup failed %d times)\n", n)
+		if f.refused.Load() > 0 {
+			fmt.Fprintf(w, "    first refused at %s; last accepted at %s\n",
+				time.Duration(f.firstRefused.Load()).Round(100*time.Millisecond), time.Duration(f.lastAccepted.Load()).Round(100*time.Millisecond))
+		}
+		if len(f.retryAfters) > 0 {
+			var ra []string
+			for _, k := range slices.Sorted(maps.Keys(f.retryAfters)) {
+				ra = append(ra, fmt.Sprintf("%ss x%d", k, f.retryAfters[k]))
+			}
+			fmt.Fprintf(w, "    refusals by Retry-After: %s\n", strings.Join(ra, ", "))
+		}
+		if n := f.setupFailed.Load(); n > 0 {
+			fmt.Fprintf(w, "    (setting up an address failed %d times)\n", n)
+		}
 	}
 	s.reportSamples(w)
 	fmt.Fprintf(w, "  store at the end: %d clients (admin API lists %d), %d unfinished sign-ins, %d codes, %d grants, %d access and %d refresh tokens\n",
@@ -1139,5 +1224,5 @@ func soakRun(c config, dir string, w io.Writer) (soakFigures, error) {
 		return soakFigures{}, err
 	}
 	fmt.Fprintf(w, "soak: caddy provisioned in %s; log in %s\n", ms(e.caddy.load), filepath.Join(dir, "caddy-soak.log"))
-	return e.soakBench(newSoakPlan(c.soakDuration, c.soakStreams), w)
+	return e.soakBench(newSoakPlan(c.soakDuration, c.soakStreams, c.soakFlood), w)
 }

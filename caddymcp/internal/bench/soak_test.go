@@ -15,7 +15,7 @@ import (
 // the report says so too).
 func TestSoakShort(t *testing.T) {
 	var out bytes.Buffer
-	err := run(config{phases: "soak", soakDuration: 8 * time.Second, soakStreams: 20, dir: t.TempDir()}, &out)
+	err := run(config{phases: "soak", soakDuration: 8 * time.Second, soakStreams: 20, soakFlood: 100, dir: t.TempDir()}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
