@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,11 +248,31 @@ type flood struct {
 	retryAfters map[string]int        // of the refusals
 	senders     map[int]floodSender   // per address index, once set up
 	setups      map[int]chan struct{} // closed when an address is set up
+	conns       map[int]*http.Client  // per address index
+}
+
+// next moves the flood on from address i (if no other worker did): it
+// closes that address's idle connections, as an abuser done with an
+// address drops them, so that the driver's connections do not pile up in
+// Caddy's figures.
+func (f *flood) next(i int) {
+	if !f.cursor.CompareAndSwap(int64(i), int64(i+1)) {
+		return
+	}
+	f.mu.Lock()
+	h := f.conns[i%len(f.addrs)]
+	f.mu.Unlock()
+	if h != nil {
+		h.CloseIdleConnections()
+	}
 }
 
 // floodSender sends one request of a flood and returns the answer's
 // status and Retry-After.
 type floodSender func() (status int, retryAfter string, err error)
+
+// floodSetup prepares an address's sender, which uses h.
+type floodSetup func(ip net.IP, h *http.Client) (floodSender, error)
 
 func (f *flood) count(status int, retryAfter string, err error) {
 	f.sent.Add(1)
@@ -874,8 +892,8 @@ func (s *soak) gateStatus(h *http.Client, token string) (int, error) {
 // plan.floodRate a second, from f's address in use; the first refusal
 // (429) from it moves the flood to the next address. setup prepares an
 // address's sender.
-func (s *soak) runFlood(wg *sync.WaitGroup, f *flood, setup func(net.IP) (floodSender, error)) {
-	f.retryAfters, f.senders, f.setups = map[string]int{}, map[int]floodSender{}, map[int]chan struct{}{}
+func (s *soak) runFlood(wg *sync.WaitGroup, f *flood, setup floodSetup) {
+	f.retryAfters, f.senders, f.setups, f.conns = map[string]int{}, map[int]floodSender{}, map[int]chan struct{}{}, map[int]*http.Client{}
 	f.started = s.started
 	tick := time.NewTicker(time.Second / time.Duration(s.plan.floodRate))
 	var stopped sync.WaitGroup
@@ -886,15 +904,15 @@ func (s *soak) runFlood(wg *sync.WaitGroup, f *flood, setup func(net.IP) (floodS
 			for s.running() {
 				<-tick.C
 				i := int(f.cursor.Load())
-				send := f.sender(i, setup)
+				send := f.sender(i, setup, s.client)
 				if send == nil {
-					f.cursor.CompareAndSwap(int64(i), int64(i+1))
+					f.next(i)
 					continue
 				}
 				status, retryAfter, err := send()
 				f.count(status, retryAfter, err)
 				if err == nil && status == http.StatusTooManyRequests {
-					f.cursor.CompareAndSwap(int64(i), int64(i+1))
+					f.next(i)
 				}
 			}
 		})
@@ -907,7 +925,7 @@ func (s *soak) runFlood(wg *sync.WaitGroup, f *flood, setup func(net.IP) (floodS
 
 // sender is the sender of address i (modulo the addresses), set up once;
 // nil if setting it up failed.
-func (f *flood) sender(i int, setup func(net.IP) (floodSender, error)) floodSender {
+func (f *flood) sender(i int, setup floodSetup, client func(int, net.IP) *http.Client) floodSender {
 	i %= len(f.addrs)
 	f.mu.Lock()
 	if send, ok := f.senders[i]; ok {
@@ -924,8 +942,10 @@ func (f *flood) sender(i int, setup func(net.IP) (floodSender, error)) floodSend
 	}
 	ready = make(chan struct{})
 	f.setups[i] = ready
+	h := client(floodWorkers, f.addrs[i])
+	f.conns[i] = h
 	f.mu.Unlock()
-	send, err := setup(f.addrs[i])
+	send, err := setup(f.addrs[i], h)
 	if err != nil {
 		f.setupFailed.Add(1)
 	}
@@ -938,8 +958,7 @@ func (f *flood) sender(i int, setup func(net.IP) (floodSender, error)) floodSend
 
 // registrationSender registers, from ip, confidential clients that never
 // sign anyone in.
-func (s *soak) registrationSender(ip net.IP) (floodSender, error) {
-	h := s.client(floodWorkers, ip)
+func (s *soak) registrationSender(ip net.IP, h *http.Client) (floodSender, error) {
 	n := 0
 	var mu sync.Mutex
 	return func() (int, string, error) {
@@ -961,8 +980,7 @@ func (s *soak) registrationSender(ip net.IP) (floodSender, error) {
 // pendingSender, from ip, registers one client and opens its consent page
 // once; its sender posts the approval over and over: every post asks the
 // server to keep a sign-in that never comes back from GitHub.
-func (s *soak) pendingSender(ip net.IP) (floodSender, error) {
-	h := s.client(floodWorkers, ip)
+func (s *soak) pendingSender(ip net.IP, h *http.Client) (floodSender, error) {
 	c, _, err := s.e.registerVia(h, publicClientMetadata("flood "+ip.String()))
 	if err != nil {
 		return nil, err
@@ -1125,11 +1143,7 @@ func (s *soak) report(w io.Writer, f soakFigures) {
 				time.Duration(f.firstRefused.Load()).Round(100*time.Millisecond), time.Duration(f.lastAccepted.Load()).Round(100*time.Millisecond))
 		}
 		if len(f.retryAfters) > 0 {
-			var ra []string
-			for _, k := range slices.Sorted(maps.Keys(f.retryAfters)) {
-				ra = append(ra, fmt.Sprintf("%ss x%d", k, f.retryAfters[k]))
-			}
-			fmt.Fprintf(w, "    refusals by Retry-After: %s\n", strings.Join(ra, ", "))
+			fmt.Fprintf(w, "    refusals by Retry-After: %s\n", retryAfterSummary(f.retryAfters))
 		}
 		if n := f.setupFailed.Load(); n > 0 {
 			fmt.Fprintf(w, "    (setting up an address failed %d times)\n", n)
@@ -1149,6 +1163,40 @@ func (s *soak) report(w io.Writer, f soakFigures) {
 	}
 }
 
+// retryAfterSummary writes counts of Retry-After values compactly: the
+// most frequent value alone, the others as a range.
+func retryAfterSummary(counts map[string]int) string {
+	top, rest, lo, hi := "", 0, -1, -1
+	for k, n := range counts {
+		if top == "" || n > counts[top] || n == counts[top] && k < top {
+			top = k
+		}
+	}
+	for k, n := range counts {
+		if k == top {
+			continue
+		}
+		rest += n
+		v, err := strconv.Atoi(k)
+		if err != nil {
+			v = -1
+		}
+		if lo < 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+	}
+	out := fmt.Sprintf("%ss x%d", top, counts[top])
+	switch {
+	case rest == 0:
+	case lo == hi:
+		out += fmt.Sprintf(", %ds x%d", lo, rest)
+	default:
+		out += fmt.Sprintf(", %ds to %ds x%d", lo, hi, rest)
+	}
+	return out
+}
+
 // reportSamples prints each sampled series compactly and compares the
 // mean of its second half with its first sample after the warm-up.
 func (s *soak) reportSamples(w io.Writer) {
@@ -1162,14 +1210,27 @@ func (s *soak) reportSamples(w io.Writer) {
 	// The last sample was taken after the traffic stopped; it is shown
 	// but not judged.
 	during := s.samples[:len(s.samples)-1]
+	// The warm-up lasts plan.warmup, or, if later, until a flood that
+	// was refused had its last record stored: up to its bounds, a flood
+	// is meant to grow the state.
+	warmup, why := s.plan.warmup, ""
+	for _, f := range []*flood{&s.regFlood, &s.pendFlood} {
+		if last := time.Duration(f.lastAccepted.Load()); f.refused.Load() > 0 && last > warmup {
+			warmup, why = last, " (the "+f.name+" flood's last record stored)"
+		}
+	}
 	first := len(during) - 1
 	for i, sm := range during {
-		if sm.at >= s.plan.warmup {
+		if sm.at >= warmup {
 			first = i
 			break
 		}
 	}
-	fmt.Fprintf(w, "  Caddy sampled every %s (after a collection); warm-up %s; [x] = first sample after it; after | the traffic is over and the driver's connections closed:\n", s.plan.sample, s.plan.warmup)
+	fmt.Fprintf(w, "  Caddy sampled every %s (after a collection); warm-up %s%s; [x] = first sample after it; after | the traffic is over and the driver's connections closed:\n",
+		s.plan.sample, warmup.Round(100*time.Millisecond), why)
+	if len(during)-first < 4 {
+		fmt.Fprintf(w, "    (only %d samples after the warm-up: too few to judge)\n", len(during)-first)
+	}
 	series := []struct {
 		name string
 		unit float64

@@ -77,3 +77,16 @@ func TestGrantAccounting(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryAfterSummary(t *testing.T) {
+	for want, counts := range map[string]map[string]int{
+		"60s x5":                  {"60": 5},
+		"60s x5, 599s x2":         {"60": 5, "599": 2},
+		"598s x9, 60s to 600s x4": {"60": 1, "598": 9, "599": 2, "600": 1},
+		"3600s x7, 60s x3":        {"60": 3, "3600": 7},
+	} {
+		if got := retryAfterSummary(counts); got != want {
+			t.Errorf("%v: %q, want %q", counts, got, want)
+		}
+	}
+}
