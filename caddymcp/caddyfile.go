@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			client_secret  <secret>
 //			enterprise_url <url>
 //			scopes         <scope...>
+//			outage_grace   <duration>
 //		}
 //		allow_users       <login...>
 //		allow_orgs        <org...>
@@ -219,6 +220,17 @@ func (g *GitHubConfig) unmarshal(d *caddyfile.Dispenser) error {
 			if err := someArgs(d, &g.Scopes); err != nil {
 				return err
 			}
+		case "outage_grace":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 || g.OutageGrace != nil {
+				return d.Errf("outage_grace: %q must be given once, as a duration of zero or more", s)
+			}
+			od := caddy.Duration(dur)
+			g.OutageGrace = &od
 		default:
 			return d.Errf("unrecognized github option %q", opt)
 		}

@@ -152,6 +152,12 @@ type GitHubConfig struct {
 	EnterpriseURL string `json:"enterprise_url,omitempty"`
 	// Scopes are requested from GitHub. Default: read:user read:org.
 	Scopes []string `json:"scopes,omitempty"`
+	// OutageGrace is how long after GitHub last confirmed a user (at
+	// sign-in or at a refresh) their refreshes are still served while
+	// GitHub cannot be asked (down, slow, rate limiting); past it they
+	// get 503 with Retry-After, and a GitHub outage never revokes. 0
+	// means no grace. Default: twice access_token_ttl.
+	OutageGrace *caddy.Duration `json:"outage_grace,omitempty"`
 }
 
 // ProtectedPath is one protected resource.

@@ -34,7 +34,8 @@ func (l *LeftoverLimits) oauth() oauth.LeftoverLimits {
 	return oauth.LeftoverLimits{PerAddress: l.PerAddress, Total: l.Total}
 }
 
-// refreshConfig fills the oauth configuration's refresh retry rule.
+// refreshConfig fills the oauth configuration's rules for refreshes that
+// come back (retries, GitHub outages) and its bounds on leftovers.
 func (m *MCPAuth) refreshConfig(cfg *oauth.Config) {
 	if m.RefreshReuseGrace != nil {
 		cfg.RefreshReuseGrace = time.Duration(*m.RefreshReuseGrace)
@@ -43,6 +44,12 @@ func (m *MCPAuth) refreshConfig(cfg *oauth.Config) {
 		}
 	}
 	cfg.RefreshReuseRetries = m.RefreshReuseRetries
+	if m.GitHub != nil && m.GitHub.OutageGrace != nil {
+		cfg.GitHubOutageGrace = time.Duration(*m.GitHub.OutageGrace)
+		if cfg.GitHubOutageGrace == 0 {
+			cfg.GitHubOutageGrace = -1 // explicitly none
+		}
+	}
 	cfg.RegistrationLimits = m.RegistrationLimits.oauth()
 	cfg.PendingSignIns = m.PendingSignIns.oauth()
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
@@ -59,38 +57,6 @@ func ungatedMCP(t testing.TB) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
-}
-
-// TestMCPServerForConformanceSuite serves ungatedMCP for the official MCP
-// conformance suite (npm @modelcontextprotocol/conformance), when asked:
-//
-//	CADDYMCP_CONFORMANCE_ADDR=127.0.0.1:8931 CADDYMCP_CONFORMANCE_FOR=15m \
-//	  go test ./caddymcp/ -run TestMCPServerForConformanceSuite -v -timeout 0
-//	npx @modelcontextprotocol/conformance server --url http://127.0.0.1:8931/mcp ...
-//
-// Loopback addresses only. Skipped otherwise.
-func TestMCPServerForConformanceSuite(t *testing.T) {
-	addr := os.Getenv("CADDYMCP_CONFORMANCE_ADDR")
-	if addr == "" {
-		t.Skip("set CADDYMCP_CONFORMANCE_ADDR=127.0.0.1:PORT (and CADDYMCP_CONFORMANCE_FOR) to serve the built-in tools for the conformance suite")
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		t.Fatalf("CADDYMCP_CONFORMANCE_ADDR=%q: want a loopback IP and a port", addr)
-	}
-	serveFor, err := time.ParseDuration(os.Getenv("CADDYMCP_CONFORMANCE_FOR"))
-	if err != nil || serveFor <= 0 {
-		serveFor = 5 * time.Minute
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: ungatedMCP(t), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Logf("serving http://%s/mcp for %s", ln.Addr(), serveFor)
-	time.Sleep(serveFor)
-	srv.Close()
 }
 
 // capabilityProbes are the method families a server declares in its

@@ -276,7 +276,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	key := string(p.StateHash)
 	if ok, wait := s.pendingSignIns.add(s.cfg.ClientAddr(r), key, s.now()); !ok {
 		s.log.Debug("sign-in refused: too many unfinished sign-ins", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
-		w.Header().Set("Retry-After", retryAfterSeconds(wait))
+		w.Header().Set("Retry-After", retryAfterValue(wait))
 		writeErrorPage(w, http.StatusTooManyRequests, "Too many sign-ins in progress",
 			"Too many sign-ins from your network were started and not finished. Try again in a few minutes.")
 		return

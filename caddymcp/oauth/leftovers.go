@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"strconv"
 	"sync"
 	"time"
 )
@@ -55,9 +54,9 @@ type LeftoverLimits struct {
 // never locks a newcomer out.
 const leftoverFloor = 5
 
-// maxRetryAfter caps the Retry-After of a refusal: the honest wait (until
-// the address's oldest record expires) can be a day.
-const maxRetryAfter = time.Hour
+// maxLeftoverWait caps the Retry-After of a refusal: the honest wait
+// (until the address's oldest record expires) can be a day.
+const maxLeftoverWait = time.Hour
 
 func newLeftovers(l LeftoverLimits, ttl time.Duration) *leftovers {
 	return &leftovers{
@@ -150,7 +149,7 @@ func (l *leftovers) expireAll(now time.Time) {
 }
 
 // wait is how long until the oldest of items expires, at least a second
-// and at most maxRetryAfter.
+// and at most maxLeftoverWait.
 func (l *leftovers) wait(items map[string]time.Time, now time.Time) time.Duration {
 	oldest := now.Add(l.ttl)
 	for _, exp := range items {
@@ -158,11 +157,5 @@ func (l *leftovers) wait(items map[string]time.Time, now time.Time) time.Duratio
 			oldest = exp
 		}
 	}
-	return min(max(oldest.Sub(now), time.Second), maxRetryAfter)
-}
-
-// retryAfterSeconds is d as a Retry-After value, in whole seconds rounded
-// up.
-func retryAfterSeconds(d time.Duration) string {
-	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	return min(max(oldest.Sub(now), time.Second), maxLeftoverWait)
 }

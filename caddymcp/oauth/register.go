@@ -141,7 +141,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		// clients that do sign in register is not.
 		if ok, wait := s.unusedClients.add(s.cfg.ClientAddr(r), c.ID, s.now()); !ok {
 			s.log.Debug("registration refused: too many clients without a grant", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
-			w.Header().Set("Retry-After", retryAfterSeconds(wait))
+			w.Header().Set("Retry-After", retryAfterValue(wait))
 			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients registered from this address have not been used yet; try again later")
 			return
 		}

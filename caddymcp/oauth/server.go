@@ -50,7 +50,9 @@ type IdentityProvider interface {
 	// this server, and returns the scopes the operator restricted to
 	// other users that they may not be granted (nil if none). It wraps
 	// ErrNotAllowed (returning the identity) when they may not use it,
-	// and ErrUpstreamRevoked when the token is refused.
+	// ErrUpstreamRevoked when the token is refused, and
+	// ErrUpstreamUnavailable (an *UpstreamUnavailableError, which may
+	// say when to try again) when the upstream cannot be asked.
 	Admit(ctx context.Context, tok *oauth2.Token) (who store.Identity, withheld []string, err error)
 	// Recheck confirms on refresh that the user is still admitted, and
 	// returns the scopes now withheld from them, with the same errors as
@@ -100,6 +102,13 @@ type Config struct {
 	// RefreshReuseRetries bounds how many such retries one generation of
 	// tokens may serve; zero means DefaultRefreshReuseRetries.
 	RefreshReuseRetries int
+	// GitHubOutageGrace is how long after GitHub last confirmed a user a
+	// refresh is still served while GitHub cannot be asked (down, slow,
+	// rate limiting): a client that refreshes once per access-token
+	// lifetime rides out an outage of about that long unnoticed, and
+	// one outside it gets 503 with Retry-After, never invalid_grant.
+	// Zero means twice AccessTokenTTL; negative means never.
+	GitHubOutageGrace time.Duration
 
 	// RegistrationClosed turns dynamic client registration (RFC 7591)
 	// off: only pre-registered clients and, if enabled, clients with a
@@ -228,6 +237,12 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 	}
 	if cfg.RefreshTokenTTL <= 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	switch {
+	case cfg.GitHubOutageGrace == 0:
+		cfg.GitHubOutageGrace = 2 * cfg.AccessTokenTTL
+	case cfg.GitHubOutageGrace < 0:
+		cfg.GitHubOutageGrace = 0
 	}
 	switch {
 	case cfg.RefreshReuseGrace == 0:

@@ -35,11 +35,17 @@ type tokenError struct {
 	code        string
 	description string
 	basic       bool // the client tried HTTP Basic: answer with a Basic challenge
+	// retryAfter, if set, is when to come back (a 503 gets the server's
+	// usual Retry-After otherwise).
+	retryAfter time.Duration
 }
 
 func (e *tokenError) write(w http.ResponseWriter) {
 	if e.status == http.StatusUnauthorized && e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_auth"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterValue(e.retryAfter))
 	}
 	writeOAuthError(w, e.status, e.code, e.description)
 }
@@ -200,6 +206,9 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		GitHubToken: c.GitHubToken,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(s.cfg.RefreshTokenTTL),
+		// GitHub confirmed the user at the callback, within the code's
+		// ten minutes.
+		CheckedAt: now,
 	}
 	if kind := s.clientKind(client); kind != "registered" {
 		// Pre-registered clients and those with a metadata document
@@ -378,6 +387,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	defer cancel()
 	withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
 	if err == nil {
+		g.CheckedAt = s.now()
 		if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
 			s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
 				zap.String("scope", narrowed), zap.Strings("withheld", withheld))
@@ -387,6 +397,24 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrUpstreamUnavailable):
+		// GitHub is down, slow or rate limiting us: that says nothing
+		// about the user. A user GitHub confirmed recently is served
+		// from that check (the grant keeps its scopes, and CheckedAt
+		// stays, so the window does not slide); otherwise the client is
+		// told to come back, and its refresh token still works then.
+		if !g.CheckedAt.IsZero() && s.now().Sub(g.CheckedAt) <= s.cfg.GitHubOutageGrace {
+			s.log.Warn("GitHub unavailable; refresh served from the last check of the user", zap.String("grant", g.ID),
+				zap.Time("checked_at", g.CheckedAt), zapErr(err))
+			return nil
+		}
+		s.log.Warn("GitHub unavailable; refresh deferred", zap.String("grant", g.ID), zapErr(err))
+		terr := &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			description: "GitHub cannot be reached to confirm the user right now; try again"}
+		if d, ok := UpstreamRetryAfter(err); ok {
+			terr.retryAfter = d
+		}
+		return terr
 	case errors.Is(err, ErrNotAllowed):
 		s.log.Debug("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
 		s.revokeGrant(r, g, ReasonNotAllowed)

@@ -3,10 +3,14 @@ package oauth_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
 
 func TestTokenAuthorizationCode(t *testing.T) {
@@ -523,18 +527,44 @@ func TestRefreshRechecksAllowLists(t *testing.T) {
 	})
 }
 
-// TestRefreshGitHubUnavailable: a temporary GitHub failure during the
-// re-check is a 503 that keeps the grant, not a revocation.
+// TestRefreshGitHubUnavailable: a GitHub failure during the re-check
+// never revokes nor answers invalid_grant. A user GitHub confirmed within
+// the outage grace (twice the access-token lifetime) is served from that
+// check, without moving it; past it, the refresh is a 503 with GitHub's
+// retry hint, and the same refresh token works once GitHub is back.
 func TestRefreshGitHubUnavailable(t *testing.T) {
 	e := newEnvWith(t, envOptions{allowOrgs: []string{"acme"}, allow5xx: true})
 	c := e.publicClient()
 	t1 := e.loginTokens(c, "alice")
-	e.gh.SetRateLimited(true)
-	r := e.refresh(c, t1.Refresh)
+	e.gh.SetFault(fakegithub.Fault{Fail: fakegithub.PrimaryRateLimit, RetryAfter: 40 * time.Second})
+	e.clock.Advance(accessTTL)
+	t2 := e.mustTokens(e.refresh(c, t1.Refresh)) // checked at sign-in, an hour ago
+	e.expectOK("/mcp", t2.Access)
+	e.clock.Advance(accessTTL + time.Minute) // the check at sign-in is now too old
+	r := e.refresh(c, t2.Refresh)
 	expectOAuthError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
-	if r.Header.Get("Retry-After") == "" {
-		t.Errorf("no Retry-After")
+	if n, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || n < 40 {
+		t.Errorf("Retry-After %q, want GitHub's 40 s or more", r.Header.Get("Retry-After"))
 	}
-	e.gh.SetRateLimited(false)
-	e.expectOK("/mcp", t1.Access)
+	e.gh.SetFault(fakegithub.Fault{})
+	t3 := e.mustTokens(e.refresh(c, t2.Refresh))
+	e.expectOK("/mcp", t3.Access)
+	// That refresh reached GitHub, so the window starts again from it.
+	e.gh.SetFault(fakegithub.Fault{Fail: fakegithub.ServerError})
+	e.clock.Advance(accessTTL)
+	e.mustTokens(e.refresh(c, t3.Refresh))
+}
+
+// TestRefreshGitHubUnavailableWithoutGrace: with no outage grace, every
+// refresh during an outage is deferred, and none revokes.
+func TestRefreshGitHubUnavailableWithoutGrace(t *testing.T) {
+	e := newEnvWith(t, envOptions{allow5xx: true, config: func(c *oauth.Config) { c.GitHubOutageGrace = -1 }})
+	c := e.publicClient()
+	t1 := e.loginTokens(c, "alice")
+	e.gh.SetFault(fakegithub.Fault{Fail: fakegithub.ServerError})
+	for range 3 {
+		expectOAuthError(t, e.refresh(c, t1.Refresh), http.StatusServiceUnavailable, "temporarily_unavailable")
+	}
+	e.gh.SetFault(fakegithub.Fault{})
+	e.mustTokens(e.refresh(c, t1.Refresh))
 }

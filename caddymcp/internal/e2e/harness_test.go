@@ -91,6 +91,8 @@ type env struct {
 type options struct {
 	// authExtra is added inside the mcp_auth block.
 	authExtra string
+	// githubExtra is added inside mcp_auth's github block.
+	githubExtra string
 	// siteExtra is added inside the site block.
 	siteExtra string
 	// builtin serves /mcp with mcp_server instead of the upstream.
@@ -150,6 +152,7 @@ localhost:%d {
 			client_id %s
 			client_secret {file.%s}
 			enterprise_url %s
+			%s
 		}
 		storage bbolt %s
 		secret_key {env.E2E_MCP_AUTH_KEY}
@@ -163,7 +166,7 @@ localhost:%d {
 	}
 	%s
 }
-`, port, ghClientID, secretFile, e.ghURL, e.statePath(), o.authExtra, mcpHandler(o, e.upstream.addr), o.siteExtra)
+`, port, ghClientID, secretFile, e.ghURL, o.githubExtra, e.statePath(), o.authExtra, mcpHandler(o, e.upstream.addr), o.siteExtra)
 	}
 	e.load(e.render(o))
 	t.Cleanup(func() {

@@ -120,9 +120,11 @@ func testRefreshReuseAfterGrace(f *fixture) {
 	f.wantErr("RotateRefresh(after the grace)", err, store.ErrRefreshReused)
 	f.issuedDead(b)
 
+	// No grace, though retries are allowed and no time has passed.
+	noGrace := store.RefreshUse{ClientID: "client-a", Now: base, MaxRetries: maxRetries}
 	x := f.issue("client-a", "x")
-	y := f.refreshOK("first refresh", x, strict("client-a", base), "y", store.RefreshLive)
-	_, _, err = f.refreshWith(x, strict("client-a", base), "strict")
+	y := f.refreshOK("first refresh", x, noGrace, "y", store.RefreshLive)
+	_, _, err = f.refreshWith(x, noGrace, "strict")
 	f.wantErr("RotateRefresh(no grace)", err, store.ErrRefreshReused)
 	f.issuedDead(y)
 }
