@@ -71,7 +71,17 @@ func freePort() (string, error) {
 // a state file at statePath (or, with a PostgreSQL connection string in
 // postgresDSN, for that database); startCaddy then runs it.
 func newEnv(dir, statePath, postgresDSN string) (*env, error) {
+	return newEnvWith(dir, statePath, postgresDSN, "", "")
+}
+
+// newEnvWith is newEnv for a site that protects the paths in extraProtect
+// (space-separated) besides /mcp and /sse, and has extraRoutes (Caddyfile
+// handle blocks) before the plain routes. Empty, it is newEnv's site.
+func newEnvWith(dir, statePath, postgresDSN, extraProtect, extraRoutes string) (*env, error) {
 	e := &env{dir: dir, state: statePath, dsn: postgresDSN}
+	if extraProtect != "" {
+		extraProtect = " " + extraProtect
+	}
 	var err error
 	if e.sitePort, err = freePort(); err != nil {
 		return nil, err
@@ -107,7 +117,7 @@ func newEnv(dir, statePath, postgresDSN string) (*env, error) {
 		storage = "postgres " + postgresDSN
 	}
 	e.caddyfile = []byte(fmt.Sprintf(caddyfileTemplate, e.admin, httpPort, e.sitePort, filepath.Join(dir, "caddy"),
-		e.sitePort, ghClientID, ghClientSecret, e.ghURL, storage, e.upAddr, e.upAddr, e.upAddr, e.upAddr))
+		e.sitePort, ghClientID, ghClientSecret, e.ghURL, storage, extraProtect, e.upAddr, e.upAddr, extraRoutes, e.upAddr, e.upAddr))
 	return e, nil
 }
 
@@ -134,7 +144,7 @@ localhost:%s {
 		}
 		storage %s
 		secret_key {env.MCP_AUTH_BENCH_KEY}
-		protect /mcp /sse
+		protect /mcp /sse%s
 	}
 	handle /mcp* {
 		reverse_proxy %s {
@@ -144,7 +154,7 @@ localhost:%s {
 	handle /sse* {
 		reverse_proxy %s
 	}
-	handle /plain/mcp* {
+%s	handle /plain/mcp* {
 		reverse_proxy %s
 	}
 	handle /plain/sse* {
@@ -258,7 +268,16 @@ func (e *env) close() {
 // connections alive, trusts only Caddy's local CA, and does not follow
 // redirects.
 func (e *env) client(conns int) *http.Client {
+	return e.clientFrom(conns, nil)
+}
+
+// clientFrom is client with connections from the loopback address from
+// (nil: the system's choice), as a caller at that address would make them.
+func (e *env) clientFrom(conns int, from net.IP) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
+	if from != nil {
+		d.LocalAddr = &net.TCPAddr{IP: from}
+	}
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{

@@ -47,9 +47,14 @@ type config struct {
 	codes    int           // authorization_code grants
 	grants   int           // grants in the startup store
 	profile  string        // directory for CPU profiles of Caddy, or ""
-	phases   string        // comma-separated subset of proxy,streams,tokens,startup
+	phases   string        // comma-separated subset of proxy,streams,tokens,startup,soak
 	dir      string        // working directory, or "" for a temporary one
 	postgres bool          // state in a throwaway PostgreSQL server instead of bbolt
+	// soakDuration is the length of the soak phase, soakStreams the SSE
+	// streams it holds at once.
+	soakDuration time.Duration
+	soakStreams  int
+	soakFlood    int // requests a second of each of the soak's floods
 }
 
 func main() {
@@ -62,8 +67,11 @@ func main() {
 	flag.IntVar(&c.codes, "codes", 8000, "authorization codes to obtain and exchange")
 	flag.IntVar(&c.grants, "grants", 100000, "grants in the store for the startup measurement")
 	flag.StringVar(&c.profile, "cpuprofile", "", "directory to write profiles of Caddy into (CPU: gated proxy, token phases; heap: each route's held streams)")
-	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run")
+	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run (soak, not among the default, too)")
 	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one, removed afterwards)")
+	flag.DurationVar(&c.soakDuration, "soak-duration", 3*time.Minute, "length of the soak phase (-phases soak): mixed legitimate and abusive traffic at once")
+	flag.IntVar(&c.soakStreams, "soak-streams", 300, "SSE streams the soak phase holds at once")
+	flag.IntVar(&c.soakFlood, "soak-flood", 300, "requests a second of each of the soak phase's two floods")
 	flag.BoolVar(&c.postgres, "postgres", false, "keep state in a throwaway PostgreSQL server (its binaries must be installed) instead of bbolt; not with the startup phase")
 	flag.Parse()
 	if err := run(c, os.Stdout); err != nil {
@@ -93,6 +101,9 @@ func run(c config, w io.Writer) error {
 	if c.postgres && has("startup") {
 		return fmt.Errorf("-postgres does not measure the startup phase (it seeds a bbolt file): add -phases proxy,streams,tokens")
 	}
+	if c.postgres && has("soak") {
+		return fmt.Errorf("-postgres does not run the soak phase (it watches the bbolt file)")
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (nproc), %s, %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 
 	if has("proxy") || has("streams") || has("tokens") {
@@ -107,6 +118,15 @@ func run(c config, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "startup: provisioning (caddy.Load in a new process) with %d grants %s (empty store %s); reload %s; seeding took %s\n",
 			f.grants, ms(f.load), ms(f.empty), ms(f.reload), f.seed.Round(time.Millisecond))
+	}
+	if has("soak") {
+		f, err := soakRun(c, dir, w)
+		if err != nil {
+			return fmt.Errorf("soak: %w", err)
+		}
+		if f.accounting != nil {
+			return fmt.Errorf("soak: %w", f.accounting)
+		}
 	}
 	return nil
 }
