@@ -26,8 +26,8 @@ import (
 // the identity provider anything.
 type noIdP struct{}
 
-func (noIdP) AuthCodeURL(string, string) string { return "" }
-func (noIdP) Exchange(context.Context, string, string) (*oauth2.Token, error) {
+func (noIdP) AuthCodeURL(string, string, string) string { return "" }
+func (noIdP) Exchange(context.Context, string, string, string) (*oauth2.Token, error) {
 	return nil, oauth.ErrUpstreamRevoked
 }
 func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, []string, error) {

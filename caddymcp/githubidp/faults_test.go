@@ -101,13 +101,13 @@ func TestFaultsAtSignIn(t *testing.T) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			t.Run("code exchange", func(t *testing.T) {
-				code := githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
+				code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
 				end := f.inject(t, gh, fakegithub.OnTokenEndpoint, "")
-				_, err := p.Exchange(ctx, code, callbackURL)
+				_, err := p.Exchange(ctx, code, callbackURL, testVerifier)
 				end()
 				wantUnavailable(t, err, f, code)
-				code = githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
-				if _, err := p.Exchange(ctx, code, callbackURL); err != nil {
+				code = githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+				if _, err := p.Exchange(ctx, code, callbackURL, testVerifier); err != nil {
 					t.Errorf("after GitHub came back: %v", err)
 				}
 			})
@@ -161,8 +161,8 @@ func TestSlowGitHubWithinTheDeadline(t *testing.T) {
 	gh, base := fake(t)
 	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowTeams = []string{"acme/platform"} })
 	gh.SetFault(fakegithub.Fault{Delay: 50 * time.Millisecond})
-	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
-	tok, err := p.Exchange(context.Background(), code, callbackURL)
+	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+	tok, err := p.Exchange(context.Background(), code, callbackURL, testVerifier)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestFaultShapes(t *testing.T) {
 				t.Fatal(err)
 			}
 			for what, err := range map[string]error{
-				"exchange": func() error { _, err := p.Exchange(context.Background(), "code-canned-0123", callbackURL); return err }(),
+				"exchange": func() error { _, err := p.Exchange(context.Background(), "code-canned-0123", callbackURL, testVerifier); return err }(),
 				"admit":    func() error { _, _, err := p.Admit(context.Background(), tok); return err }(),
 			} {
 				noSecrets(t, err, tok.AccessToken, "code-canned-0123")

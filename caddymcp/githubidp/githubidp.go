@@ -159,20 +159,24 @@ func (p *Provider) HasAllowLists() bool {
 	return len(p.users)+len(p.orgs)+len(p.teams) > 0
 }
 
-// AuthCodeURL is GitHub's authorization URL for our state and callback.
-func (p *Provider) AuthCodeURL(state, redirectURI string) string {
+// AuthCodeURL is GitHub's authorization URL for our state and callback,
+// with the S256 PKCE challenge of verifier: GitHub accepts any sub-path
+// of the registered callback, so a GitHub code that leaked from one
+// sign-in must not be redeemable in another (RFC 9700 section 2.1.1).
+func (p *Provider) AuthCodeURL(state, redirectURI, verifier string) string {
 	c := p.oauth
 	c.RedirectURL = redirectURI
-	return c.AuthCodeURL(state)
+	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
 }
 
-// Exchange trades the code GitHub sent to our callback for a GitHub token.
-func (p *Provider) Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error) {
+// Exchange trades the code GitHub sent to our callback, with the PKCE
+// verifier of its sign-in, for a GitHub token.
+func (p *Provider) Exchange(ctx context.Context, code, redirectURI, verifier string) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	c := p.oauth
 	c.RedirectURL = redirectURI
-	tok, err := c.Exchange(p.ctx(ctx), code)
+	tok, err := c.Exchange(p.ctx(ctx), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		return nil, describe("exchanging the code", err)
 	}

@@ -2,6 +2,8 @@ package githubidp_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -237,10 +239,52 @@ func TestParseEnterpriseURL(t *testing.T) {
 	}
 }
 
+// testVerifier is the PKCE verifier of the tests' sign-ins at GitHub.
+const testVerifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+// TestGitHubPKCE: every sign-in at GitHub, github.com and Enterprise
+// Server alike, carries the S256 challenge of its verifier, and GitHub
+// (the stand-in checks it as GitHub does) refuses the code with any other
+// verifier: a GitHub code that leaked cannot be injected into another
+// sign-in.
+func TestGitHubPKCE(t *testing.T) {
+	_, base := fake(t)
+	for _, enterprise := range []bool{false, true} {
+		var p *githubidp.Provider
+		if enterprise {
+			p, _ = provider(t, base, nil)
+		} else {
+			gc, err := githubidp.New(githubidp.Config{ClientID: ghClientID, ClientSecret: ghClientSecret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p = gc
+		}
+		u, err := url.Parse(p.AuthCodeURL("st", callbackURL, testVerifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(testVerifier))
+		if q := u.Query(); q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") != base64.RawURLEncoding.EncodeToString(sum[:]) {
+			t.Errorf("enterprise=%v: authorize URL without the S256 challenge: %v", enterprise, q)
+		}
+	}
+	p, _ := provider(t, base, nil)
+	ctx := context.Background()
+	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+	if _, err := p.Exchange(ctx, code, callbackURL, "another-verifier-0123456789-0123456789-0123456789"); err == nil {
+		t.Fatal("GitHub exchanged the code with another verifier")
+	}
+	code = githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+	if _, err := p.Exchange(ctx, code, callbackURL, testVerifier); err != nil {
+		t.Fatalf("exchange with the sign-in's verifier: %v", err)
+	}
+}
+
 func TestAuthCodeURL(t *testing.T) {
 	_, base := fake(t)
 	p, _ := provider(t, base+"/", nil)
-	u, err := url.Parse(p.AuthCodeURL("st", "https://mcp.example.com/callback"))
+	u, err := url.Parse(p.AuthCodeURL("st", "https://mcp.example.com/callback", testVerifier))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +301,12 @@ func TestAuthCodeURL(t *testing.T) {
 	}
 
 	p2, _ := provider(t, base, func(c *githubidp.Config) { c.Scopes = []string{"read:user"} })
-	u, _ = url.Parse(p2.AuthCodeURL("st", callbackURL))
+	u, _ = url.Parse(p2.AuthCodeURL("st", callbackURL, testVerifier))
 	if u.Query().Get("scope") != "read:user" {
 		t.Errorf("configured scopes: %q", u.Query().Get("scope"))
 	}
 	// The configured callback does not stick between calls.
-	u, _ = url.Parse(p.AuthCodeURL("st2", "https://other.example/callback"))
+	u, _ = url.Parse(p.AuthCodeURL("st2", "https://other.example/callback", testVerifier))
 	if u.Query().Get("redirect_uri") != "https://other.example/callback" {
 		t.Errorf("redirect_uri %q", u.Query().Get("redirect_uri"))
 	}
@@ -271,7 +315,7 @@ func TestAuthCodeURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ = url.Parse(gc.AuthCodeURL("st", callbackURL))
+	u, _ = url.Parse(gc.AuthCodeURL("st", callbackURL, testVerifier))
 	if got := u.Scheme + "://" + u.Host + u.Path; got != "https://github.com/login/oauth/authorize" {
 		t.Errorf("github.com authorize URL %s", got)
 	}
@@ -283,8 +327,8 @@ func TestExchangeAndAdmitGHES(t *testing.T) {
 	gh, base := fake(t)
 	p, rec := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
 	ctx := context.Background()
-	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
-	tok, err := p.Exchange(ctx, code, callbackURL)
+	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+	tok, err := p.Exchange(ctx, code, callbackURL, testVerifier)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +355,7 @@ func TestExchangeAndAdmitGHES(t *testing.T) {
 		t.Errorf("API base %s", got)
 	}
 	// A code works once.
-	_, err = p.Exchange(ctx, code, callbackURL)
+	_, err = p.Exchange(ctx, code, callbackURL, testVerifier)
 	noSecrets(t, err, code, tok.AccessToken)
 }
 
@@ -321,7 +365,7 @@ func TestExchangeFailures(t *testing.T) {
 	p, _ := provider(t, base, nil)
 
 	t.Run("unknown code", func(t *testing.T) {
-		_, err := p.Exchange(ctx, "0123456789abcdef", callbackURL)
+		_, err := p.Exchange(ctx, "0123456789abcdef", callbackURL, testVerifier)
 		noSecrets(t, err, "0123456789abcdef")
 		if errors.Is(err, oauth.ErrNotAllowed) || errors.Is(err, oauth.ErrUpstreamRevoked) {
 			t.Errorf("a failed exchange is %v", err)
@@ -329,16 +373,16 @@ func TestExchangeFailures(t *testing.T) {
 	})
 	t.Run("wrong client secret", func(t *testing.T) {
 		bad, _ := provider(t, base, func(c *githubidp.Config) { c.ClientSecret = "wrong-secret-value-123" })
-		code := githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
-		_, err := bad.Exchange(ctx, code, callbackURL)
+		code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+		_, err := bad.Exchange(ctx, code, callbackURL, testVerifier)
 		noSecrets(t, err, code, "wrong-secret-value-123")
 		if !strings.Contains(err.Error(), "incorrect_client_credentials") {
 			t.Errorf("error %q does not say why", err)
 		}
 	})
 	t.Run("redirect_uri mismatch", func(t *testing.T) {
-		code := githubCode(t, p.AuthCodeURL("the-state", callbackURL), "alice")
-		_, err := p.Exchange(ctx, code, "https://mcp.example.com/callback/other")
+		code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
+		_, err := p.Exchange(ctx, code, "https://mcp.example.com/callback/other", testVerifier)
 		noSecrets(t, err, code)
 	})
 	t.Run("GitHub unreachable", func(t *testing.T) {
@@ -349,7 +393,7 @@ func TestExchangeFailures(t *testing.T) {
 		dead := "http://" + l.Addr().String()
 		l.Close()
 		dp, _ := provider(t, dead, nil)
-		_, err = dp.Exchange(ctx, "somecode", callbackURL)
+		_, err = dp.Exchange(ctx, "somecode", callbackURL, testVerifier)
 		noSecrets(t, err, "somecode")
 		if !strings.Contains(err.Error(), "could not reach GitHub") {
 			t.Errorf("error %q", err)
@@ -632,7 +676,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = p.Exchange(ctx, code, callbackURL)
+			_, err = p.Exchange(ctx, code, callbackURL, testVerifier)
 			noSecrets(t, err, code, tok.AccessToken)
 			_, _, err = p.Admit(ctx, tok)
 			noSecrets(t, err, tok.AccessToken)
@@ -669,13 +713,13 @@ func TestGitHubComShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	authURL, _ := url.Parse(p.AuthCodeURL("the-state", callbackURL))
+	authURL, _ := url.Parse(p.AuthCodeURL("the-state", callbackURL, testVerifier))
 	if authURL.Host != "github.com" || authURL.Path != "/login/oauth/authorize" {
 		t.Fatalf("authorize URL %s", authURL)
 	}
 	authURL.Scheme, authURL.Host = "http", fakeHost
 	code := githubCode(t, authURL.String(), "bob")
-	tok, err := p.Exchange(ctx, code, callbackURL)
+	tok, err := p.Exchange(ctx, code, callbackURL, testVerifier)
 	if err != nil {
 		t.Fatal(err)
 	}

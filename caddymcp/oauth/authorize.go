@@ -289,7 +289,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, s.idp.AuthCodeURL(state, s.issuer(r)+pathCallback), http.StatusFound)
+	http.Redirect(w, r, s.idp.AuthCodeURL(state, s.issuer(r)+pathCallback, s.githubVerifier(state)), http.StatusFound)
 }
 
 // validChallenge checks the form of an S256 code challenge: the unpadded

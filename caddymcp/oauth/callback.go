@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -69,7 +70,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// gets the browser a page rather than a tab that spins.
 	ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)
 	defer cancel()
-	ghTok, err := s.idp.Exchange(ctx, code, s.issuer(r)+pathCallback)
+	ghTok, err := s.idp.Exchange(ctx, code, s.issuer(r)+pathCallback, s.githubVerifier(state))
 	if errors.Is(err, ErrUpstreamUnavailable) {
 		s.githubDown(w, p, "GitHub could not exchange the code", err)
 		return
@@ -89,7 +90,9 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ErrNotAllowed) {
 			s.log.Debug("user not allowed", zap.String("client_id", p.ClientID), zap.Int64("user_id", who.ID), zap.String("login", who.Login))
 			s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonNotAllowed, ClientID: p.ClientID, User: who, Resource: p.Resource})
-			fail("access_denied", "the GitHub user "+who.Login+" is not allowed to use this server")
+			// The login goes to the audit log only: the client, which
+			// may be anyone's, learns that someone was refused, not who.
+			fail("access_denied", "this GitHub account is not allowed to use this server")
 			return
 		}
 		s.log.Warn("GitHub user lookup failed", zap.String("client_id", p.ClientID), zapErr(err))
@@ -250,4 +253,13 @@ func (s *Server) UpstreamToken(ctx context.Context, grantID string, userID int64
 		return nil, store.ErrNotFound
 	}
 	return s.GitHubToken(g.GitHubToken, userID)
+}
+
+// githubVerifier is the PKCE verifier (RFC 7636) of the sign-in at GitHub
+// whose state is state: derived from it under the server's key, so that
+// it needs no storage and only this server, holding the state the
+// browser brings back, can present it. 43 base64url characters, the
+// shortest RFC 7636 allows for 256 bits.
+func (s *Server) githubVerifier(state string) string {
+	return base64.RawURLEncoding.EncodeToString(s.keys.mac("github-pkce", state))
 }

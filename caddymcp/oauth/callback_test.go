@@ -174,9 +174,18 @@ func TestCallbackAllowLists(t *testing.T) {
 				}
 				return
 			}
+			// The client, which may be anyone's, learns that someone was
+			// refused, not who: the login goes to the server's log only.
 			q := e.expectClientRedirect(r, clientRedirect, "access_denied", "client-state-123")
-			if !strings.Contains(q.Get("error_description"), tc.login) {
-				t.Errorf("error_description %q", q.Get("error_description"))
+			if d := q.Get("error_description"); d == "" || strings.Contains(strings.ToLower(d), tc.login) {
+				t.Errorf("error_description %q names the refused user", d)
+			}
+			logged := false
+			for _, l := range e.logs.FilterMessage("user not allowed").All() {
+				logged = logged || l.ContextMap()["login"] == tc.login
+			}
+			if !logged {
+				t.Errorf("the refused login is not in the server's log")
 			}
 		})
 	}
@@ -304,4 +313,30 @@ func TestCallbackSlowGitHub(t *testing.T) {
 	defer e.gh.SetFault(fakegithub.Fault{})
 	q := e.expectClientRedirect(b.get(cb.String()), clientRedirect, "", "client-state-123")
 	e.mustTokens(e.exchange(c, q.Get("code"), p.Verifier))
+}
+
+// TestGitHubSignInUsesPKCE: every sign-in at GitHub carries its own S256
+// challenge, and a GitHub code from one sign-in brought back with
+// another's state (a leaked code injected into a victim's sign-in) is
+// refused by GitHub: the verifier is the other sign-in's.
+func TestGitHubSignInUsesPKCE(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	first := b.toGitHub(authzQuery(c, newPKCE()))
+	second := b.toGitHub(authzQuery(c, newPKCE()))
+	for _, u := range []*url.URL{first, second} {
+		if q := u.Query(); q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
+			t.Fatalf("sign-in at GitHub without an S256 challenge: %v", q)
+		}
+	}
+	if first.Query().Get("code_challenge") == second.Query().Get("code_challenge") {
+		t.Error("two sign-ins share a challenge")
+	}
+	leaked := b.atGitHub(first).Query().Get("code")
+	victim := b.atGitHub(second)
+	q := victim.Query()
+	q.Set("code", leaked)
+	victim.RawQuery = q.Encode()
+	e.expectClientRedirect(b.get(victim.String()), clientRedirect, "access_denied", "client-state-123")
 }

@@ -42,10 +42,12 @@ const (
 // IdentityProvider logs users in upstream (GitHub) and admits them.
 type IdentityProvider interface {
 	// AuthCodeURL is where the browser is sent to log in; redirectURI is
-	// our callback.
-	AuthCodeURL(state, redirectURI string) string
-	// Exchange trades the upstream code for the upstream token.
-	Exchange(ctx context.Context, code, redirectURI string) (*oauth2.Token, error)
+	// our callback, verifier the sign-in's PKCE verifier (RFC 7636), whose
+	// S256 challenge the URL carries.
+	AuthCodeURL(state, redirectURI, verifier string) string
+	// Exchange trades the upstream code, with the sign-in's verifier, for
+	// the upstream token.
+	Exchange(ctx context.Context, code, redirectURI, verifier string) (*oauth2.Token, error)
 	// Admit identifies the token's owner and checks that they may use
 	// this server, and returns the scopes the operator restricted to
 	// other users that they may not be granted (nil if none). It wraps
