@@ -227,8 +227,11 @@ func TestFaultShapes(t *testing.T) {
 				t.Fatal(err)
 			}
 			for what, err := range map[string]error{
-				"exchange": func() error { _, err := p.Exchange(context.Background(), "code-canned-0123", callbackURL, testVerifier); return err }(),
-				"admit":    func() error { _, _, err := p.Admit(context.Background(), tok); return err }(),
+				"exchange": func() error {
+					_, err := p.Exchange(context.Background(), "code-canned-0123", callbackURL, testVerifier)
+					return err
+				}(),
+				"admit": func() error { _, _, err := p.Admit(context.Background(), tok); return err }(),
 			} {
 				noSecrets(t, err, tok.AccessToken, "code-canned-0123")
 				if errors.Is(err, oauth.ErrUpstreamRevoked) || errors.Is(err, oauth.ErrNotAllowed) {
