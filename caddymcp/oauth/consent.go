@@ -162,6 +162,9 @@ func (s *Server) approvals(r *http.Request) []approval {
 // It returns the user the approval belongs to: the sign-in must then be
 // theirs (see serveCallback), since this browser may be shared.
 func (s *Server) approved(r *http.Request, req *authzRequest) (int64, bool) {
+	if unverifiable(req) {
+		return 0, false
+	}
 	key := s.approvalKey(req)
 	for _, a := range s.approvals(r) {
 		if a.Key != key || a.User == 0 {
@@ -174,6 +177,28 @@ func (s *Server) approved(r *http.Request, req *authzRequest) (int64, bool) {
 		return a.User, err == nil
 	}
 	return 0, false
+}
+
+// unverifiable reports whether nobody can tell the client of req from an
+// impostor: a public client (no secret to prove itself with) whose
+// redirect goes to a program on this computer. Any local program can
+// listen on a loopback port or claim a private-use scheme, and a public
+// client's client_id is no secret (the same metadata registers to the
+// same one), so a remembered approval would let any program that opens
+// the browser get a code with no page shown. RFC 8252 section 8.6: such
+// requests are processed as if nothing had been approved before.
+func unverifiable(req *authzRequest) bool {
+	return req.client.SecretHash == nil && toThisComputer(req.redirectURI)
+}
+
+// toThisComputer reports whether a redirect URI goes to a program on the
+// user's own computer: http on a loopback host, or a private-use scheme.
+func toThisComputer(redirectURI string) bool {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		return false
+	}
+	return u.Scheme == "http" && isLoopbackHost(u.Hostname()) || u.Scheme != "http" && u.Scheme != "https"
 }
 
 // forgetApproval drops this browser's approval of p's request, so that
@@ -377,7 +402,7 @@ func (s *Server) describeClient(req *authzRequest) (identity string, warnings []
 	u, err := url.Parse(req.redirectURI)
 	switch {
 	case err != nil:
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()), u.Scheme != "http" && u.Scheme != "https":
+	case toThisComputer(req.redirectURI):
 		warnings = append(warnings, "The sign-in goes back to a program on this computer ("+u.Scheme+"://"+u.Host+"). Any program on it could pose as this client: only approve if you just started the sign-in from an app you trust.")
 	case docHost != "" && !sameSite(u.Hostname(), docHost):
 		warnings = append(warnings, "The sign-in goes back to "+u.Hostname()+", not to "+docHost+", which published the client's document.")

@@ -54,13 +54,39 @@ func TestApprovalCoversWhatWasShown(t *testing.T) {
 			t.Errorf("%s: %d, want the consent page", name, r.Status)
 		}
 	}
-	// A loopback redirect URI is approved whatever port the app gets.
-	n := e.publicClient("http://127.0.0.1:1234/cb")
-	b.login(authzQuery(n, newPKCE()))
-	q := authzQuery(n, newPKCE())
+	// A confidential client proves itself at the token endpoint, so its
+	// approved loopback redirect URI holds whatever port the app gets.
+	conf := e.confidentialClient("http://127.0.0.1:1234/cb")
+	b.login(authzQuery(conf, newPKCE()))
+	q := authzQuery(conf, newPKCE())
 	q.Set("redirect_uri", "http://127.0.0.1:5678/cb")
 	if r := b.authorize(q); r.Status != http.StatusFound {
-		t.Errorf("approved loopback redirect on another port: %d, want straight to GitHub", r.Status)
+		t.Errorf("approved loopback redirect of a confidential client on another port: %d, want straight to GitHub", r.Status)
+	}
+}
+
+// TestConsentAlwaysForUnverifiableClients: a public client whose redirect
+// goes to a program on this computer (a loopback port, an app scheme) sees
+// the consent page every time, however often it was approved: any local
+// program can pose as it, and its client_id is no secret (RFC 8252
+// section 8.6). A web client's https redirect keeps its remembered
+// approval.
+func TestConsentAlwaysForUnverifiableClients(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBrowser("alice")
+	for _, redirect := range []string{"http://127.0.0.1:1234/cb", "http://localhost:9876/callback", "cursor://anysphere.cursor-retrieval/oauth/callback"} {
+		c := e.publicClient(redirect)
+		for i := range 3 {
+			consentForm(t, b.authorize(authzQuery(c, newPKCE()))) // fails unless the page is shown
+			if i == 0 {
+				b.login(authzQuery(c, newPKCE()))
+			}
+		}
+	}
+	web := e.publicClient(clientRedirect)
+	b.login(authzQuery(web, newPKCE()))
+	if r := b.authorize(authzQuery(web, newPKCE())); r.Status != http.StatusFound {
+		t.Errorf("an approved web client: %d, want straight to GitHub", r.Status)
 	}
 }
 

@@ -135,7 +135,9 @@ func findAudit(lines []map[string]any, msg string, want map[string]any) map[stri
 func TestOperatorCutsOffAUser(t *testing.T) {
 	e := start(t, options{authExtra: "health_path /healthz"})
 	m0 := e.metrics(t)
-	ca := e.register(t, false)
+	// alice's client is confidential, so her approval is remembered
+	// (a public loopback client is asked for every time).
+	ca := e.register(t, true)
 	cb := e.register(t, true)
 	aliceBrowser := e.browser("alice")
 	aliceTok := ca.login(t, aliceBrowser, e.site+"/mcp")
