@@ -33,8 +33,8 @@ func (noIdP) Exchange(context.Context, string, string, string) (*oauth2.Token, e
 func (noIdP) Admit(context.Context, *oauth2.Token) (store.Identity, []string, error) {
 	return store.Identity{}, nil, oauth.ErrUpstreamRevoked
 }
-func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) ([]string, error) {
-	return nil, oauth.ErrUpstreamRevoked
+func (noIdP) Recheck(context.Context, *oauth2.Token, store.Identity) (store.Identity, []string, error) {
+	return store.Identity{}, nil, oauth.ErrUpstreamRevoked
 }
 
 // benchGate is an MCPAuth gating /mcp over a real store (a bbolt file,

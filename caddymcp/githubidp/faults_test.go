@@ -145,10 +145,10 @@ func TestFaultsAtRecheck(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			tok := token(t, gh, "alice")
 			end := f.inject(t, gh, fakegithub.OnAll, "")
-			_, err := p.Recheck(ctx, tok, want)
+			_, _, err := p.Recheck(ctx, tok, want)
 			end()
 			wantUnavailable(t, err, f, tok.AccessToken)
-			if _, err := p.Recheck(ctx, tok, want); err != nil {
+			if _, _, err := p.Recheck(ctx, tok, want); err != nil {
 				t.Errorf("after GitHub came back: %v", err)
 			}
 		})
@@ -180,7 +180,7 @@ func TestRevokedUnderARateLimit(t *testing.T) {
 	tok := token(t, gh, "alice")
 	gh.RevokeToken(tok.AccessToken)
 	gh.SetFault(fakegithub.Fault{Fail: fakegithub.SecondaryRateLimit})
-	_, err := p.Recheck(context.Background(), tok, store.Identity{ID: alice.ID})
+	_, _, err := p.Recheck(context.Background(), tok, store.Identity{ID: alice.ID})
 	if !errors.Is(err, oauth.ErrUpstreamRevoked) || errors.Is(err, oauth.ErrUpstreamUnavailable) {
 		t.Errorf("error %v, want ErrUpstreamRevoked", err)
 	}

@@ -104,6 +104,9 @@ func New(cfg Config) (*Provider, error) {
 	if err := checkTeams(p.teams); err != nil {
 		return nil, err
 	}
+	if err := checkUsers(p.users); err != nil {
+		return nil, err
+	}
 	var err error
 	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
 		return nil, err
@@ -201,7 +204,7 @@ func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity
 	if id.ID == 0 || id.Login == "" {
 		return store.Identity{}, nil, errors.New("githubidp: GitHub returned a user without id or login")
 	}
-	m := newMember(gh, id.Login)
+	m := newMember(gh, id)
 	if p.HasAllowLists() {
 		ok, err := m.in(ctx, p.users, p.orgs, p.teams)
 		if err != nil {
@@ -220,19 +223,21 @@ func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity
 
 // Recheck confirms, when refreshing a grant, that GitHub still accepts the
 // user's token (they may have revoked the app), that it still belongs to
-// the same user, and that the allow-lists still admit them; and returns
+// the same user (by numeric ID: a login changes when its owner renames,
+// and GitHub frees it for someone else), and that the allow-lists still
+// admit them as they are now; and returns the user's current profile and
 // the scopes now withheld from them, as Admit does.
-func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) ([]string, error) {
+func (p *Provider) Recheck(ctx context.Context, tok *oauth2.Token, want store.Identity) (store.Identity, []string, error) {
 	got, withheld, err := p.Admit(ctx, tok)
 	if err != nil {
-		return nil, err
+		return store.Identity{}, nil, err
 	}
 	if got.ID != want.ID {
 		// Permanent: the token no longer speaks for the grant's user, so
 		// the grant must go rather than fail as if GitHub were down.
-		return nil, fmt.Errorf("githubidp: the GitHub token now belongs to another user: %w", oauth.ErrUpstreamRevoked)
+		return store.Identity{}, nil, fmt.Errorf("githubidp: the GitHub token now belongs to another user: %w", oauth.ErrUpstreamRevoked)
 	}
-	return withheld, nil
+	return got, withheld, nil
 }
 
 // currentUser reads GET /user into the fields of an Identity. It goes

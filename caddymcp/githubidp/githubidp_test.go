@@ -540,13 +540,13 @@ func TestRecheck(t *testing.T) {
 	t.Run("no lists: GitHub still confirms the token", func(t *testing.T) {
 		p, _ := provider(t, base, nil)
 		before := gh.Calls("/user")
-		if _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
+		if _, _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
 			t.Errorf("Recheck: %v", err)
 		}
 		if gh.Calls("/user") != before+1 {
 			t.Errorf("Recheck without lists made %d /user calls, want 1", gh.Calls("/user")-before)
 		}
-		_, err := p.Recheck(ctx, &oauth2.Token{AccessToken: "gho_revoked_or_bogus"}, aliceID)
+		_, _, err := p.Recheck(ctx, &oauth2.Token{AccessToken: "gho_revoked_or_bogus"}, aliceID)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
 			t.Errorf("Recheck with a revoked token: %v, want ErrUpstreamRevoked", err)
 		}
@@ -555,7 +555,7 @@ func TestRecheck(t *testing.T) {
 	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
 	t.Run("still admitted", func(t *testing.T) {
 		before := gh.Calls("/user")
-		if _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
+		if _, _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
 			t.Fatal(err)
 		}
 		if gh.Calls("/user") != before+1 {
@@ -564,7 +564,7 @@ func TestRecheck(t *testing.T) {
 	})
 	t.Run("another user", func(t *testing.T) {
 		tok := token(t, gh, "alice")
-		_, err := p.Recheck(ctx, tok, store.Identity{ID: 9999, Login: "alice"})
+		_, _, err := p.Recheck(ctx, tok, store.Identity{ID: 9999, Login: "alice"})
 		noSecrets(t, err, tok.AccessToken)
 		// Permanent: the grant must be revoked, not retried.
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) {
@@ -575,7 +575,7 @@ func TestRecheck(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.SetUserOrgs("alice", nil)
 		defer gh.SetUserOrgs("alice", alice.Orgs)
-		_, err := p.Recheck(ctx, tok, aliceID)
+		_, _, err := p.Recheck(ctx, tok, aliceID)
 		if !errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v, want ErrNotAllowed", err)
 		}
@@ -584,7 +584,7 @@ func TestRecheck(t *testing.T) {
 	t.Run("token revoked", func(t *testing.T) {
 		tok := token(t, gh, "alice")
 		gh.RevokeToken(tok.AccessToken)
-		_, err := p.Recheck(ctx, tok, aliceID)
+		_, _, err := p.Recheck(ctx, tok, aliceID)
 		if !errors.Is(err, oauth.ErrUpstreamRevoked) || errors.Is(err, oauth.ErrNotAllowed) {
 			t.Errorf("error %v, want ErrUpstreamRevoked alone", err)
 		}
@@ -680,7 +680,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			noSecrets(t, err, code, tok.AccessToken)
 			_, _, err = p.Admit(ctx, tok)
 			noSecrets(t, err, tok.AccessToken)
-			_, err = p.Recheck(ctx, tok, store.Identity{ID: 1, Login: "x"})
+			_, _, err = p.Recheck(ctx, tok, store.Identity{ID: 1, Login: "x"})
 			noSecrets(t, err, tok.AccessToken)
 		})
 	}
@@ -746,5 +746,32 @@ func TestGitHubComShape(t *testing.T) {
 	}
 	if gh.Calls("/user") != 1 {
 		t.Errorf("stand-in saw %d /user calls", gh.Calls("/user"))
+	}
+}
+
+// TestAllowUsersByID: allow_users may name a user by numeric ID
+// (id:<n>), which, unlike a login, GitHub never gives to someone else; a
+// login is judged as GitHub reports it now; a malformed id: entry is
+// refused at configuration.
+func TestAllowUsersByID(t *testing.T) {
+	gh, base := fake(t)
+	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowUsers = []string{"id:1002", "alice"} })
+	ctx := context.Background()
+	if _, _, err := p.Admit(ctx, token(t, gh, "bob")); err != nil {
+		t.Errorf("bob, listed by ID: %v", err)
+	}
+	gh.RenameUser("bob", "robert")
+	if who, _, err := p.Admit(ctx, token(t, gh, "robert")); err != nil || who.Login != "robert" {
+		t.Errorf("bob renamed, listed by ID: %+v, %v", who, err)
+	}
+	gh.RenameUser("alice", "alicia")
+	who, _, err := p.Recheck(ctx, token(t, gh, "alicia"), store.Identity{ID: 1001, Login: "alice"})
+	if !errors.Is(err, githubidp.ErrNotAllowed) {
+		t.Errorf("alice renamed to a login no list names: %+v, %v; want not allowed", who, err)
+	}
+	for _, bad := range []string{"id:", "id:abc", "id:-4", "id:007"} {
+		if _, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", AllowUsers: []string{bad}}); err == nil {
+			t.Errorf("allow_users %q accepted", bad)
+		}
 	}
 }

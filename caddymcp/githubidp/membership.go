@@ -2,10 +2,31 @@ package githubidp
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-github/v75/github"
+
+	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
+
+// userIDKey is how allow_users names a user by numeric ID: "id:1001". A
+// login cannot hold a colon, so the two never clash, and an ID, unlike a
+// login, is never given to someone else.
+func userIDKey(id int64) string { return "id:" + strconv.FormatInt(id, 10) }
+
+// checkUsers refuses an id: entry that is not a positive number.
+func checkUsers(users map[string]bool) error {
+	for u := range users {
+		if rest, ok := strings.CutPrefix(u, "id:"); ok {
+			if n, err := strconv.ParseInt(rest, 10, 64); err != nil || n <= 0 || strconv.FormatInt(n, 10) != rest {
+				return fmt.Errorf("githubidp: user %q must be a login or id: and a GitHub user's numeric ID", u)
+			}
+		}
+	}
+	return nil
+}
 
 // member answers "is this user in one of these lists" for one user. It
 // reads the user's organizations and teams from GitHub page by page, only
@@ -14,13 +35,14 @@ import (
 // at most one pass over each list.
 type member struct {
 	gh    *github.Client
-	login string
+	login string // lower-cased
+	id    string // "id:" and the numeric ID, as allow_users may name it
 	orgs  pager // lower-cased org logins
 	teams pager // lower-cased "org/slug"
 }
 
-func newMember(gh *github.Client, login string) *member {
-	m := &member{gh: gh, login: login}
+func newMember(gh *github.Client, who store.Identity) *member {
+	m := &member{gh: gh, login: strings.ToLower(who.Login), id: userIDKey(who.ID)}
 	m.orgs.fetch = func(ctx context.Context, opt *github.ListOptions) ([]string, *github.Response, error) {
 		orgs, resp, err := gh.Organizations.List(ctx, "", opt)
 		if err != nil {
@@ -46,10 +68,11 @@ func newMember(gh *github.Client, login string) *member {
 	return m
 }
 
-// in reports whether the user is one of users, or belongs to one of orgs
-// or teams (all lower-cased sets).
+// in reports whether the user is one of users (by current login, or by
+// numeric ID written id:<n>), or belongs to one of orgs or teams (all
+// lower-cased sets).
 func (m *member) in(ctx context.Context, users, orgs, teams map[string]bool) (bool, error) {
-	if users[strings.ToLower(m.login)] {
+	if users[m.login] || users[m.id] {
 		return true, nil
 	}
 	if ok, err := m.orgs.find(ctx, orgs); ok || err != nil {

@@ -36,6 +36,9 @@ func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
 		if err := checkTeams(cr.teams); err != nil {
 			return nil, err
 		}
+		if err := checkUsers(cr.users); err != nil {
+			return nil, err
+		}
 		out = append(out, cr)
 	}
 	return out, nil

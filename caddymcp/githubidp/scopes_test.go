@@ -85,16 +85,16 @@ func TestWithheldScopesFollowRenames(t *testing.T) {
 	ctx := context.Background()
 	tok := token(t, gh, "alice")
 	stored := store.Identity{ID: 1001, Login: "alice"}
-	if got, err := p.Recheck(ctx, tok, stored); err != nil || len(got) != 0 {
+	if _, got, err := p.Recheck(ctx, tok, stored); err != nil || len(got) != 0 {
 		t.Fatalf("alice: %v %v, want nothing withheld", got, err)
 	}
 	gh.RenameUser("alice", "alice-left")
-	if got, err := p.Recheck(ctx, tok, stored); err != nil || !slices.Equal(got, []string{"admin"}) {
+	if _, got, err := p.Recheck(ctx, tok, stored); err != nil || !slices.Equal(got, []string{"admin"}) {
 		t.Errorf("after renaming away from alice: %v %v, want admin withheld", got, err)
 	}
 	bobTok := token(t, gh, "bob")
 	gh.RenameUser("bob", "alice")
-	if got, err := p.Recheck(ctx, bobTok, store.Identity{ID: 1002, Login: "bob"}); err != nil || len(got) != 0 {
+	if _, got, err := p.Recheck(ctx, bobTok, store.Identity{ID: 1002, Login: "bob"}); err != nil || len(got) != 0 {
 		t.Errorf("bob renamed to alice: %v %v, want nothing withheld (the rule names the login)", got, err)
 	}
 }
@@ -121,7 +121,7 @@ func TestAllowListsAndScopeRulesShareOneReading(t *testing.T) {
 		if step == "sign-in" {
 			_, withheld, err = p.Admit(ctx, tok)
 		} else {
-			withheld, err = p.Recheck(ctx, tok, store.Identity{ID: 1002, Login: "bob"})
+			_, withheld, err = p.Recheck(ctx, tok, store.Identity{ID: 1002, Login: "bob"})
 		}
 		if err != nil || !slices.Equal(withheld, []string{"admin", "write"}) {
 			t.Fatalf("%s: withheld %v, %v; want admin and write", step, withheld, err)

@@ -56,10 +56,12 @@ type IdentityProvider interface {
 	// ErrUpstreamUnavailable (an *UpstreamUnavailableError, which may
 	// say when to try again) when the upstream cannot be asked.
 	Admit(ctx context.Context, tok *oauth2.Token) (who store.Identity, withheld []string, err error)
-	// Recheck confirms on refresh that the user is still admitted, and
-	// returns the scopes now withheld from them, with the same errors as
-	// Admit.
-	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) (withheld []string, err error)
+	// Recheck confirms on refresh that the token still speaks for the
+	// user (by numeric ID) and that they are still admitted, and returns
+	// their current profile (login, name, email: a login changes when its
+	// owner renames) and the scopes now withheld from them, with the same
+	// errors as Admit.
+	Recheck(ctx context.Context, tok *oauth2.Token, who store.Identity) (current store.Identity, withheld []string, err error)
 }
 
 // Errors an IdentityProvider wraps to say why it refused.

@@ -385,9 +385,16 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 	// GitHub cannot hold a refresh open for long.
 	ctx, cancel := context.WithTimeout(r.Context(), recheckTimeout)
 	defer cancel()
-	withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
+	current, withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
 	if err == nil {
 		g.CheckedAt = s.now()
+		if current.ID == g.User.ID && current != g.User {
+			// The grant follows the numeric ID; the tokens issued from
+			// now on, the placeholders and the admin API carry GitHub's
+			// current login, name and email.
+			s.log.Debug("user's profile changed on GitHub", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID))
+			g.User = current
+		}
 		if narrowed := withoutScopes(g.Scope, withheld); narrowed != g.Scope {
 			s.log.Debug("scopes withdrawn from a grant", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID),
 				zap.String("scope", narrowed), zap.Strings("withheld", withheld))

@@ -241,3 +241,50 @@ func testRefreshLegacyRotated(f *fixture) {
 	f.wantErr("GetRefreshToken(legacy rotated)", err, store.ErrRefreshReused)
 	f.grantGone(g.ID)
 }
+
+// testRefreshFollowsUser: a refresh records the user's current login,
+// name and email (the grant follows the numeric ID), so listing by login
+// finds the grant under the new login and not the old; a profile of
+// another user ID is never copied in.
+func testRefreshFollowsUser(f *fixture) {
+	f.putClient("client-a")
+	a := f.issue("client-a", "a")
+	g := *a.g
+	g.User.Login, g.User.Name, g.User.Email = "renamed", "Renamed Cat", "renamed@example.com"
+	g.CheckedAt = base
+	at := newAccess(f.hash("b/at"), &g, base.Add(accessTTL))
+	rt := newRefresh(f.hash("b/rt"), &g, base.Add(refreshTTL))
+	if _, err := f.s.RotateRefresh(f.ctx, a.rt.Hash, graceUse("client-a", base), &g, at, rt); err != nil {
+		f.t.Fatal(err)
+	}
+	got, err := f.s.GetGrant(f.ctx, a.g.ID, base)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if got.User.Login != "renamed" || got.User.Name != "Renamed Cat" || got.User.ID != testUser.ID || !got.CheckedAt.Equal(base) {
+		f.t.Errorf("grant after the refresh: %+v", got.User)
+	}
+	for login, want := range map[string]int{"renamed": 1, "RENAMED": 1, testUser.Login: 0} {
+		list, err := f.s.ListGrants(f.ctx, store.GrantFilter{UserLogin: login}, base)
+		if err != nil || len(list) != want {
+			f.t.Errorf("ListGrants(login %q) = %d grants, %v; want %d", login, len(list), err, want)
+		}
+	}
+	n, err := f.s.RevokeGrants(f.ctx, store.GrantFilter{UserLogin: "renamed"})
+	if err != nil || n != 1 {
+		f.t.Errorf("RevokeGrants(new login) = %d, %v; want 1", n, err)
+	}
+
+	// Another user's profile is not taken.
+	x := f.issue("client-a", "x")
+	h := *x.g
+	h.User = store.Identity{ID: testUser.ID + 1, Login: "intruder"}
+	at = newAccess(f.hash("y/at"), &h, base.Add(accessTTL))
+	rt = newRefresh(f.hash("y/rt"), &h, base.Add(refreshTTL))
+	if _, err := f.s.RotateRefresh(f.ctx, x.rt.Hash, graceUse("client-a", base), &h, at, rt); err != nil {
+		f.t.Fatal(err)
+	}
+	if got, err := f.s.GetGrant(f.ctx, x.g.ID, base); err != nil || got.User != testUser {
+		f.t.Errorf("grant after a refresh naming another user ID: %+v, %v", got, err)
+	}
+}

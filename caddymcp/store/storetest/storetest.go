@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Refresh/OtherClient", testRefreshOtherClient},
 		{"Refresh/RaceWithGrace", testRefreshRaceWithGrace},
 		{"Refresh/LegacyRotated", testRefreshLegacyRotated},
+		{"Refresh/FollowsUser", testRefreshFollowsUser},
 
 		{"Revoke/AccessToken", testRevokeAccessToken},
 		{"Revoke/Grant", testRevokeGrant},
