@@ -37,8 +37,8 @@ type member struct {
 	gh    *github.Client
 	login string // lower-cased
 	id    string // "id:" and the numeric ID, as allow_users may name it
-	orgs  pager // lower-cased org logins
-	teams pager // lower-cased "org/slug"
+	orgs  pager  // lower-cased org logins
+	teams pager  // lower-cased "org/slug"
 }
 
 func newMember(gh *github.Client, who store.Identity) *member {
