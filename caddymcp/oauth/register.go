@@ -113,6 +113,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.CreatedAt = s.now().UTC().Truncate(time.Second)
+	c.Issuer = s.issuer(r)
 	var secret string
 	existing := false
 	requestedURIs := c.RedirectURIs
@@ -302,7 +303,9 @@ func (s *Server) publicClientID(c *store.Client) string {
 		uris[i] = loopbackPortless(u)
 	}
 	window := strconv.FormatInt(s.now().UnixNano()/int64(publicDedupWindow), 10)
-	return "mcp_client_" + s.digest("public-client", window, c.Name, strings.Join(uris, "\n"),
+	// The issuer too: the same metadata registered at two sites sharing
+	// a store is two clients, each its own site's.
+	return "mcp_client_" + s.digest("public-client", c.Issuer, window, c.Name, strings.Join(uris, "\n"),
 		strings.Join(c.GrantTypes, " "), c.ApplicationType, c.ClientURI, c.LogoURI, c.Scope, c.SoftwareID, c.SoftwareVersion)
 }
 

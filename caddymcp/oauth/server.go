@@ -364,13 +364,27 @@ func (s *Server) lookupClient(r *http.Request, id string) (*store.Client, error)
 		return s.cimd.client(r.Context(), id, s.cfg.ClientAddr(r))
 	}
 	c, err := s.store.GetClient(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && c.Origin != "") {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (c.Origin != "" || !s.ownClient(r, c))) {
 		// A stored stand-in of a configured client that is no longer
 		// configured is not a client: removing a client from the
 		// configuration (say, because its secret leaked) must stop it.
+		// Nor is a client another site registered: sites may share a
+		// store, and one whose registration is closed must not honour
+		// the clients of one whose registration is open.
 		return nil, errUnknownClient
 	}
 	return c, err
+}
+
+// ownClient reports whether a registered client belongs to this site: it
+// registered at this issuer. One registered before clients recorded their
+// site is honoured only where registration is open, where it could have
+// registered anyway.
+func (s *Server) ownClient(r *http.Request, c *store.Client) bool {
+	if c.Issuer == "" {
+		return !s.cfg.RegistrationClosed
+	}
+	return c.Issuer == s.issuer(r)
 }
 
 // clientKind says how a client came to be known, for the consent page.

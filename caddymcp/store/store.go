@@ -238,6 +238,11 @@ type Client struct {
 	SoftwareID              string    `json:"software_id,omitempty"`
 	SoftwareVersion         string    `json:"software_version,omitempty"`
 	CreatedAt               time.Time `json:"created_at"`
+	// Issuer is the site (the authorization server's issuer) a client
+	// registered itself at; another site sharing the store never honours
+	// it. Empty for a client registered before clients were bound to
+	// their site, and for stand-ins.
+	Issuer string `json:"issuer,omitempty"`
 	// Origin is empty for a client that registered itself (RFC 7591).
 	// "configured" and "document" mark the stored stand-ins of a client
 	// from the server's configuration or from a metadata document, which
