@@ -116,9 +116,9 @@ func (s *Server) audienceOK(r *http.Request, res *Resource, aud string) bool {
 // cutRequestIssuer is strings.CutPrefix(aud, s.issuer(r)) for the default
 // issuer, the scheme and lower-cased host of the request.
 func cutRequestIssuer(r *http.Request, aud string) (string, bool) {
-	scheme := "http://"
-	if r.TLS != nil {
-		scheme = "https://"
+	scheme := "https://"
+	if r.TLS == nil && requestScheme(r) == "http" {
+		scheme = "http://"
 	}
 	rest, ok := strings.CutPrefix(aud, scheme)
 	if !ok {

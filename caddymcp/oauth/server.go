@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -170,6 +171,7 @@ type Server struct {
 	clients map[string]*store.Client // pre-registered
 	cimd    *cimdResolver            // nil when disabled
 
+	plainHTTP      sync.Once  // warns once of a default issuer made https for a plain-HTTP request
 	unusedClients  *leftovers // registered, no grant yet
 	pendingSignIns *leftovers // approved on the consent page, no callback yet
 }
@@ -445,11 +447,25 @@ func (s *Server) issuer(r *http.Request) string {
 	if s.cfg.Issuer != "" {
 		return s.cfg.Issuer
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	scheme := requestScheme(r)
+	if r.TLS == nil && scheme == "https" {
+		s.plainHTTP.Do(func() {
+			s.log.Warn("a plain-HTTP request to a public host: advertising an https issuer; set issuer to the public https URL", zap.String("issuer", scheme+"://"+strings.ToLower(r.Host)))
+		})
 	}
 	return scheme + "://" + strings.ToLower(r.Host)
+}
+
+// requestScheme is the scheme of the default issuer for r: https, except
+// for a plain-HTTP request to a loopback host (local development). RFC
+// 8414 requires an https issuer, so a plain-HTTP request to any other host
+// (a site behind a TLS-terminating proxy, most likely) is given https
+// URLs, never http ones; set Config.Issuer to say so explicitly.
+func requestScheme(r *http.Request) string {
+	if r.TLS == nil && isLoopbackHost((&url.URL{Host: r.Host}).Hostname()) {
+		return "http"
+	}
+	return "https"
 }
 
 // resourceURL is the identifier of a protected resource; for nil, the
