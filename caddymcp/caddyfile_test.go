@@ -24,7 +24,7 @@ func adapt(t *testing.T, caddyfile string) ([]byte, error) {
 		return nil, err
 	}
 	for _, w := range warnings {
-		// The contract in DESIGN.md aligns its values with spaces, which
+		// The README's Configure example aligns its values with spaces, which
 		// `caddy fmt` would not; that is style, not a problem.
 		if !strings.Contains(w.Message, "not formatted") {
 			t.Errorf("adapter warning: %s", w)
