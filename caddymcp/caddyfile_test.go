@@ -24,7 +24,8 @@ func adapt(t *testing.T, caddyfile string) ([]byte, error) {
 		return nil, err
 	}
 	for _, w := range warnings {
-		// The README's Configure example aligns its values with spaces, which
+		// The contract example (testdata/adapt/contract.caddyfile, the README's
+		// Configure block) aligns its values with spaces, which
 		// `caddy fmt` would not; that is style, not a problem.
 		if !strings.Contains(w.Message, "not formatted") {
 			t.Errorf("adapter warning: %s", w)
