@@ -15,7 +15,8 @@ import (
 // sign-ins approved on the consent page that never come back from
 // GitHub. What comes to something (a client that obtains a grant, a
 // sign-in that completes) stops counting at once, so these never limit
-// how often legitimate clients come back. Counted per process.
+// how often legitimate clients come back. Counted in the state store, so
+// instances sharing it enforce one bound.
 type LeftoverLimits struct {
 	// PerAddress bounds the records left by one client address (an IPv6
 	// address counts as its /64). Past it, that address gets 429 with

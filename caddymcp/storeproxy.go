@@ -189,3 +189,19 @@ func (s *sharedStore) Sweep(ctx context.Context, now time.Time) (int, error) {
 // Close does nothing: the file is closed by Destruct when the last config
 // using it is cleaned up, never by one of its users.
 func (s *sharedStore) Close() error { return nil }
+
+func (s *sharedStore) PutLeftover(ctx context.Context, l *store.Leftover, limits store.LeftoverLimits, now time.Time) error {
+	db, err := s.open(0)
+	if err != nil {
+		return err
+	}
+	return db.PutLeftover(ctx, l, limits, now)
+}
+
+func (s *sharedStore) DropLeftover(ctx context.Context, kind, key string) error {
+	db, err := s.open(0)
+	if err != nil {
+		return err
+	}
+	return db.DropLeftover(ctx, kind, key)
+}

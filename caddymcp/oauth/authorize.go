@@ -273,8 +273,14 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	// Counted until GitHub's callback brings it back: a caller that
 	// approves and never signs in leaves a record behind, one that
 	// finishes leaves nothing.
-	key := string(p.StateHash)
-	if ok, wait := s.pendingSignIns.add(s.cfg.ClientAddr(r), key, s.now()); !ok {
+	key := store.SignInKey(p.StateHash)
+	ok, wait, err := s.leaveBehind(r, store.LeftoverSignIn, key, p.ExpiresAt, s.pendingLimits)
+	if err != nil {
+		s.log.Error("counting a pending authorization", zapErr(err))
+		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
+		return
+	}
+	if !ok {
 		s.log.Debug("sign-in refused: too many unfinished sign-ins", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
 		w.Header().Set("Retry-After", retryAfterValue(wait))
 		writeErrorPage(w, http.StatusTooManyRequests, "Too many sign-ins in progress",
@@ -282,7 +288,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 		return
 	}
 	if err := s.store.PutPending(r.Context(), p); err != nil {
-		s.pendingSignIns.done(key)
+		s.forgetLeftover(r, store.LeftoverSignIn, key)
 		s.log.Error("storing a pending authorization", zapErr(err))
 		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
 		return

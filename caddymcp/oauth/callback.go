@@ -42,7 +42,6 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeErrorPage(w, http.StatusServiceUnavailable, "Sign-in failed", "The server could not complete the sign-in. Try again.")
 		return
 	}
-	s.pendingSignIns.done(string(p.StateHash))
 	// The state was consumed above whatever happens next, so a second
 	// attempt with it fails even if this one is refused.
 	browser, ok := browserCookie(r)

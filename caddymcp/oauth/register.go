@@ -140,7 +140,13 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		// Counted until the client obtains a grant: what a caller that
 		// never signs anyone in leaves behind is bounded, how often
 		// clients that do sign in register is not.
-		if ok, wait := s.unusedClients.add(s.cfg.ClientAddr(r), c.ID, s.now()); !ok {
+		ok, wait, err := s.leaveBehind(r, store.LeftoverClient, c.ID, c.CreatedAt.Add(store.UnusedClientTTL), s.registrationLimits)
+		if err != nil {
+			s.log.Error("counting a registration", zapErr(err))
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			return
+		}
+		if !ok {
 			s.log.Debug("registration refused: too many clients without a grant", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
 			w.Header().Set("Retry-After", retryAfterValue(wait))
 			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients registered from this address have not been used yet; try again later")
@@ -149,7 +155,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		// ErrExists: the same public client registered twice at once;
 		// both get the one record.
 		if err := s.store.PutClient(r.Context(), c); err != nil && !errors.Is(err, store.ErrExists) {
-			s.unusedClients.done(c.ID)
+			s.forgetLeftover(r, store.LeftoverClient, c.ID)
 			s.log.Error("storing a registered client", zapErr(err))
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
 			return

@@ -171,9 +171,11 @@ type Server struct {
 	clients map[string]*store.Client // pre-registered
 	cimd    *cimdResolver            // nil when disabled
 
-	plainHTTP      sync.Once  // warns once of a default issuer made https for a plain-HTTP request
-	unusedClients  *leftovers // registered, no grant yet
-	pendingSignIns *leftovers // approved on the consent page, no callback yet
+	plainHTTP sync.Once // warns once of a default issuer made https for a plain-HTTP request
+	// Bounds on what anonymous callers leave behind (leftovers.go), with
+	// the defaults applied.
+	registrationLimits LeftoverLimits
+	pendingLimits      LeftoverLimits
 }
 
 // Bounds on what anonymous callers leave behind (leftovers.go), by
@@ -275,16 +277,16 @@ func New(cfg Config, st store.Store, idp IdentityProvider, keys *Keys, log *zap.
 		cfg.ClientAddr = remoteAddr
 	}
 	s := &Server{
-		cfg:            cfg,
-		scopes:         slices.Compact(scopes),
-		store:          st,
-		idp:            idp,
-		keys:           keys,
-		log:            log,
-		now:            time.Now,
-		clients:        clients,
-		unusedClients:  newLeftovers(withDefaults(cfg.RegistrationLimits, DefaultRegistrationLimits), store.UnusedClientTTL),
-		pendingSignIns: newLeftovers(withDefaults(cfg.PendingSignIns, DefaultPendingSignIns), pendingTTL),
+		cfg:                cfg,
+		scopes:             slices.Compact(scopes),
+		store:              st,
+		idp:                idp,
+		keys:               keys,
+		log:                log,
+		now:                time.Now,
+		clients:            clients,
+		registrationLimits: withDefaults(cfg.RegistrationLimits, DefaultRegistrationLimits),
+		pendingLimits:      withDefaults(cfg.PendingSignIns, DefaultPendingSignIns),
 	}
 	if !cfg.CIMD.Disabled {
 		s.cimd = newCIMDResolver(s, cfg.CIMD)

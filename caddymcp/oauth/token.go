@@ -235,9 +235,6 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		// meanwhile, or its client was deleted: the code is no good.
 		return nil, s.codeRefused(err, client)
 	}
-	// The client came to something: it no longer counts against the
-	// address it registered from.
-	s.unusedClients.done(client.ID)
 	s.log.Debug("tokens issued", zap.String("grant", g.ID), zap.String("client_id", client.ID),
 		zap.Int64("user_id", g.User.ID), zap.String("resource", resource), zap.String("scope", scope))
 	s.emit(Event{Kind: EventTokenIssued, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID, Resource: resource, Scope: scope})

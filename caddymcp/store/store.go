@@ -150,6 +150,17 @@ type Store interface {
 	// would revoke everything and is refused with an error.
 	RevokeGrants(ctx context.Context, f GrantFilter) (int, error)
 
+	// PutLeftover records l in the ledger of leftovers (leftovers.go)
+	// unless the bounds refuse it: then it returns a *LeftoverRefusal.
+	// Bounds count only live entries. Recording an entry already
+	// recorded is no error. CreateGrant drops the entry of its client,
+	// TakePending that of its state, DeleteClient that of its client, and
+	// Sweep the expired ones.
+	PutLeftover(ctx context.Context, l *Leftover, limits LeftoverLimits, now time.Time) error
+	// DropLeftover forgets the leftover of kind for key, for a record
+	// that was never stored after all. Unknown is not an error.
+	DropLeftover(ctx context.Context, kind, key string) error
+
 	// Sweep deletes expired records, the tokens of revoked grants among
 	// them if the backend kept those (they are dead either way), and
 	// unused clients (see UnusedClientTTL), and returns how many it

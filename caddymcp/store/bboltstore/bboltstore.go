@@ -102,6 +102,7 @@ var (
 		bucketClients, bucketPending, bucketCodes, bucketGrants,
 		bucketAccess, bucketRefresh, bucketClientGrants,
 		bucketConsents, bucketUserConsents,
+		bucketLeftovers, bucketLeftoverKeys, bucketLeftoverCounts,
 	}
 )
 
@@ -137,6 +138,7 @@ type Store struct {
 	// client on every request. Invalidated with the tokens (update,
 	// Sweep); PutClient only adds clients, which are never cached absent.
 	clients store.Cache[store.Client]
+	walks   ledgerWalks
 }
 
 var _ store.Store = (*Store)(nil)
@@ -540,6 +542,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 				return err
 			}
 		}
+		if _, err := dropLeftover(tx, store.LedgerKey(store.LeftoverClient, id)); err != nil {
+			return err
+		}
 		return clients.Delete(key)
 	})
 	if err != nil {
@@ -606,8 +611,11 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 			return nil
 		}
 		// Delete even an expired one: it is dead either way, and this
-		// saves Sweep the work.
+		// saves Sweep the work. Its leftover entry goes with it.
 		if err := b.Delete(stateHash); err != nil {
+			return err
+		}
+		if _, err := dropLeftover(tx, store.LedgerKey(store.LeftoverSignIn, store.SignInKey(stateHash))); err != nil {
 			return err
 		}
 		if store.Expired(p.ExpiresAt, now) {
@@ -811,6 +819,11 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			return err
 		}
 		if err := keepClient(tx, g.ClientID, g.ExpiresAt); err != nil {
+			return err
+		}
+		// The client came to something: it no longer counts against
+		// the address it registered from.
+		if _, err := dropLeftover(tx, store.LedgerKey(store.LeftoverClient, g.ClientID)); err != nil {
 			return err
 		}
 		return putTokens(tx, at, atVal, rt, rtVal)

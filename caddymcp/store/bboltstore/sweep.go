@@ -21,7 +21,7 @@ var (
 
 // sweepOrder lists the buckets Sweep walks. Clients come after grants, so
 // that one whose last grant just lapsed is seen without it.
-var sweepOrder = [][]byte{bucketGrants, bucketClients, bucketAccess, bucketRefresh, bucketCodes, bucketPending, bucketConsents}
+var sweepOrder = [][]byte{bucketGrants, bucketClients, bucketAccess, bucketRefresh, bucketCodes, bucketPending, bucketConsents, bucketLeftoverKeys}
 
 // Sweep implements store.Store. Expiry is read from each value's prefix, so
 // live records are never decoded. Every candidate is checked again in the
@@ -126,6 +126,8 @@ func sweepOne(tx *bolt.Tx, bucket, key []byte, nowN int64) (int, error) {
 		return revokeGrant(tx, string(key))
 	case bytes.Equal(bucket, bucketConsents):
 		return sweepConsent(tx, key, raw)
+	case bytes.Equal(bucket, bucketLeftoverKeys):
+		return dropLeftover(tx, string(key))
 	case bytes.Equal(bucket, bucketClients):
 		// A client with a grant left is in use, whatever its prefix
 		// says (keepClient may lag by a day).

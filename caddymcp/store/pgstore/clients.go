@@ -73,6 +73,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			res = store.ErrNotFound
 			return nil
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM mcp_auth_leftovers WHERE key = $1`, store.LedgerKey(store.LeftoverClient, id)); err != nil {
+			return err
+		}
 		_, _, err = revokeGrantsWhere(ctx, tx, `client_id = $1`, id)
 		return err
 	})

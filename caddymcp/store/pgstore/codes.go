@@ -46,7 +46,9 @@ func (s *Store) TakePending(ctx context.Context, stateHash []byte, now time.Time
 		return nil, store.ErrNotFound
 	}
 	var p store.Pending
-	if err := s.getRec(ctx, &p, `DELETE FROM mcp_auth_pending WHERE state_hash = $1 RETURNING rec`, stateHash); err != nil {
+	// Its leftover entry goes in the same statement.
+	if err := s.getRec(ctx, &p, `WITH l AS (DELETE FROM mcp_auth_leftovers WHERE key = $2)
+DELETE FROM mcp_auth_pending WHERE state_hash = $1 RETURNING rec`, stateHash, store.LedgerKey(store.LeftoverSignIn, store.SignInKey(stateHash))); err != nil {
 		return nil, err
 	}
 	if store.Expired(p.ExpiresAt, now) {

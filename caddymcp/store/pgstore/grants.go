@@ -70,6 +70,9 @@ VALUES ($1, $2, $3, $4, $5, $6)`, g.ID, g.ClientID, g.User.ID, g.User.Login, g.E
 			b.Queue(`UPDATE mcp_auth_codes SET used = true, grant_id = $2 WHERE hash = $1`, codeHash, g.ID)
 		}
 		queueKeepClient(&b, g.ClientID, g.ExpiresAt)
+		// The client came to something: it no longer counts against the
+		// address it registered from.
+		b.Queue(`DELETE FROM mcp_auth_leftovers WHERE key = $1`, store.LedgerKey(store.LeftoverClient, g.ClientID))
 		return tx.SendBatch(ctx, &b).Close()
 	})
 	if err != nil || revoked {

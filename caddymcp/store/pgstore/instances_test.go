@@ -290,3 +290,37 @@ func TestOpenConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// TestInstancesShareLeftoverBounds: instances sharing the database count
+// one ledger: the bound of one address is reached across them, once, and
+// racing instances together admit exactly the bound.
+func TestInstancesShareLeftoverBounds(t *testing.T) {
+	stores := openN(t, 2)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	limits := store.LeftoverLimits{PerAddress: 6, Total: 1000}
+	errs := make([]error, 24)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := &store.Leftover{Kind: store.LeftoverClient, Addr: "192.0.2.1", Key: fmt.Sprintf("c-%d", i), ExpiresAt: now.Add(time.Hour)}
+			errs[i] = stores[i%2].PutLeftover(ctx, l, limits, now)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		var refusal *store.LeftoverRefusal
+		switch {
+		case err == nil:
+			ok++
+		case !errors.As(err, &refusal):
+			t.Errorf("put %d: %v", i, err)
+		}
+	}
+	if ok != limits.PerAddress {
+		t.Fatalf("two instances admitted %d leftovers from one address, want the bound %d once", ok, limits.PerAddress)
+	}
+}

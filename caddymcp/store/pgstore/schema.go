@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the layout version this code reads and writes. Bump it
 // and append to migrations when the layout changes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // lockClass is the first key of every advisory lock this package takes
 // ("mcpa"); the second is derived from the schema name, so that stores in
@@ -105,6 +105,18 @@ CREATE TABLE mcp_auth_keys (
 	value      bytea NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now()
 );
+`,
+	// 2: the ledger of leftovers (leftovers.go).
+	`
+CREATE TABLE mcp_auth_leftovers (
+	key        text COLLATE "C" PRIMARY KEY,
+	kind       text NOT NULL,
+	addr       text NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+CREATE INDEX mcp_auth_leftovers_addr ON mcp_auth_leftovers (kind, addr, expires_at);
+CREATE INDEX mcp_auth_leftovers_kind ON mcp_auth_leftovers (kind, expires_at);
+CREATE INDEX mcp_auth_leftovers_expires ON mcp_auth_leftovers (expires_at);
 `,
 }
 

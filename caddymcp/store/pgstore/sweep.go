@@ -23,6 +23,7 @@ var sweepTables = []struct{ table, key string }{
 	{"mcp_auth_codes", "hash"},
 	{"mcp_auth_pending", "state_hash"},
 	{"mcp_auth_consents", "key"},
+	{"mcp_auth_leftovers", "key"},
 }
 
 // Sweep implements store.Store. One instance sweeps at a time: Sweep holds

@@ -93,6 +93,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Refresh/LegacyRotated", testRefreshLegacyRotated},
 		{"Refresh/FollowsUser", testRefreshFollowsUser},
 
+		{"Leftover/PerAddress", testLeftoverPerAddress},
+		{"Leftover/ServerWide", testLeftoverServerWide},
+		{"Leftover/GoesWithItsRecord", testLeftoverGoesWithItsRecord},
+		{"Leftover/Swept", testLeftoverSwept},
+		{"Leftover/Race", testLeftoverRace},
+
 		{"Revoke/AccessToken", testRevokeAccessToken},
 		{"Revoke/Grant", testRevokeGrant},
 
