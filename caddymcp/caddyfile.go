@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
 
 func init() {
@@ -118,6 +120,11 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var paths []string
 			if err := someArgs(d, &paths); err != nil {
 				return err
+			}
+			for _, p := range paths {
+				if err := oauth.CheckProtectedPath(p); err != nil {
+					return d.Errf("protect: %v", err)
+				}
 			}
 			var opts ProtectedPath
 			for nesting := d.Nesting(); d.NextBlock(nesting); {

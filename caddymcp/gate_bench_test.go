@@ -73,7 +73,7 @@ func newBenchGateOn(t testing.TB, st store.Store) *benchGate {
 	if err := matcher.Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}
-	m.resources = []gatedResource{{res: srv.ResourceFor("/mcp"), matcher: matcher}}
+	m.resources = []gatedResource{{res: srv.ResourceFor("/mcp"), matcher: matcher, lowerPath: "/mcp"}}
 
 	ctx := context.Background()
 	now := time.Now()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,6 +187,8 @@ var DefaultProtect = []string{"/mcp", "/sse", "/messages"}
 type gatedResource struct {
 	res     *oauth.Resource
 	matcher caddyhttp.MatchPath
+	// lowerPath is res.Path in lower case, as the matcher compares it.
+	lowerPath string
 	// forwardGitHub sends the user's GitHub token upstream in the
 	// Authorization header (the only header forward_github_token takes).
 	forwardGitHub bool
@@ -214,6 +217,13 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 	if len(m.Protect) == 0 {
 		for _, p := range DefaultProtect {
 			m.Protect = append(m.Protect, ProtectedPath{Path: p})
+		}
+	}
+	for _, p := range m.Protect {
+		// Here, and not only in the Caddyfile, because JSON configs
+		// reach Provision directly.
+		if err := oauth.CheckProtectedPath(p.Path); err != nil {
+			return fmt.Errorf("mcp_auth: %w", err)
 		}
 	}
 
@@ -286,7 +296,8 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 			// Authorization: a token in any other header would be logged.
 			return fmt.Errorf("mcp_auth: forward_github_token %q: only Authorization is supported, because Caddy's logs redact no other header", p.ForwardGitHubToken)
 		}
-		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher, forwardGitHub: forward != ""})
+		m.resources = append(m.resources, gatedResource{res: m.server.ResourceFor(p.Path), matcher: matcher,
+			lowerPath: strings.ToLower(p.Path), forwardGitHub: forward != ""})
 	}
 	slices.SortStableFunc(m.resources, func(a, b gatedResource) int { return len(b.res.Path) - len(a.res.Path) })
 	paths := make([]string, len(m.resources))
@@ -319,14 +330,41 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return err
 	}
-	if g == nil || isPreflight(r) {
-		// A CORS preflight never carries credentials; whether the
-		// origin may call is the protected server's decision.
+	// The path checks come before anything else the gate decides, CORS
+	// preflights included: a request the gate does not gate, or passes
+	// without a token, must not be one an upstream reads as protected.
+	if g == nil {
+		if ambiguousPath(r) && m.underProtectedPath(r) {
+			refuseAmbiguousPath(w)
+			return nil
+		}
 		return next.ServeHTTP(w, r)
 	}
 	if ambiguousPath(r) {
-		http.Error(w, "encoded slashes, dots or backslashes and dot segments are not allowed in protected paths", http.StatusBadRequest)
+		refuseAmbiguousPath(w)
 		return nil
+	}
+	// Static values win over providers, so identity placeholders set
+	// earlier in the chain (by basic_auth, or a client-influenced `vars`)
+	// are removed from every request the gate gates, whatever it
+	// decides: the identity an upstream sees is the token's or none.
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for _, k := range placeholderKeys {
+		repl.Delete(k)
+	}
+	if isPreflight(r) {
+		// A CORS preflight never carries credentials, and whether the
+		// origin may call, with which headers (Mcp-Session-Id,
+		// MCP-Protocol-Version, and from 2026-07-28 Mcp-Method,
+		// Mcp-Name and Mcp-Param-*), is the protected server's decision:
+		// it goes on, but as what a browser sends, without a body, and
+		// with every identity placeholder empty (an unknown placeholder
+		// would reach the upstream as its literal name).
+		r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
+		r.Header.Del("Content-Length")
+		r.Header.Del("Transfer-Encoding")
+		repl.Map(noIdentity)
+		return next.ServeHTTP(w, r)
 	}
 	tok, refusal := m.server.Authenticate(r, g.res)
 	if refusal != nil {
@@ -348,20 +386,19 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Set("Authorization", "Bearer "+gh.AccessToken)
 	}
 	if mayBeLegacySSE(r) {
-		w = newSSEEndpointRewriter(w, r)
+		w = newSSEEndpointRewriter(w, r, m.logger)
 	}
 	// One provider answers the placeholders when something asks for one,
 	// rather than six static values set (and boxed) on every request.
-	// Static values win over providers, so any set earlier in the chain
-	// (by basic_auth, or a client-influenced `vars`) are removed: the
-	// identity upstreams see is always the token's.
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	for _, k := range placeholderKeys {
-		repl.Delete(k)
-	}
 	repl.Map(tokenPlaceholders(tok))
 	setAuthenticated(r.Context(), &authenticated{token: tok, gate: m})
 	return next.ServeHTTP(w, r)
+}
+
+// refuseAmbiguousPath answers a request whose path the gate and an
+// upstream could read as different resources.
+func refuseAmbiguousPath(w http.ResponseWriter) {
+	http.Error(w, "encoded slashes, dots, backslashes or percent signs, semicolons and dot segments are not allowed in protected paths", http.StatusBadRequest)
 }
 
 // placeholderKeys are the placeholders tokenPlaceholders answers.
@@ -369,25 +406,61 @@ var placeholderKeys = []string{"http.auth.user.id", "http.auth.user.login", "htt
 	"http.auth.user.email", "mcp_auth.client_id", "mcp_auth.scope"}
 
 // tokenPlaceholders provides the placeholders of an accepted token.
+//
+// Their values are data from a GitHub profile (a name is whatever its
+// user typed) and from client registration. Caddy's replacer inserts a
+// value as it is, never expanding placeholders within it, so a name such
+// as "{env.HOME}" reaches an upstream literally. Control characters are
+// replaced by spaces (headerSafe): in a header they would either split it
+// or make Go refuse to send the request at all, which would lock that
+// user out of every upstream that forwards their name.
 func tokenPlaceholders(tok *store.AccessToken) caddy.ReplacerFunc {
 	return func(key string) (any, bool) {
 		switch key {
 		case "http.auth.user.id":
 			return strconv.FormatInt(tok.User.ID, 10), true
 		case "http.auth.user.login":
-			return tok.User.Login, true
+			return headerSafe(tok.User.Login), true
 		case "http.auth.user.name":
-			return tok.User.Name, true
+			return headerSafe(tok.User.Name), true
 		case "http.auth.user.email":
-			return tok.User.Email, true
+			return headerSafe(tok.User.Email), true
 		case "mcp_auth.client_id":
-			return tok.ClientID, true
+			return headerSafe(tok.ClientID), true
 		case "mcp_auth.scope":
-			return tok.Scope, true
+			return headerSafe(tok.Scope), true
 		}
 		return nil, false
 	}
 }
+
+// noIdentity answers the identity placeholders with nothing, for a
+// request the gate passes on without a token.
+func noIdentity(key string) (any, bool) {
+	if slices.Contains(placeholderKeys, key) {
+		return "", true
+	}
+	return nil, false
+}
+
+// headerSafe returns s with each ASCII control character (what an HTTP
+// field value must not hold, RFC 9110 section 5.5) replaced by a space.
+// It allocates only when there is one to replace.
+func headerSafe(s string) string {
+	i := strings.IndexFunc(s, isControl)
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if isControl(rune(b[i])) {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+func isControl(c rune) bool { return c < 0x20 || c == 0x7f }
 
 // githubTransport is the connection pool for GitHub. Every refresh asks
 // GitHub who the user is, many at once under load: Go's default keeps two
@@ -407,16 +480,93 @@ func isPreflight(r *http.Request) bool {
 }
 
 // ambiguousPath reports whether the path could mean one thing to the gate,
-// which matches the cleaned, decoded path as Caddy does, and another to an
-// upstream that routes on the raw path: "/mcp/admin%2F.." is gated as
+// which matches the decoded, cleaned path as Caddy does, and another to an
+// upstream that routes on the raw path, decodes it once more, treats a
+// backslash as a slash, or strips servlet path parameters (";jsessionid=")
+// from each segment: "/mcp/admin%2F.." and "/mcp;/admin" are gated as
 // /mcp but may be routed under /mcp/admin. No MCP client sends these.
 func ambiguousPath(r *http.Request) bool {
-	raw := strings.ToLower(r.URL.EscapedPath())
-	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%2e") || strings.Contains(raw, "%5c") || strings.Contains(raw, "\\") {
-		return true
+	return ambiguousEscapedPath(r.URL.EscapedPath(), r.URL.Path)
+}
+
+// ambiguousEscapedPath is ambiguousPath for a path in its escaped (raw)
+// and decoded forms.
+func ambiguousEscapedPath(raw, decoded string) bool {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '\\', ';':
+			return true
+		case '%':
+			if i+2 < len(raw) {
+				// %2F /, %2E ., %5C \, %3B ;, and %25 %, which another
+				// decoding turns into any of them.
+				switch hi, lo := raw[i+1], raw[i+2]|0x20; {
+				case hi == '2' && (lo == 'f' || lo == 'e' || lo == '5'),
+					hi == '5' && lo == 'c', hi == '3' && lo == 'b':
+					return true
+				}
+			}
+		}
 	}
-	p := r.URL.Path
+	p := decoded
 	return strings.Contains(p, "/./") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
+}
+
+// underProtectedPath reports whether an ambiguous path falls under a
+// protected path in any reading an upstream may give it: raw, decoded
+// once or twice, without its path parameters, with backslashes as
+// slashes, with its dot segments resolved or kept. The gate's own
+// reading, Caddy's, may put "/mcp/..%2fx" outside /mcp (it cleans to
+// /x), while an upstream routing on the raw path serves it under /mcp.
+func (m *MCPAuth) underProtectedPath(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	for range 3 {
+		if m.hasProtectedPrefix(p) || m.hasProtectedPrefix(withoutPathParams(p)) {
+			return true
+		}
+		next, err := url.PathUnescape(p)
+		if err != nil || next == p {
+			break
+		}
+		p = next
+	}
+	return false
+}
+
+// hasProtectedPrefix reports whether p, read as Caddy's matcher would
+// (lower case, slashes merged) with backslashes as slashes, cleaned or
+// not, starts with a protected path.
+func (m *MCPAuth) hasProtectedPrefix(p string) bool {
+	p = strings.ToLower(strings.ReplaceAll(p, "\\", "/"))
+	for _, s := range [2]string{caddyhttp.CleanPath(p, true), mergeSlashes(p)} {
+		for i := range m.resources {
+			if strings.HasPrefix(s, m.resources[i].lowerPath) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mergeSlashes replaces each run of slashes in p by one.
+func mergeSlashes(p string) string {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	return p
+}
+
+// withoutPathParams removes from each segment of p what follows a ";",
+// as servlet containers do.
+func withoutPathParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i], _, _ = strings.Cut(s, ";")
+	}
+	return strings.Join(segs, "/")
 }
 
 // resourceFor returns the protected resource r falls under, longest

@@ -135,11 +135,13 @@ func cutRequestIssuer(r *http.Request, aud string) (string, bool) {
 }
 
 // refusal builds the RFC 6750 section 3 challenge. Descriptions are our
-// own constant strings, so they need no escaping beyond what they have.
+// own constant strings and scopes are checked scope tokens, so they need
+// no escaping; the metadata URL holds the request's host (with the default
+// issuer) and path, so it is written through writeURLParam.
 func (s *Server) refusal(r *http.Request, res *Resource, status int, code, description string) *Refusal {
 	var b strings.Builder
 	b.WriteString(`Bearer resource_metadata="`)
-	b.WriteString(s.metadataURL(r, res))
+	writeURLParam(&b, s.metadataURL(r, res))
 	b.WriteByte('"')
 	if res != nil && len(res.Scopes) > 0 {
 		b.WriteString(`, scope="`)
@@ -154,6 +156,26 @@ func (s *Server) refusal(r *http.Request, res *Resource, status int, code, descr
 		b.WriteByte('"')
 	}
 	return &Refusal{Status: status, Code: code, Description: description, challenge: b.String()}
+}
+
+// writeURLParam writes a URL as the content of a quoted-string auth-param
+// (RFC 9110 section 11.2), percent-encoding what would end the string or
+// the header (a quote, a backslash, controls) and anything not ASCII, so
+// the challenge stays one well-formed challenge whatever the request
+// holds. Go's server refuses such hosts and metadataURL such paths; this
+// does not rely on either.
+func writeURLParam(b *strings.Builder, u string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(u); i++ {
+		switch c := u[i]; {
+		case c <= ' ' || c >= 0x7f || c == '"' || c == '\\':
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		default:
+			b.WriteByte(c)
+		}
+	}
 }
 
 // ResourceFor returns the protected resource a cleaned request path falls
