@@ -338,6 +338,12 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			refuseAmbiguousPath(w)
 			return nil
 		}
+		// No token of ours reaches any upstream, gated or not: a client
+		// that sends its access token to another path of the site
+		// (probing, or misconfigured) must not hand it on.
+		if oauth.CarriesAccessToken(r) {
+			r.Header.Del("Authorization")
+		}
 		return next.ServeHTTP(w, r)
 	}
 	if ambiguousPath(r) {

@@ -192,3 +192,16 @@ func (s *Server) ResourceFor(path string) *Resource {
 	}
 	return best
 }
+
+// CarriesAccessToken reports whether r carries, in any Authorization
+// header, a bearer token in the form of this server's access tokens, so
+// that the glue can keep it from any upstream, on gated paths or not.
+func CarriesAccessToken(r *http.Request) bool {
+	for _, h := range r.Header.Values("Authorization") {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") &&
+			strings.HasPrefix(strings.TrimSpace(tok), prefixAccessToken) {
+			return true
+		}
+	}
+	return false
+}

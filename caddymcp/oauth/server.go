@@ -554,7 +554,7 @@ func checkResourcePath(p string) error {
 	if ReservedPath(p) {
 		return fmt.Errorf("oauth: protected path %q overlaps an endpoint of the authorization server", p)
 	}
-	return nil
+	return checkPrefixEnd(p)
 }
 
 // ReservedPath reports whether p is a path the authorization server

@@ -126,6 +126,10 @@ func TestGateEdgesAmbiguousPaths(t *testing.T) {
 	if resp, _ := e.rawRequest(t, http.MethodPost, "/elsewhere/a%2fb", "{}", bearer(site.AccessToken)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("an ungated path with an encoded slash: %s, want the upstream's 200", resp.Status)
 	}
+	// No token of ours reaches an upstream, on an ungated path either.
+	if seen := echo.all(); len(seen) == 0 || seen[len(seen)-1].Header.Get("Authorization") != "" {
+		t.Errorf("the ungated upstream received the client's access token")
+	}
 	if resp, _ := e.rawRequest(t, http.MethodPost, "/mcp/admin", "{}", bearer(mcp.AccessToken)); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/mcp/admin with a /mcp token: %s, want 401", resp.Status)
 	}
