@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,7 +86,7 @@ func TestMcpRemote(t *testing.T) {
 	opened := fakeBrowser(ctx, t, home)
 	callbackPort := freePort(t)
 
-	var stderr childOutput
+	var stderr lockedBuffer
 	cmd := exec.CommandContext(ctx, node, proxyJS, e.site+"/mcp", strconv.Itoa(callbackPort), "--debug")
 	cmd.Dir = home
 	// A clean environment: nothing from the developer's desktop (DISPLAY,
@@ -426,23 +424,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// childOutput is a bytes.Buffer safe for the child's stderr copier and
-// the test to share.
-type childOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *childOutput) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *childOutput) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
