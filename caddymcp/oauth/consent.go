@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -295,80 +294,6 @@ func (s *Server) recordConsent(w http.ResponseWriter, r *http.Request, p *store.
 func (s *Server) csrfToken(browser string, req *authzRequest) string {
 	return base64.RawURLEncoding.EncodeToString(s.keys.mac("consent",
 		browser, req.client.ID, req.redirectURI, req.state, req.challenge, req.resource, req.scope))
-}
-
-type consentData struct {
-	ClientName   string
-	ClientID     string
-	ClientURI    string
-	RedirectHost string
-	RedirectURI  string
-	Resource     string
-	Scopes       []string
-	Params       map[string]string
-	CSRF         string
-	// Identity says how the client is known; Warnings are shown above
-	// the buttons.
-	Identity string
-	Warnings []string
-}
-
-var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Authorize {{.ClientName}}</title>
-<style>
-body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}.host{font-size:1.2rem;font-weight:700;word-break:break-all}
-code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px;word-break:break-all}
-.warn{background:#fff4e5;border-left:4px solid #d97706;padding:.5rem .8rem;margin:1rem 0}
-.buttons{display:flex;gap:1rem;margin-top:2rem}button{font-size:1rem;padding:.6rem 1.4rem;border-radius:6px;border:1px solid #888;cursor:pointer}
-button.approve{background:#1f6feb;color:#fff;border-color:#1f6feb}
-</style></head><body>
-<h1>{{.ClientName}} wants to use this MCP server as you</h1>
-<p>{{.Identity}}</p>
-<p>After you approve, you sign in with GitHub and are sent back to:</p>
-<p class="host">{{.RedirectHost}}</p>
-<p><code>{{.RedirectURI}}</code></p>
-{{range .Warnings}}<p class="warn">{{.}}</p>
-{{end}}<p>Only approve if you started this from a client you trust and that address belongs to it.</p>
-<ul>
-<li>Client ID: <code>{{.ClientID}}</code>{{if .ClientURI}}, website as the client declares it: <code>{{.ClientURI}}</code>{{end}}</li>
-<li>Resource: <code>{{.Resource}}</code></li>
-<li>Scopes: {{if .Scopes}}{{range .Scopes}}<code>{{.}}</code> {{end}}{{else}}none beyond your identity{{end}}</li>
-</ul>
-<form method="post" action="/consent">
-{{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
-{{end}}<input type="hidden" name="csrf" value="{{.CSRF}}">
-<div class="buttons"><button class="approve" type="submit" name="action" value="approve">Approve</button>
-<button type="submit" name="action" value="deny">Deny</button></div>
-</form></body></html>
-`))
-
-func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string) {
-	name := req.client.Name
-	if name == "" {
-		name = "An unnamed client"
-	}
-	resource := req.resource
-	if resource == s.issuer(r) {
-		resource += " (every protected path)"
-	}
-	identity, warnings := s.describeClient(req)
-	setPageHeaders(w)
-	w.WriteHeader(http.StatusOK)
-	_ = consentPage.Execute(w, consentData{
-		ClientName:   name,
-		ClientID:     req.client.ID,
-		ClientURI:    req.client.ClientURI,
-		RedirectHost: redirectHost(req.redirectURI),
-		RedirectURI:  req.redirectURI,
-		Resource:     resource,
-		Scopes:       strings.Fields(req.scope),
-		Params:       req.params(),
-		CSRF:         s.csrfToken(browser, req),
-		Identity:     identity,
-		Warnings:     warnings,
-	})
 }
 
 // redirectHost is what the consent page shows most prominently: where the
