@@ -321,7 +321,11 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if g == nil || isPreflight(r) {
 		// A CORS preflight never carries credentials; whether the
-		// origin may call is the protected server's decision.
+		// origin may call is the protected server's decision, made
+		// against this site's issuer (issuer.go).
+		if g != nil {
+			setSiteGate(r.Context(), m)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	if ambiguousPath(r) {
