@@ -370,6 +370,9 @@ func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Del("Content-Length")
 		r.Header.Del("Transfer-Encoding")
 		repl.Map(noIdentity)
+		// mcp_server judges the preflight's origin against this site's
+		// issuer (issuer.go), which without a verdict it learns here.
+		setSiteGate(r.Context(), m)
 		return next.ServeHTTP(w, r)
 	}
 	tok, refusal := m.server.Authenticate(r, g.res)

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -31,9 +30,10 @@ func init() {
 // has authenticated. Without that gate it refuses every request: it never
 // runs as an anonymous server.
 //
-// Every revision the SDK speaks is served: up to 2025-11-25 with sessions,
-// 2026-07-28 (which has none) statelessly. Both transports are served on
-// the same path. A GET without an
+// Every revision the SDK speaks is served, all of them by the SDK's
+// stateless handler: up to 2025-11-25 with sessions (a session ID bound to
+// its user, which every instance checks), 2026-07-28 without (it has
+// none). Both transports are served on the same path. A GET without an
 // Mcp-Session-Id header opens a legacy SSE stream, whose endpoint event
 // points back at the same path with ?sessionid=, so its messages stay on
 // the same protected resource; everything else is Streamable HTTP.
@@ -46,10 +46,16 @@ func init() {
 // session ID is refused (403 for Streamable HTTP, 404 for SSE, where each
 // user's sessions live apart).
 //
-// Sessions are kept per process, shared by every mcp_server with the same
-// max_request_body and session_idle_timeout, so that they survive `caddy
-// reload`: a Streamable HTTP session, and a legacy SSE stream (which the old
-// config's server keeps serving), go on working with the new config.
+// Streamable HTTP holds nothing in the process, so any instance behind a
+// load balancer serves any request of a session (see mcpsessions.go). A
+// legacy SSE stream lives in the process that opened it; a message for it
+// reaching another instance is answered 421 at once (see mcpsse.go). The
+// streams are shared by every mcp_server of the process with the same
+// max_request_body, so that they survive `caddy reload` (the old config's
+// server keeps serving them).
+//
+// A request's Origin is judged against the issuer of the mcp_auth gate in
+// front, not against the scheme and Host it arrived with (see issuer.go).
 type MCPServer struct {
 	// AllowedOrigins lists the origins (scheme://host[:port]) of browser
 	// clients allowed to call, besides the site's own, such as
@@ -62,8 +68,10 @@ type MCPServer struct {
 	// are refused with 413. Default: 1 MiB.
 	MaxRequestBody int64 `json:"max_request_body,omitempty"`
 
-	// SessionIdleTimeout closes Streamable HTTP sessions that receive no
-	// request for this long. Default: 30m.
+	// SessionIdleTimeout is accepted for configurations written for
+	// earlier releases and has no effect: Streamable HTTP sessions hold
+	// nothing on the server, so that every instance serves them, and
+	// there is nothing to close (see mcpsessions.go).
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
 
 	*transports
@@ -71,28 +79,25 @@ type MCPServer struct {
 	logger  *zap.Logger
 }
 
-// transports are the SDK handlers of an MCPServer, which hold its
-// sessions. They are shared through sessionPool by every MCPServer with
-// the same settings, old config and new, so that sessions survive a
-// config reload: the new handler finds them where the old one left them.
+// transports are the SDK handlers of an MCPServer and the legacy SSE
+// streams open at this process. They are shared through sessionPool by
+// every MCPServer with the same settings, old config and new, so that the
+// streams survive a config reload: a message finds its stream where the
+// old config left it.
 type transports struct {
-	streamable http.Handler // sessions, for revisions up to 2025-11-25
-	stateless  http.Handler // from 2026-07-28, which has no sessions
-	sse        *perUserSSE
+	streamable http.Handler // every revision, statelessly (mcpsessions.go)
+	sse        *sseStreams
 }
 
-// Destruct lets the sessions go with the last config using them; the SDK
-// ends them at their idle timeout.
+// Destruct lets the streams go with the last config using them; each ends
+// with its client's GET.
 func (*transports) Destruct() error { return nil }
 
 // sessionPool holds the transports of this process by their settings.
 var sessionPool = caddy.NewUsagePool()
 
 // Defaults.
-const (
-	defaultMaxRequestBody     = 1 << 20
-	defaultSessionIdleTimeout = 30 * time.Minute
-)
+const defaultMaxRequestBody = 1 << 20
 
 // CaddyModule returns the Caddy module information.
 func (MCPServer) CaddyModule() caddy.ModuleInfo {
@@ -108,14 +113,15 @@ func (s *MCPServer) Provision(ctx caddy.Context) error {
 	if s.MaxRequestBody <= 0 {
 		s.MaxRequestBody = defaultMaxRequestBody
 	}
-	if s.SessionIdleTimeout <= 0 {
-		s.SessionIdleTimeout = caddy.Duration(defaultSessionIdleTimeout)
+	if s.SessionIdleTimeout > 0 {
+		s.logger.Warn("session_idle_timeout has no effect: Streamable HTTP sessions hold nothing on the server, so that every instance serves them; remove it",
+			zap.Duration("session_idle_timeout", time.Duration(s.SessionIdleTimeout)))
 	}
 	for i, o := range s.AllowedOrigins {
 		s.AllowedOrigins[i] = strings.TrimRight(strings.ToLower(o), "/")
 	}
 
-	s.poolKey = fmt.Sprintf("max_request_body=%d session_idle_timeout=%s", s.MaxRequestBody, time.Duration(s.SessionIdleTimeout))
+	s.poolKey = fmt.Sprintf("max_request_body=%d", s.MaxRequestBody)
 	val, _, err := sessionPool.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) { return s.newTransports(), nil })
 	if err != nil {
 		return err
@@ -135,29 +141,26 @@ func (s *MCPServer) Cleanup() error {
 
 // newTransports builds the SDK handlers for s's settings.
 func (s *MCPServer) newTransports() *transports {
-	// One server for all Streamable HTTP sessions: each request carries
-	// its caller in the SDK's TokenInfo, which also binds the session to
-	// the user.
+	// One server for every request: each carries its caller in the SDK's
+	// TokenInfo.
 	shared := newToolServer(tools.FromTokenInfo)
 	getServer := func(*http.Request) *mcp.Server { return shared }
 	withTokenInfo := auth.RequireBearerToken(tokenInfoFromGate, nil)
 	// The SDK's DNS-rebinding guard refuses loopback connections with
 	// another Host, which is every site behind a local proxy. Nothing here
 	// answers without a token, and Origin is checked in ServeHTTP.
-	t := &transports{}
-	t.streamable = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
-		SessionTimeout:             time.Duration(s.SessionIdleTimeout),
-		MaxRequestBodyBytes:        s.MaxRequestBody,
-		DisableLocalhostProtection: true,
-	})))
-	// The SDK speaks 2026-07-28 over HTTP only without sessions.
-	t.stateless = withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
-		Stateless:                  true,
-		MaxRequestBodyBytes:        s.MaxRequestBody,
-		DisableLocalhostProtection: true,
-	})))
-	t.sse = &perUserSSE{opts: &mcp.SSEOptions{MaxRequestBodyBytes: s.MaxRequestBody, DisableLocalhostProtection: true}}
-	return t
+	//
+	// Stateless at every revision, so that any instance serves any
+	// request (mcpsessions.go); the SDK speaks 2026-07-28 over HTTP only
+	// this way anyway.
+	return &transports{
+		streamable: withTokenInfo(withoutInternalAuthorization(mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+			Stateless:                  true,
+			MaxRequestBodyBytes:        s.MaxRequestBody,
+			DisableLocalhostProtection: true,
+		}))),
+		sse: &sseStreams{maxBody: s.MaxRequestBody, tag: instanceTag},
+	}
 }
 
 // newToolServer is an MCP server with the built-in tools, reporting this
@@ -273,84 +276,10 @@ func (a *authenticated) caller() *tools.Caller {
 	return &tools.Caller{User: a.token.User, ClientID: a.token.ClientID, Scope: a.token.Scope, GitHub: a.gitHub}
 }
 
-// perUserSSE keeps one SDK SSE handler per user, so that a session ID is
-// only ever looked up among the sessions of the user presenting it. A
-// user's handler lives while they have a stream open, so the map holds
-// only users with open streams.
-type perUserSSE struct {
-	opts  *mcp.SSEOptions
-	mu    sync.Mutex
-	users map[string]*userSSE // by authenticated.userKey
-}
-
-// userSSE is one user's SSE handler and how many streams it serves.
-type userSSE struct {
-	h       *mcp.SSEHandler
-	streams int
-}
-
-// serve opens a stream (GET) or posts a message to one of the user's
-// streams.
-func (p *perUserSSE) serve(userID string, w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		p.mu.Lock()
-		u := p.users[userID]
-		p.mu.Unlock()
-		if u == nil {
-			// What the SDK answers for a session it does not know.
-			http.Error(w, "session not found", http.StatusNotFound)
-			return
-		}
-		u.h.ServeHTTP(w, r)
-		return
-	}
-	u := p.open(userID)
-	defer p.close(userID, u)
-	u.h.ServeHTTP(w, r) // returns when the stream ends
-}
-
-func (p *perUserSSE) open(userID string) *userSSE {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	u := p.users[userID]
-	if u == nil {
-		if p.users == nil {
-			p.users = map[string]*userSSE{}
-		}
-		u = &userSSE{h: mcp.NewSSEHandler(func(r *http.Request) *mcp.Server {
-			// A new session, opened by this user's GET: its tools act
-			// for the caller who opened it.
-			a := authenticatedFrom(r.Context())
-			if a == nil {
-				return nil
-			}
-			return newToolServer(tools.Fixed(a.caller()))
-		}, p.opts)}
-		p.users[userID] = u
-	}
-	u.streams++
-	return u
-}
-
-func (p *perUserSSE) close(userID string, u *userSSE) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if u.streams--; u.streams == 0 && p.users[userID] == u {
-		delete(p.users, userID)
-	}
-}
-
-// size is how many users have streams open.
-func (p *perUserSSE) size() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.users)
-}
-
 // ServeHTTP serves the MCP transports to authenticated users.
 func (s *MCPServer) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	origin := r.Header.Get("Origin")
-	if origin != "" && !s.originAllowed(r, origin) {
+	if origin != "" && !s.originAllowed(siteOrigin(r), origin) {
 		s.logger.Debug("refused a foreign origin", zap.String("origin", origin))
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil
@@ -375,15 +304,14 @@ func (s *MCPServer) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			errors.New("mcp_server needs an mcp_auth gate in front of it: add this path to mcp_auth's protect list"))
 	}
 	if isLegacySSE(r) {
-		s.sse.serve(a.userKey(), w, r)
+		s.sse.serve(a, w, r)
+		return nil
+	}
+	if r.Header.Get("MCP-Protocol-Version") < sessionlessRevision && !s.sessionFor(w, r, a.userKey()) {
 		return nil
 	}
 	r.Header.Set("Authorization", internalAuthorization)
-	if r.Header.Get("MCP-Protocol-Version") >= sessionlessRevision {
-		s.stateless.ServeHTTP(w, r)
-	} else {
-		s.streamable.ServeHTTP(w, r)
-	}
+	s.streamable.ServeHTTP(w, r)
 	return nil
 }
 
@@ -407,14 +335,11 @@ func isLegacySSE(r *http.Request) bool {
 }
 
 // originAllowed reports whether a browser at origin may call: the site
-// itself, or a configured origin.
-func (s *MCPServer) originAllowed(r *http.Request, origin string) bool {
+// itself (site, the origin of the gate's issuer: see siteOrigin), or a
+// configured origin.
+func (s *MCPServer) originAllowed(site, origin string) bool {
 	origin = strings.TrimRight(strings.ToLower(origin), "/")
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if origin == scheme+"://"+strings.ToLower(r.Host) {
+	if site != "" && origin == site {
 		return true
 	}
 	return slices.Contains(s.AllowedOrigins, origin) || slices.Contains(s.AllowedOrigins, "*")

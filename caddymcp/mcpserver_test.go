@@ -10,26 +10,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
 
-// TestPerUserSSEShrinks: a user's SSE handler lives only while they have a
-// stream open, and messages for users without one do not add entries.
-func TestPerUserSSEShrinks(t *testing.T) {
-	p := &perUserSSE{opts: &mcp.SSEOptions{DisableLocalhostProtection: true}}
+// TestSSEStreamsShrink: the streams map holds only open streams, and
+// messages for unknown sessions add nothing.
+func TestSSEStreamsShrink(t *testing.T) {
+	p := &sseStreams{maxBody: defaultMaxRequestBody, tag: instanceTag}
+	gate := testGate(t)
 	for i := range 50 {
-		r := httptest.NewRequest(http.MethodPost, "/sse?sessionid=x", strings.NewReader("{}"))
+		r := httptest.NewRequest(http.MethodPost, "/sse?sessionid=x"+strconv.Itoa(i), strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
-		p.serve(strconv.Itoa(i), w, r)
+		p.serve(&authenticated{gate: gate, token: &store.AccessToken{User: store.Identity{ID: int64(i)}}}, w, r)
 		if w.Code != http.StatusNotFound {
-			t.Fatalf("POST for a user without streams: %d, want 404", w.Code)
+			t.Fatalf("POST for an unknown session: %d, want 404", w.Code)
 		}
 	}
 	if n := p.size(); n != 0 {
-		t.Fatalf("after messages to unknown sessions: %d users in the map, want 0", n)
+		t.Fatalf("after messages to unknown sessions: %d streams, want 0", n)
 	}
 
 	var wg sync.WaitGroup
@@ -37,24 +37,30 @@ func TestPerUserSSEShrinks(t *testing.T) {
 	for _, user := range []int64{7, 7, 8} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancels = append(cancels, cancel)
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
-		setAuthenticated(ctx, &authenticated{token: &store.AccessToken{User: store.Identity{ID: user}}})
+		a := &authenticated{gate: gate, token: &store.AccessToken{User: store.Identity{ID: user}}}
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil).WithContext(ctx)
-		wg.Go(func() { p.serve(strconv.FormatInt(user, 10), httptest.NewRecorder(), r) })
+		wg.Go(func() { p.serve(a, httptest.NewRecorder(), r) })
 	}
-	waitFor(t, "two users with streams", func() bool { return p.size() == 2 })
+	waitFor(t, "three streams", func() bool { return p.size() == 3 })
 	cancels[2]()
-	waitFor(t, "user 8's stream closed", func() bool { return p.size() == 1 })
+	waitFor(t, "user 8's stream closed", func() bool { return p.size() == 2 })
 	cancels[0]()
-	time.Sleep(50 * time.Millisecond) // one of user 7's two streams is still open
-	if n := p.size(); n != 1 {
-		t.Errorf("with one of user 7's streams open: %d users, want 1", n)
-	}
+	waitFor(t, "one of user 7's streams closed", func() bool { return p.size() == 1 })
 	cancels[1]()
 	wg.Wait()
 	if n := p.size(); n != 0 {
-		t.Errorf("after every stream closed: %d users in the map, want 0", n)
+		t.Errorf("after every stream closed: %d streams in the map, want 0", n)
 	}
+}
+
+// testGate is an mcp_auth gate with only what mcp_server asks of it.
+func testGate(t testing.TB) *MCPAuth {
+	t.Helper()
+	idp, err := githubidp.New(githubidp.Config{ClientID: "test", ClientSecret: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &MCPAuth{idp: idp}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
