@@ -116,7 +116,7 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	timeout := time.Duration(p.ConnectTimeout)
 	log := ctx.Logger()
 	val, _, err := postgresPool.LoadOrNew(p.key, func() (caddy.Destructor, error) {
-		st, err := pgstore.OpenConfig(context.Background(), cfg, pgstore.Options{ConnectTimeout: timeout})
+		st, err := pgstore.OpenConfig(context.Background(), cfg, pgstore.Options{ConnectTimeout: timeout, Logger: log.Named("revocations")})
 		if err != nil {
 			return nil, err
 		}

@@ -54,7 +54,7 @@ func (s *Store) RevokeGrants(ctx context.Context, f store.GrantFilter) (int, err
 	var n int
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		n, _, err = revokeGrantsWhere(ctx, tx, cond, args...)
+		n, _, err = s.revokeGrantsWhere(ctx, tx, cond, args...)
 		return err
 	})
 	if err != nil {

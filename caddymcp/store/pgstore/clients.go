@@ -57,7 +57,8 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 
 // DeleteClient implements store.Store. Deleting the row first locks it, so
 // that a CreateGrant for this client either finished before (and its grant
-// is revoked here) or finds the client gone.
+// is revoked here) or finds the client gone. The other instances are
+// notified even if the client had no grant, to forget the client.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	if !store.ValidID(id) {
 		return store.ErrNotFound
@@ -76,7 +77,10 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM mcp_auth_leftovers WHERE key = $1`, store.LedgerKey(store.LeftoverClient, id)); err != nil {
 			return err
 		}
-		_, _, err = revokeGrantsWhere(ctx, tx, `client_id = $1`, id)
+		if err := s.notifyRevoked(ctx, tx); err != nil {
+			return err
+		}
+		_, _, err = s.revokeGrantsWhere(ctx, tx, `client_id = $1`, id)
 		return err
 	})
 	if err != nil {

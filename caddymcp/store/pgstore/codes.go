@@ -128,7 +128,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash []byte, now time.Time) 
 		c.Used = used
 		if res = store.CheckCodeUse(&c, now); res != nil {
 			if res == store.ErrCodeReplayed && grantID != nil {
-				_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *grantID)
+				_, _, err := s.revokeGrantsWhere(ctx, tx, `id = $1`, *grantID)
 				return err
 			}
 			return nil

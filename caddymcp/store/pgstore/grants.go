@@ -52,7 +52,7 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant, at *store.Acces
 			return nil
 		}
 		if withCode {
-			refusal, rev, err := code.refusal(ctx, tx, g)
+			refusal, rev, err := code.refusal(ctx, s, tx, g)
 			if err != nil || refusal != nil {
 				res, revoked = refusal, rev
 				return err
@@ -100,7 +100,7 @@ func (c *lockedCode) scan(row pgx.Row) error {
 // refusal returns the outcome that refuses grant g from this code, if
 // any. A replay revokes the grant the code produced, and revoked says
 // whether there was one.
-func (c *lockedCode) refusal(ctx context.Context, tx pgx.Tx, g *store.Grant) (refusal error, revoked bool, err error) {
+func (c *lockedCode) refusal(ctx context.Context, s *Store, tx pgx.Tx, g *store.Grant) (refusal error, revoked bool, err error) {
 	if !c.found {
 		return store.ErrNotFound, false, nil
 	}
@@ -111,7 +111,7 @@ func (c *lockedCode) refusal(ctx context.Context, tx pgx.Tx, g *store.Grant) (re
 	code.Used = c.used
 	refusal = store.CheckCodeGrant(&code, g)
 	if refusal == store.ErrCodeReplayed && c.bound != nil {
-		if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, *c.bound); err != nil {
+		if _, _, err := s.revokeGrantsWhere(ctx, tx, `id = $1`, *c.bound); err != nil {
 			return nil, false, err
 		}
 		return refusal, true, nil
@@ -267,7 +267,7 @@ func (s *Store) refreshReused(ctx context.Context, hash []byte, use store.Refres
 			// revoke a token that is not reused.
 			return nil
 		}
-		if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
+		if _, _, err := s.revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
 			return err
 		}
 		res = store.ErrRefreshReused
@@ -324,7 +324,7 @@ func (s *Store) RotateRefresh(ctx context.Context, oldHash []byte, use store.Ref
 		}
 		if v == store.RefreshReused {
 			// Commit the revocation, then report the reuse.
-			if _, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
+			if _, _, err := s.revokeGrantsWhere(ctx, tx, `id = $1`, cur.ID); err != nil {
 				return err
 			}
 			res = store.ErrRefreshReused
@@ -365,12 +365,15 @@ func rotate(ctx context.Context, tx pgx.Tx, cur, g *store.Grant, v store.Refresh
 	return tx.SendBatch(ctx, &b).Close()
 }
 
-// RevokeAccessToken implements store.Store.
+// RevokeAccessToken implements store.Store. One statement, so one
+// transaction: the token's deletion and, if there was a token, the
+// notification to the other instances.
 func (s *Store) RevokeAccessToken(ctx context.Context, hash []byte) error {
 	if !store.ValidKey(hash) {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM mcp_auth_access WHERE hash = $1`, hash)
+	_, err := s.pool.Exec(ctx, `WITH d AS (DELETE FROM mcp_auth_access WHERE hash = $1 RETURNING 1)
+SELECT pg_notify($2, $3) FROM d`, hash, s.channel, s.self)
 	s.tokens.Invalidate()
 	return dbErr(err)
 }
@@ -381,7 +384,7 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
 		return nil
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		_, _, err := revokeGrantsWhere(ctx, tx, `id = $1`, grantID)
+		_, _, err := s.revokeGrantsWhere(ctx, tx, `id = $1`, grantID)
 		return err
 	})
 }
@@ -389,12 +392,14 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) error {
 // revokeGrantsWhere revokes the grants matching cond (an SQL condition on
 // mcp_auth_grants with parameters args): it deletes them, their access
 // tokens and their refresh tokens, and returns how many grants and how
-// many records in all it deleted.
+// many records in all it deleted. If it deleted a grant, the other
+// instances are notified when tx commits. (Access tokens are deleted only
+// with their grant, and a token whose grant is gone is dead already.)
 //
 // The grants are locked first, in a statement of their own, so that a
 // rotation that holds one finishes before the tokens are collected, and
 // the token deletions (each with a fresh snapshot) see its new pair.
-func revokeGrantsWhere(ctx context.Context, tx pgx.Tx, cond string, args ...any) (grants, records int, err error) {
+func (s *Store) revokeGrantsWhere(ctx context.Context, tx pgx.Tx, cond string, args ...any) (grants, records int, err error) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM mcp_auth_grants WHERE `+cond+` FOR UPDATE`, args...); err != nil {
 		return 0, 0, err
 	}
@@ -410,6 +415,11 @@ func revokeGrantsWhere(ctx context.Context, tx pgx.Tx, cond string, args ...any)
 		}
 		records += int(tag.RowsAffected())
 		grants = int(tag.RowsAffected()) // the last statement's count
+	}
+	if grants > 0 {
+		if err := s.notifyRevoked(ctx, tx); err != nil {
+			return 0, 0, err
+		}
 	}
 	return grants, records, nil
 }

@@ -29,17 +29,25 @@
 // leaves its dead tokens to Sweep), and keeps rotated refresh tokens until
 // they expire so that their reuse is still recognised. Token lookups join
 // the grant, so a token never outlives its grant.
+//
+// Each instance keeps the access tokens and clients it read in memory for
+// Options.CacheTTL. Every transaction that revokes also sends a
+// notification (LISTEN/NOTIFY, notify.go) on which the other instances
+// empty their caches at once; a notification that is lost leaves the TTL
+// as the bound.
 package pgstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
@@ -53,6 +61,16 @@ type Options struct {
 	// ConnectTimeout bounds Open's first connection and schema check.
 	// Zero means 10 seconds.
 	ConnectTimeout time.Duration
+
+	// CacheTTL is how long an access token or client read from the
+	// database is served from memory: the longest a revocation made on
+	// another instance takes to be refused here when its notification is
+	// lost. Zero means CacheTTL (1 second).
+	CacheTTL time.Duration
+
+	// Logger receives the revocation listener's reports (its connection
+	// lost, and back), never a password. Nil discards them.
+	Logger *zap.Logger
 }
 
 // Store is a store.Store in PostgreSQL. It is safe for concurrent use, by
@@ -61,16 +79,26 @@ type Store struct {
 	pool *pgxpool.Pool
 	// tokens caches access tokens for the gate, and clients those the
 	// token endpoint reads on every request. This instance empties them
-	// after each of its own deleting writes; deletions made by other
-	// instances are seen within CacheTTL.
+	// after each of its own deleting writes, and when another instance's
+	// revocation is notified (notify.go); a deletion whose notification
+	// was lost is seen within the TTL.
 	tokens  store.TokenCache
 	clients store.Cache[store.Client]
+
+	// channel is the schema's notification channel, self the payload of
+	// this store's notifications, listener the goroutine that hears the
+	// others'.
+	channel  string
+	self     string
+	listener *listener
+	closing  sync.Once
 }
 
-// CacheTTL is how long an access token or client read from the database is
-// served from memory: the longest a revocation made on another instance
-// takes to be refused here. Revocations made on this instance are refused
-// at once. (A client deleted elsewhere and still cached here gets no
+// CacheTTL is the default of Options.CacheTTL: how long an access token or
+// client read from the database is served from memory. Revocations made on
+// this instance are refused at once, and those made on another as soon as
+// its notification arrives; CacheTTL bounds the delay when a notification
+// is lost. (A client deleted elsewhere and still cached here gets no
 // tokens: issuing and refreshing lock its row or its grant.)
 const CacheTTL = time.Second
 
@@ -85,7 +113,8 @@ var ErrBadDSN = errors.New("pgstore: the connection string does not parse (it is
 // connection string; pool settings such as pool_max_conns are accepted),
 // creates or migrates the schema, and returns the store. It fails if the
 // database cannot be reached within opts.ConnectTimeout, or holds a schema
-// written by a newer caddymcp.
+// written by a newer caddymcp. It starts the revocation listener, which
+// holds one more connection to the database, outside the pool.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -109,20 +138,39 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s := &Store{pool: pool}
-	s.tokens.TTL = CacheTTL
-	s.clients.TTL = CacheTTL
+	ttl := opts.CacheTTL
+	if ttl <= 0 {
+		ttl = CacheTTL
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Store{pool: pool, self: newNonce()}
+	s.tokens.TTL = ttl
+	s.clients.TTL = ttl
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	if err := pool.QueryRow(ctx, channelSQL).Scan(&s.channel); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: naming the notification channel: %w", err)
+	}
+	if s.listener, err = startListener(ctx, s, cfg.ConnConfig, log); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: listening for revocations: %w", err)
+	}
 	return s, nil
 }
 
-// Close closes the pool. It waits for connections in use; calling it again
-// is a no-op.
+// Close stops the revocation listener and closes the pool. It waits for
+// connections in use; calling it again is a no-op.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closing.Do(func() {
+		s.listener.stop()
+		s.pool.Close()
+	})
 	return nil
 }
 

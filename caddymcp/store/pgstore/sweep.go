@@ -57,7 +57,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	// Lapsed grants take live access tokens with them, and unused
 	// clients go.
 	defer s.invalidate()
-	total, err := sweepGrants(ctx, conn, now)
+	total, err := s.sweepGrants(ctx, conn, now)
 	if err != nil {
 		return total, dbErr(err)
 	}
@@ -72,8 +72,9 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 }
 
 // sweepGrants revokes lapsed grants, a batch per transaction, and returns
-// how many records it deleted.
-func sweepGrants(ctx context.Context, conn *pgxpool.Conn, now time.Time) (int, error) {
+// how many records it deleted. Each batch notifies the other instances,
+// since a lapsed grant's access tokens may still be live.
+func (s *Store) sweepGrants(ctx context.Context, conn *pgxpool.Conn, now time.Time) (int, error) {
 	total := 0
 	for {
 		var n, records int
@@ -91,7 +92,7 @@ LIMIT $2 FOR UPDATE SKIP LOCKED`, now, sweepBatch)
 			if n == 0 {
 				return nil
 			}
-			_, records, err = revokeGrantsWhere(ctx, tx, `id = ANY($1)`, ids)
+			_, records, err = s.revokeGrantsWhere(ctx, tx, `id = ANY($1)`, ids)
 			return err
 		})
 		if err != nil {
