@@ -55,6 +55,10 @@ type env struct {
 	// profile, if set, starts a CPU profile of Caddy for a phase and
 	// returns a function that waits for it.
 	profile func(name string, d time.Duration) func()
+	// dialPort, if set, is the loopback port this env's clients connect
+	// to whatever port the site's URL names: a second instance of the
+	// site, as a load balancer would pick it (see revocation.go).
+	dialPort string
 }
 
 // freePort returns a loopback port that was free a moment ago, outside
@@ -285,6 +289,9 @@ func (e *env) clientFrom(conns int, from net.IP) *http.Client {
 			// 127.0.0.1 only.
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				if host, port, err := net.SplitHostPort(addr); err == nil && host == "localhost" {
+					if e.dialPort != "" {
+						port = e.dialPort
+					}
 					addr = net.JoinHostPort("127.0.0.1", port)
 				}
 				return d.DialContext(ctx, network, addr)

@@ -13,7 +13,11 @@
 //     -conns concurrent clients, with codes obtained beforehand through the
 //     whole flow (authorize, consent, GitHub stand-in, callback), every
 //     token checked distinct and the store's grant count checked exact;
-//   - startup: provisioning with -grants grants in the store, and a reload.
+//   - startup: provisioning with -grants grants in the store, and a reload;
+//   - revocation (with -postgres, not among the default phases): a second
+//     Caddy on the same database, and the delay from a revocation's answer
+//     at one instance to the first refusal of the token at the other,
+//     which had it in memory, over -revocations revocations.
 //
 // Access tokens are obtained through the real OAuth flow; only the startup
 // store is seeded through the store's API. GitHub is the in-repository
@@ -47,7 +51,7 @@ type config struct {
 	codes    int           // authorization_code grants
 	grants   int           // grants in the startup store
 	profile  string        // directory for CPU profiles of Caddy, or ""
-	phases   string        // comma-separated subset of proxy,streams,tokens,startup,soak
+	phases   string        // comma-separated subset of proxy,streams,tokens,startup,soak,revocation
 	dir      string        // working directory, or "" for a temporary one
 	postgres bool          // state in a throwaway PostgreSQL server instead of bbolt
 	// soakDuration is the length of the soak phase, soakStreams the SSE
@@ -55,6 +59,8 @@ type config struct {
 	soakDuration time.Duration
 	soakStreams  int
 	soakFlood    int // requests a second of each of the soak's floods
+	// revocations is how many tokens the revocation phase revokes.
+	revocations int
 }
 
 func main() {
@@ -67,11 +73,12 @@ func main() {
 	flag.IntVar(&c.codes, "codes", 8000, "authorization codes to obtain and exchange")
 	flag.IntVar(&c.grants, "grants", 100000, "grants in the store for the startup measurement")
 	flag.StringVar(&c.profile, "cpuprofile", "", "directory to write profiles of Caddy into (CPU: gated proxy, token phases; heap: each route's held streams)")
-	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run (soak, not among the default, too)")
+	flag.StringVar(&c.phases, "phases", "proxy,streams,tokens,startup", "phases to run (soak and revocation, not among the default, too)")
 	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one, removed afterwards)")
 	flag.DurationVar(&c.soakDuration, "soak-duration", 3*time.Minute, "length of the soak phase (-phases soak): mixed legitimate and abusive traffic at once")
 	flag.IntVar(&c.soakStreams, "soak-streams", 300, "SSE streams the soak phase holds at once")
 	flag.IntVar(&c.soakFlood, "soak-flood", 300, "requests a second of each of the soak phase's two floods")
+	flag.IntVar(&c.revocations, "revocations", 200, "revocations the revocation phase (-phases revocation, with -postgres) times")
 	flag.BoolVar(&c.postgres, "postgres", false, "keep state in a throwaway PostgreSQL server (its binaries must be installed) instead of bbolt; not with the startup phase")
 	flag.Parse()
 	if err := run(c, os.Stdout); err != nil {
@@ -104,11 +111,19 @@ func run(c config, w io.Writer) error {
 	if c.postgres && has("soak") {
 		return fmt.Errorf("-postgres does not run the soak phase (it watches the bbolt file)")
 	}
+	if has("revocation") && !c.postgres {
+		return fmt.Errorf("the revocation phase needs -postgres: its two instances share a PostgreSQL database")
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (nproc), %s, %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 
 	if has("proxy") || has("streams") || has("tokens") {
 		if err := runMain(c, dir, has, w); err != nil {
 			return err
+		}
+	}
+	if has("revocation") {
+		if err := revocationPhase(dir, c.revocations, w); err != nil {
+			return fmt.Errorf("revocation: %w", err)
 		}
 	}
 	if has("startup") {
