@@ -336,9 +336,9 @@ func (s *Server) clientFromDocument(id string, body []byte) (*store.Client, erro
 		// (private_key_jwt) are not supported here.
 		return nil, &cimdError{description: `the client metadata document's token_endpoint_auth_method must be "none"`}
 	}
-	c, code, msg := newClient(&doc.registrationRequest)
-	if code != "" {
-		return nil, &cimdError{description: "the client metadata document is invalid: " + msg}
+	c, cerr := newClient(&doc.registrationRequest)
+	if cerr != nil {
+		return nil, &cimdError{description: "the client metadata document is invalid: " + cerr.Description}
 	}
 	// No creation time: the document is the client, whenever it was
 	// fetched, so approvals of it do not lapse each time the cache

@@ -12,28 +12,28 @@ import (
 // Refusal is the answer to a request for a protected resource that did not
 // carry an acceptable access token: a 401 or 403 with an RFC 6750
 // challenge that names the resource's RFC 9728 metadata document, so an
-// MCP client can discover where to get one.
+// MCP client can discover where to get one. Its Code is empty when the
+// request carried no token at all (RFC 6750 section 3.1: no error then),
+// or one of ErrInvalidRequest, ErrInvalidToken, ErrInsufficientScope and
+// ErrTemporarilyUnavailable.
 type Refusal struct {
-	Status      int
-	Code        string // "", invalid_request, invalid_token or insufficient_scope
-	Description string
+	Error
 	// Reason is the gate's decision, one of the Gate* constants.
-	Reason    string
-	challenge string
+	Reason string
 }
 
 // Write sends the refusal.
 func (f *Refusal) Write(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("WWW-Authenticate", f.challenge)
 	if f.Code == "" {
+		h := w.Header()
+		h.Set("WWW-Authenticate", f.Challenge)
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(f.Status)
 		_, _ = w.Write([]byte("an access token is required\n"))
 		return
 	}
-	writeOAuthError(w, f.Status, f.Code, f.Description)
+	f.Error.Write(w)
 }
 
 // Authenticate checks the bearer token of a request to the protected
@@ -51,48 +51,48 @@ func (s *Server) Authenticate(r *http.Request, res *Resource) (*store.AccessToke
 }
 
 func (s *Server) authenticate(r *http.Request, res *Resource) (*store.AccessToken, *Refusal) {
-	refuse := func(reason string, status int, code, description string) *Refusal {
-		f := s.refusal(r, res, status, code, description)
-		f.Reason = reason
-		return f
+	refuse := func(reason string, e *Error) *Refusal {
+		return &Refusal{Error: s.challenged(r, res, e), Reason: reason}
 	}
+	// No token: no error code (RFC 6750 section 3.1).
+	missing := &Error{Status: http.StatusUnauthorized}
 	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
-		return nil, refuse(GateBadRequest, http.StatusBadRequest, "invalid_request", "send the access token in the Authorization header, not the URL")
+		return nil, refuse(GateBadRequest, newError(ErrInvalidRequest, "send the access token in the Authorization header, not the URL"))
 	}
 	hdrs := r.Header.Values("Authorization")
 	if len(hdrs) == 0 {
-		return nil, refuse(GateMissing, http.StatusUnauthorized, "", "")
+		return nil, refuse(GateMissing, missing)
 	}
 	if len(hdrs) > 1 {
-		return nil, refuse(GateBadRequest, http.StatusBadRequest, "invalid_request", "send one Authorization header")
+		return nil, refuse(GateBadRequest, newError(ErrInvalidRequest, "send one Authorization header"))
 	}
 	scheme, tok, ok := strings.Cut(hdrs[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, refuse(GateMissing, http.StatusUnauthorized, "", "")
+		return nil, refuse(GateMissing, missing)
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" || len(tok) > maxSecretLen {
-		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is malformed")
+		return nil, refuse(GateInvalid, newError(ErrInvalidToken, "the access token is malformed"))
 	}
 	at, err := s.store.GetAccessToken(r.Context(), store.SecretKey(prefixAccessToken, tok), s.now())
 	if errors.Is(err, store.ErrExpired) {
-		return nil, refuse(GateExpired, http.StatusUnauthorized, "invalid_token", "the access token has expired")
+		return nil, refuse(GateExpired, newError(ErrInvalidToken, "the access token has expired"))
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse(GateInvalid, http.StatusUnauthorized, "invalid_token", "the access token is invalid or revoked")
+		return nil, refuse(GateInvalid, newError(ErrInvalidToken, "the access token is invalid or revoked"))
 	}
 	if err != nil {
 		s.log.Error("looking up an access token", zapErr(err))
-		return nil, refuse(GateUnavailable, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be checked; try again")
+		return nil, refuse(GateUnavailable, newError(ErrTemporarilyUnavailable, "the token could not be checked; try again"))
 	}
 	if !s.audienceOK(r, res, at.Resource) {
-		return nil, refuse(GateWrongAudience, http.StatusUnauthorized, "invalid_token", "the access token was issued for another resource")
+		return nil, refuse(GateWrongAudience, newError(ErrInvalidToken, "the access token was issued for another resource"))
 	}
 	if res != nil && len(res.Scopes) > 0 {
 		have := strings.Fields(at.Scope)
 		for _, need := range res.Scopes {
 			if !slices.Contains(have, need) {
-				return nil, refuse(GateInsufficientScope, http.StatusForbidden, "insufficient_scope", "the access token lacks a scope this resource requires")
+				return nil, refuse(GateInsufficientScope, newError(ErrInsufficientScope, "the access token lacks a scope this resource requires"))
 			}
 		}
 	}
@@ -134,11 +134,11 @@ func cutRequestIssuer(r *http.Request, aud string) (string, bool) {
 	return strings.CutPrefix(rest, host)
 }
 
-// refusal builds the RFC 6750 section 3 challenge. Descriptions are our
-// own constant strings and scopes are checked scope tokens, so they need
-// no escaping; the metadata URL holds the request's host (with the default
-// issuer) and path, so it is written through writeURLParam.
-func (s *Server) refusal(r *http.Request, res *Resource, status int, code, description string) *Refusal {
+// challenged is e with the RFC 6750 section 3 challenge. Descriptions are
+// our own constant strings and scopes are checked scope tokens, so they
+// need no escaping; the metadata URL holds the request's host (with the
+// default issuer) and path, so it is written through writeURLParam.
+func (s *Server) challenged(r *http.Request, res *Resource, e *Error) Error {
 	var b strings.Builder
 	b.WriteString(`Bearer resource_metadata="`)
 	writeURLParam(&b, s.metadataURL(r, res))
@@ -148,14 +148,16 @@ func (s *Server) refusal(r *http.Request, res *Resource, status int, code, descr
 		b.WriteString(strings.Join(res.Scopes, " "))
 		b.WriteByte('"')
 	}
-	if code != "" && code != "temporarily_unavailable" {
+	if e.Code != "" && e.Code != ErrTemporarilyUnavailable {
 		b.WriteString(`, error="`)
-		b.WriteString(code)
+		b.WriteString(string(e.Code))
 		b.WriteString(`", error_description="`)
-		b.WriteString(description)
+		b.WriteString(e.Description)
 		b.WriteByte('"')
 	}
-	return &Refusal{Status: status, Code: code, Description: description, challenge: b.String()}
+	c := *e
+	c.Challenge = b.String()
+	return c
 }
 
 // writeURLParam writes a URL as the content of a quoted-string auth-param

@@ -37,13 +37,13 @@ func TestChallengeWellFormed(t *testing.T) {
 		r.TLS = &tls.ConnectionState{}
 		r.Host = tc.host
 		r.URL = &url.URL{Path: tc.path, RawPath: tc.path}
-		for _, code := range []string{"", "invalid_token", "insufficient_scope"} {
-			f := s.refusal(r, res, http.StatusUnauthorized, code, "the access token is invalid or revoked")
-			if !challengeSyntax.MatchString(f.challenge) {
-				t.Errorf("host %q path %q: challenge %q is not one well-formed challenge", tc.host, tc.path, f.challenge)
+		for _, code := range []ErrorCode{"", ErrInvalidToken, ErrInsufficientScope} {
+			f := s.challenged(r, res, &Error{Code: code, Description: "the access token is invalid or revoked", Status: http.StatusUnauthorized})
+			if !challengeSyntax.MatchString(f.Challenge) {
+				t.Errorf("host %q path %q: challenge %q is not one well-formed challenge", tc.host, tc.path, f.Challenge)
 				continue
 			}
-			m := regexp.MustCompile(`^Bearer resource_metadata="([^"]*)"`).FindStringSubmatch(f.challenge)
+			m := regexp.MustCompile(`^Bearer resource_metadata="([^"]*)"`).FindStringSubmatch(f.Challenge)
 			decoded, err := url.PathUnescape(m[1])
 			if want := "https://" + strings.ToLower(tc.host) + "/.well-known/oauth-protected-resource/mcp"; err != nil || !strings.HasPrefix(decoded, want) {
 				t.Errorf("host %q path %q: resource_metadata %q (%q, %v), want it to start with %q", tc.host, tc.path, m[1], decoded, err, want)

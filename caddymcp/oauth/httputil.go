@@ -27,17 +27,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// oauthError is the RFC 6749 section 5.2 error body.
-type oauthError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
-func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	retryAfter503(w, status)
-	writeJSON(w, status, oauthError{Error: code, Description: description})
-}
-
 // retryAfter503 tells a client when to try again after a 503 (the store
 // did not answer: a database restart, a failover), unless the handler
 // already said.
@@ -67,7 +56,7 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) boo
 		}
 	}
 	h.Set("Allow", strings.Join(methods, ", "))
-	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method "+r.Method+" is not allowed here")
+	newError(ErrInvalidRequest, "method "+r.Method+" is not allowed here").withStatus(http.StatusMethodNotAllowed).Write(w)
 	return false
 }
 

@@ -86,7 +86,7 @@ func (s *Server) servePRM(w http.ResponseWriter, r *http.Request) {
 			res = s.ResourceFor(sub)
 		}
 		if res == nil {
-			writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at "+quote(sub))
+			newError(ErrNotFound, "no protected resource at "+quote(sub)).Write(w)
 			return
 		}
 		doc.Resource = iss + sub

@@ -85,11 +85,11 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.RegistrationClosed {
-		writeOAuthError(w, http.StatusForbidden, "access_denied", "this server does not accept dynamic client registration; use a pre-registered client or a client ID metadata document")
+		newError(ErrAccessDenied, "this server does not accept dynamic client registration; use a pre-registered client or a client ID metadata document").Write(w)
 		return
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
+		newError(ErrInvalidClientMetadata, "the body must be application/json").Write(w)
 		return
 	}
 	var req registrationRequest
@@ -97,19 +97,19 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_client_metadata", "the registration request is too large")
+			newError(ErrInvalidClientMetadata, "the registration request is too large").withStatus(http.StatusRequestEntityTooLarge).Write(w)
 			return
 		}
-		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body is not a JSON object of client metadata")
+		newError(ErrInvalidClientMetadata, "the body is not a JSON object of client metadata").Write(w)
 		return
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must hold exactly one JSON object")
+		newError(ErrInvalidClientMetadata, "the body must hold exactly one JSON object").Write(w)
 		return
 	}
-	c, code, msg := newClient(&req)
-	if code != "" {
-		writeOAuthError(w, http.StatusBadRequest, code, msg)
+	c, cerr := newClient(&req)
+	if cerr != nil {
+		cerr.Write(w)
 		return
 	}
 	c.CreatedAt = s.now().UTC().Truncate(time.Second)
@@ -128,7 +128,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 			c, existing = prev, true
 		case !errors.Is(err, store.ErrNotFound):
 			s.log.Error("looking up a client", zapErr(err))
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			errNotStored.Write(w)
 			return
 		}
 	} else {
@@ -143,13 +143,14 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		ok, wait, err := s.leaveBehind(r, store.LeftoverClient, c.ID, c.CreatedAt.Add(store.UnusedClientTTL), s.registrationLimits)
 		if err != nil {
 			s.log.Error("counting a registration", zapErr(err))
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			errNotStored.Write(w)
 			return
 		}
 		if !ok {
 			s.log.Debug("registration refused: too many clients without a grant", zap.String("client_addr", limitKey(s.cfg.ClientAddr(r))))
-			w.Header().Set("Retry-After", retryAfterValue(wait))
-			writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many clients registered from this address have not been used yet; try again later")
+			e := newError(ErrTemporarilyUnavailable, "too many clients registered from this address have not been used yet; try again later").withStatus(http.StatusTooManyRequests)
+			e.RetryAfter = wait
+			e.Write(w)
 			return
 		}
 		// ErrExists: the same public client registered twice at once;
@@ -157,7 +158,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		if err := s.store.PutClient(r.Context(), c); err != nil && !errors.Is(err, store.ErrExists) {
 			s.forgetLeftover(r, store.LeftoverClient, c.ID)
 			s.log.Error("storing a registered client", zapErr(err))
-			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be stored; try again")
+			errNotStored.Write(w)
 			return
 		}
 		s.log.Debug("client registered", clientFields(c)...)
@@ -189,12 +190,15 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
+// errNotStored answers a registration the store did not take.
+var errNotStored = newError(ErrTemporarilyUnavailable, "the client could not be stored; try again")
+
 // newClient validates client metadata (registered, pre-registered or in
 // a metadata document) and returns the client it describes, without an
 // ID or creation time, which each of those sets its own way; or an RFC
-// 7591 error code and message.
-func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
-	c = &store.Client{
+// 7591 error.
+func newClient(req *registrationRequest) (*store.Client, *Error) {
+	c := &store.Client{
 		TokenEndpointAuthMethod: req.TokenEndpointAuthMethod,
 		GrantTypes:              req.GrantTypes,
 		ResponseTypes:           req.ResponseTypes,
@@ -211,17 +215,17 @@ func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 		}
 	}
 	if c.ApplicationType != appTypeWeb && c.ApplicationType != appTypeNative {
-		return nil, "invalid_client_metadata", `application_type must be "web" or "native"`
+		return nil, newError(ErrInvalidClientMetadata, `application_type must be "web" or "native"`)
 	}
 	if len(req.RedirectURIs) == 0 {
-		return nil, "invalid_redirect_uri", "redirect_uris is required"
+		return nil, newError(ErrInvalidRedirectURI, "redirect_uris is required")
 	}
 	if len(req.RedirectURIs) > maxRedirectURIs {
-		return nil, "invalid_redirect_uri", "too many redirect_uris"
+		return nil, newError(ErrInvalidRedirectURI, "too many redirect_uris")
 	}
 	for _, u := range req.RedirectURIs {
 		if err := checkRedirectURI(u, c.ApplicationType); err != nil {
-			return nil, "invalid_redirect_uri", err.Error()
+			return nil, newError(ErrInvalidRedirectURI, err.Error())
 		}
 	}
 	c.RedirectURIs = slices.Compact(slices.Clone(req.RedirectURIs))
@@ -230,7 +234,7 @@ func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 		c.TokenEndpointAuthMethod = authMethodBasic // RFC 7591 section 2
 	}
 	if !slices.Contains(clientAuthMethods, c.TokenEndpointAuthMethod) {
-		return nil, "invalid_client_metadata", "token_endpoint_auth_method must be one of " + strings.Join(clientAuthMethods, ", ")
+		return nil, newError(ErrInvalidClientMetadata, "token_endpoint_auth_method must be one of "+strings.Join(clientAuthMethods, ", "))
 	}
 	// Without grant_types we assume the client wants both grants we offer,
 	// rather than RFC 7591's authorization_code alone: MCP clients that
@@ -240,11 +244,11 @@ func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 	}
 	for _, g := range c.GrantTypes {
 		if g != grantAuthorizationCode && g != grantRefreshToken {
-			return nil, "invalid_client_metadata", "grant type " + quote(g) + " is not supported; use authorization_code and refresh_token"
+			return nil, newError(ErrInvalidClientMetadata, "grant type "+quote(g)+" is not supported; use authorization_code and refresh_token")
 		}
 	}
 	if !slices.Contains(c.GrantTypes, grantAuthorizationCode) {
-		return nil, "invalid_client_metadata", "grant_types must include authorization_code"
+		return nil, newError(ErrInvalidClientMetadata, "grant_types must include authorization_code")
 	}
 	c.GrantTypes = slices.Compact(slices.Sorted(slices.Values(c.GrantTypes)))
 	if len(c.ResponseTypes) == 0 {
@@ -252,7 +256,7 @@ func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 	}
 	for _, rt := range c.ResponseTypes {
 		if rt != "code" {
-			return nil, "invalid_client_metadata", "response type " + quote(rt) + " is not supported; only code is"
+			return nil, newError(ErrInvalidClientMetadata, "response type "+quote(rt)+" is not supported; only code is")
 		}
 	}
 	c.ResponseTypes = []string{"code"}
@@ -260,21 +264,21 @@ func newClient(req *registrationRequest) (c *store.Client, code, msg string) {
 	c.Name = cleanText(req.ClientName, maxClientNameLen)
 	var ok bool
 	if c.ClientURI, ok = httpsURL(req.ClientURI); !ok {
-		return nil, "invalid_client_metadata", "client_uri must be an https URL"
+		return nil, newError(ErrInvalidClientMetadata, "client_uri must be an https URL")
 	}
 	if c.LogoURI, ok = httpsURL(req.LogoURI); !ok {
-		return nil, "invalid_client_metadata", "logo_uri must be an https URL"
+		return nil, newError(ErrInvalidClientMetadata, "logo_uri must be an https URL")
 	}
 	if len(req.Scope) > maxScopeLen {
-		return nil, "invalid_client_metadata", "scope is too long"
+		return nil, newError(ErrInvalidClientMetadata, "scope is too long")
 	}
 	c.Scope = strings.Join(strings.Fields(req.Scope), " ")
 	c.SoftwareID = cleanText(req.SoftwareID, maxClientNameLen)
 	c.SoftwareVersion = cleanText(req.SoftwareVersion, maxClientNameLen)
 	if size := clientSize(c); size > maxClientSize {
-		return nil, "invalid_client_metadata", "the client metadata is too large (at most 8 KiB of redirect URIs, names and URLs)"
+		return nil, newError(ErrInvalidClientMetadata, "the client metadata is too large (at most 8 KiB of redirect URIs, names and URLs)")
 	}
-	return c, "", ""
+	return c, nil
 }
 
 // maxClientSize bounds what one client record holds, whatever the

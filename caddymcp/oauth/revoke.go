@@ -22,18 +22,18 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	form, client, terr := s.readTokenRequest(w, r)
 	if terr != nil {
-		terr.write(w)
+		terr.Write(w)
 		return
 	}
 	tok := form.Get("token")
 	if tok == "" {
-		badRequest("invalid_request", "token is required").write(w)
+		newError(ErrInvalidRequest, "token is required").Write(w)
 		return
 	}
 	if len(tok) <= maxSecretLen {
 		if err := s.revoke(r, client, tok); err != nil {
 			s.log.Error("revoking a token", zapErr(err))
-			errUnavailable.write(w)
+			errUnavailable.Write(w)
 			return
 		}
 	}

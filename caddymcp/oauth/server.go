@@ -320,9 +320,9 @@ func staticClients(list []StaticClient) (map[string]*store.Client, error) {
 		if sc.Secret != "" {
 			req.TokenEndpointAuthMethod = authMethodBasic
 		}
-		c, code, msg := newClient(&req)
-		if code != "" {
-			return nil, fmt.Errorf("oauth: client %q: %s", sc.ID, msg)
+		c, cerr := newClient(&req)
+		if cerr != nil {
+			return nil, fmt.Errorf("oauth: client %q: %s", sc.ID, cerr.Description)
 		}
 		c.ID = sc.ID
 		if sc.Secret != "" {

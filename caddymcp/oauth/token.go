@@ -29,33 +29,6 @@ type tokenResponse struct {
 	Scope string `json:"scope"`
 }
 
-// tokenError is a refusal at the token or revocation endpoint.
-type tokenError struct {
-	status      int
-	code        string
-	description string
-	basic       bool // the client tried HTTP Basic: answer with a Basic challenge
-	// retryAfter, if set, is when to come back (a 503 gets the server's
-	// usual Retry-After otherwise).
-	retryAfter time.Duration
-}
-
-func (e *tokenError) write(w http.ResponseWriter) {
-	if e.status == http.StatusUnauthorized && e.basic {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mcp_auth"`)
-	}
-	if e.retryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfterValue(e.retryAfter))
-	}
-	writeOAuthError(w, e.status, e.code, e.description)
-}
-
-func badRequest(code, description string) *tokenError {
-	return &tokenError{status: http.StatusBadRequest, code: code, description: description}
-}
-
-var errUnavailable = &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "the server could not complete the request; try again"}
-
 // tokenParams are the parameters the token and revocation endpoints read;
 // each may appear at most once (RFC 6749 section 3.2).
 var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "resource",
@@ -63,14 +36,14 @@ var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier"
 
 // readTokenRequest parses and authenticates a request to the token or
 // revocation endpoint.
-func (s *Server) readTokenRequest(w http.ResponseWriter, r *http.Request) (url.Values, *store.Client, *tokenError) {
+func (s *Server) readTokenRequest(w http.ResponseWriter, r *http.Request) (url.Values, *store.Client, *Error) {
 	form, msg := parseForm(w, r)
 	if msg != "" {
-		return nil, nil, badRequest("invalid_request", msg)
+		return nil, nil, newError(ErrInvalidRequest, msg)
 	}
 	for _, name := range tokenParams {
 		if _, dup := single(form, name); dup {
-			return nil, nil, badRequest("invalid_request", "the parameter "+name+" was sent more than once")
+			return nil, nil, newError(ErrInvalidRequest, "the parameter "+name+" was sent more than once")
 		}
 	}
 	client, terr := s.authenticateClient(r, form)
@@ -80,29 +53,37 @@ func (s *Server) readTokenRequest(w http.ResponseWriter, r *http.Request) (url.V
 // authenticateClient identifies the client by HTTP Basic credentials, by
 // client_id and client_secret in the body, or, for a public client, by
 // client_id alone (RFC 6749 section 2.3, RFC 7591 "none").
-func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Client, *tokenError) {
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Client, *Error) {
 	id, secret := form.Get("client_id"), form.Get("client_secret")
 	basicID, basicSecret, basic := r.BasicAuth()
+	// A client that tried HTTP Basic is answered with a Basic challenge.
+	invalidClient := func(description string) *Error {
+		e := newError(ErrInvalidClient, description)
+		if basic {
+			e.Challenge = basicChallenge
+		}
+		return e
+	}
 	if basic {
 		// RFC 6749 section 2.3.1: both are form-encoded before Basic.
 		var err1, err2 error
 		basicID, err1 = url.QueryUnescape(basicID)
 		basicSecret, err2 = url.QueryUnescape(basicSecret)
 		if err1 != nil || err2 != nil {
-			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "the Basic credentials are malformed", basic: true}
+			return nil, invalidClient("the Basic credentials are malformed")
 		}
 		if secret != "" {
-			return nil, badRequest("invalid_request", "use one client authentication method, not Basic and client_secret together")
+			return nil, newError(ErrInvalidRequest, "use one client authentication method, not Basic and client_secret together")
 		}
 		if id != "" && id != basicID {
-			return nil, badRequest("invalid_request", "client_id differs from the Basic credentials")
+			return nil, newError(ErrInvalidRequest, "client_id differs from the Basic credentials")
 		}
 		id, secret = basicID, basicSecret
 	}
 	if id == "" {
-		return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "the client did not identify itself", basic: basic}
+		return nil, invalidClient("the client did not identify itself")
 	}
-	refuse := &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "client authentication failed", basic: basic}
+	refuse := invalidClient("client authentication failed")
 	if len(id) > maxParamLen || len(secret) > maxSecretLen {
 		return nil, refuse
 	}
@@ -111,9 +92,9 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 		if transient {
 			// The client may be fine; its document could not be
 			// fetched just now (and no copy of it is cached).
-			return nil, &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: msg}
+			return nil, newError(ErrTemporarilyUnavailable, msg)
 		}
-		refuse.description = msg
+		refuse.Description = msg
 		return nil, refuse
 	}
 	if err != nil {
@@ -122,7 +103,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 	}
 	if client.SecretHash == nil {
 		if secret != "" {
-			refuse.description = "this client is public and has no secret"
+			refuse.Description = "this client is public and has no secret"
 			return nil, refuse
 		}
 		return client, nil
@@ -139,7 +120,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	form, client, terr := s.readTokenRequest(w, r)
 	if terr != nil {
-		terr.write(w)
+		terr.Write(w)
 		return
 	}
 	var resp *tokenResponse
@@ -149,12 +130,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	case grantRefreshToken:
 		resp, terr = s.refresh(r, form, client)
 	case "":
-		terr = badRequest("invalid_request", "grant_type is required")
+		terr = newError(ErrInvalidRequest, "grant_type is required")
 	default:
-		terr = badRequest("unsupported_grant_type", "grant type "+quote(gt)+" is not supported")
+		terr = newError(ErrUnsupportedGrantType, "grant type "+quote(gt)+" is not supported")
 	}
 	if terr != nil {
-		terr.write(w)
+		terr.Write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -163,16 +144,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 // exchangeCode is the authorization_code grant with PKCE. The request is
 // checked against the code as read, and the code is redeemed in the
 // transaction that stores the grant: one write per exchange.
-func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
+func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *Error) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	if code == "" {
-		return nil, badRequest("invalid_request", "code is required")
+		return nil, newError(ErrInvalidRequest, "code is required")
 	}
 	if verifier == "" {
-		return nil, badRequest("invalid_request", "code_verifier is required (PKCE)")
+		return nil, newError(ErrInvalidRequest, "code_verifier is required (PKCE)")
 	}
 	if len(code) > maxSecretLen {
-		return nil, badRequest("invalid_grant", "the authorization code is invalid")
+		return nil, newError(ErrInvalidGrant, "the authorization code is invalid")
 	}
 	ctx, codeHash := r.Context(), store.SecretKey(prefixCode, code)
 	c, err := s.store.GetCode(ctx, codeHash, s.now())
@@ -246,20 +227,20 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 
 // checkCode checks a token request against the code it presents, and
 // returns the resource and scope the tokens are for.
-func (s *Server) checkCode(r *http.Request, form url.Values, c *store.Code, client *store.Client) (resource, scope string, terr *tokenError) {
+func (s *Server) checkCode(r *http.Request, form url.Values, c *store.Code, client *store.Client) (resource, scope string, terr *Error) {
 	if c.ClientID != client.ID {
-		return "", "", badRequest("invalid_grant", "the authorization code was issued to another client")
+		return "", "", newError(ErrInvalidGrant, "the authorization code was issued to another client")
 	}
 	if ru := form.Get("redirect_uri"); ru != "" && ru != c.RedirectURI {
-		return "", "", badRequest("invalid_grant", "redirect_uri differs from the authorization request")
+		return "", "", newError(ErrInvalidGrant, "redirect_uri differs from the authorization request")
 	}
 	verifier := form.Get("code_verifier")
 	if !validVerifier(verifier) {
-		return "", "", badRequest("invalid_grant", "code_verifier must be 43 to 128 unreserved characters")
+		return "", "", newError(ErrInvalidGrant, "code_verifier must be 43 to 128 unreserved characters")
 	}
 	sum := sha256.Sum256([]byte(verifier))
 	if !constantTimeEqual(base64.RawURLEncoding.EncodeToString(sum[:]), c.CodeChallenge) {
-		return "", "", badRequest("invalid_grant", "code_verifier does not match the code_challenge")
+		return "", "", newError(ErrInvalidGrant, "code_verifier does not match the code_challenge")
 	}
 	if resource, terr = s.narrowResource(r, form, c.Resource); terr != nil {
 		return "", "", terr
@@ -272,14 +253,14 @@ func (s *Server) checkCode(r *http.Request, form url.Values, c *store.Code, clie
 
 // codeRefused is the answer to a code the store refused. A replay has
 // revoked the grant the code produced, if any.
-func (s *Server) codeRefused(err error, client *store.Client) *tokenError {
+func (s *Server) codeRefused(err error, client *store.Client) *Error {
 	switch {
 	case errors.Is(err, store.ErrCodeReplayed):
 		s.log.Warn("authorization code replayed; the grant issued from it is revoked", zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonCodeReplayed, ClientID: client.ID, ClientName: client.Name})
-		return badRequest("invalid_grant", "the authorization code was already used; tokens issued from it are revoked")
+		return newError(ErrInvalidGrant, "the authorization code was already used; tokens issued from it are revoked")
 	case errors.Is(err, store.ErrNotFound):
-		return badRequest("invalid_grant", "the authorization code is invalid or expired")
+		return newError(ErrInvalidGrant, "the authorization code is invalid or expired")
 	}
 	s.log.Error("redeeming an authorization code", zapErr(err))
 	return errUnavailable
@@ -287,16 +268,16 @@ func (s *Server) codeRefused(err error, client *store.Client) *tokenError {
 
 // refresh is the refresh_token grant: rotate the refresh token, issue a
 // new access token, after re-checking that the user is still admitted.
-func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *tokenError) {
+func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client) (*tokenResponse, *Error) {
 	if !slices.Contains(client.GrantTypes, grantRefreshToken) {
-		return nil, badRequest("unauthorized_client", "the client did not register the refresh_token grant type")
+		return nil, newError(ErrUnauthorizedClient, "the client did not register the refresh_token grant type")
 	}
 	old := form.Get("refresh_token")
 	if old == "" {
-		return nil, badRequest("invalid_request", "refresh_token is required")
+		return nil, newError(ErrInvalidRequest, "refresh_token is required")
 	}
 	if len(old) > maxSecretLen {
-		return nil, badRequest("invalid_grant", "the refresh token is invalid")
+		return nil, newError(ErrInvalidGrant, "the refresh token is invalid")
 	}
 	oldHash := store.SecretKey(prefixRefreshToken, old)
 	now := s.now()
@@ -306,11 +287,11 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("rotated refresh token reused; grant revoked", zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name})
-		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
+		return nil, newError(ErrInvalidGrant, "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
 		// Also a token issued to another client: it is not this
 		// client's to use, and presenting it changes nothing.
-		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
+		return nil, newError(ErrInvalidGrant, "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		s.log.Error("looking up a refresh token", zapErr(err))
 		return nil, errUnavailable
@@ -336,9 +317,9 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.Warn("refresh token reused while it was being refreshed; grant revoked", zap.String("grant", g.ID), zap.String("client_id", client.ID))
 		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: g.ID})
-		return nil, badRequest("invalid_grant", "the refresh token was already used; the grant is revoked")
+		return nil, newError(ErrInvalidGrant, "the refresh token was already used; the grant is revoked")
 	case errors.Is(err, store.ErrNotFound):
-		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
+		return nil, newError(ErrInvalidGrant, "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		s.log.Error("rotating a refresh token", zapErr(err))
 		return nil, errUnavailable
@@ -366,14 +347,14 @@ const recheckTimeout = 10 * time.Second
 
 // recheck asks GitHub, with the token stored at login, whether the grant's
 // user is still admitted, and revokes the grant when not.
-func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
+func (s *Server) recheck(r *http.Request, g *store.Grant) *Error {
 	ghTok, err := s.GitHubToken(g.GitHubToken, g.User.ID)
 	if err != nil {
 		// The key changed or the record is damaged: the only way forward
 		// is a new login.
 		s.log.Warn("GitHub token of a grant cannot be opened; revoking", zap.String("grant", g.ID), zapErr(err))
 		s.revokeGrant(r, g, ReasonUnusable)
-		return badRequest("invalid_grant", "the grant can no longer be refreshed; sign in again")
+		return newError(ErrInvalidGrant, "the grant can no longer be refreshed; sign in again")
 	}
 	// Sealed anew under the current key at every refresh, so that a key
 	// being rotated out stops being needed once clients have refreshed.
@@ -413,21 +394,20 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *tokenError {
 			return nil
 		}
 		s.log.Warn("GitHub unavailable; refresh deferred", zap.String("grant", g.ID), zapErr(err))
-		terr := &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
-			description: "GitHub cannot be reached to confirm the user right now; try again"}
+		terr := newError(ErrTemporarilyUnavailable, "GitHub cannot be reached to confirm the user right now; try again")
 		if d, ok := UpstreamRetryAfter(err); ok {
-			terr.retryAfter = d
+			terr.RetryAfter = d
 		}
 		return terr
 	case errors.Is(err, ErrNotAllowed):
 		s.log.Debug("user no longer allowed; grant revoked", zap.String("grant", g.ID), zap.Int64("user_id", g.User.ID), zap.String("login", g.User.Login))
 		s.revokeGrant(r, g, ReasonNotAllowed)
-		return badRequest("invalid_grant", "the user is no longer allowed to use this server")
+		return newError(ErrInvalidGrant, "the user is no longer allowed to use this server")
 	default:
 		s.log.Warn("re-checking the user with GitHub failed", zap.String("grant", g.ID), zapErr(err))
 		if errors.Is(err, ErrUpstreamRevoked) {
 			s.revokeGrant(r, g, ReasonUpstreamRevoked)
-			return badRequest("invalid_grant", "GitHub no longer accepts this login; sign in again")
+			return newError(ErrInvalidGrant, "GitHub no longer accepts this login; sign in again")
 		}
 		return errUnavailable
 	}
@@ -448,9 +428,9 @@ func (s *Server) revokeGrant(r *http.Request, g *store.Grant, reason string) {
 // applies a token request's `resource` parameter: it must name the
 // grant's resource, or, for a grant covering the whole site, may narrow
 // the token to one protected resource (RFC 8707 section 2.2).
-func (s *Server) narrowResource(r *http.Request, form url.Values, granted string) (string, *tokenError) {
+func (s *Server) narrowResource(r *http.Request, form url.Values, granted string) (string, *Error) {
 	if !s.ownAudience(r, granted) {
-		return "", badRequest("invalid_grant", "the grant was issued for another site")
+		return "", newError(ErrInvalidGrant, "the grant was issued for another site")
 	}
 	raw, present := form.Get("resource"), form.Has("resource")
 	if !present {
@@ -458,7 +438,7 @@ func (s *Server) narrowResource(r *http.Request, form url.Values, granted string
 	}
 	res, ok := s.resourceByURL(r, raw)
 	if !ok {
-		return "", badRequest("invalid_target", "this server protects no resource "+quote(raw))
+		return "", newError(ErrInvalidTarget, "this server protects no resource "+quote(raw))
 	}
 	switch want := s.resourceURL(r, res); {
 	case want == granted:
@@ -466,7 +446,7 @@ func (s *Server) narrowResource(r *http.Request, form url.Values, granted string
 	case granted == s.issuer(r):
 		return want, nil
 	}
-	return "", badRequest("invalid_target", "the grant is for another resource")
+	return "", newError(ErrInvalidTarget, "the grant is for another resource")
 }
 
 func (s *Server) newAccessToken(g *store.Grant, resource, scope string, now time.Time) (string, *store.AccessToken) {
@@ -510,10 +490,10 @@ func (s *Server) tokenResponse(access, refresh string, at *store.AccessToken) *t
 // none of it repeats that request at every refresh, and refusing it then
 // would end a grant that was working. An offered scope that was never
 // granted is refused.
-func (s *Server) narrowScope(form url.Values, granted string) (string, *tokenError) {
+func (s *Server) narrowScope(form url.Values, granted string) (string, *Error) {
 	req := form.Get("scope")
 	if len(req) > maxScopeLen {
-		return "", badRequest("invalid_scope", "the scope parameter is too long")
+		return "", newError(ErrInvalidScope, "the scope parameter is too long")
 	}
 	have := strings.Fields(granted)
 	var narrowed []string
@@ -522,7 +502,7 @@ func (s *Server) narrowScope(form url.Values, granted string) (string, *tokenErr
 			continue
 		}
 		if !slices.Contains(have, sc) {
-			return "", badRequest("invalid_scope", "scope "+quote(sc)+" was not granted")
+			return "", newError(ErrInvalidScope, "scope "+quote(sc)+" was not granted")
 		}
 		narrowed = append(narrowed, sc)
 	}
