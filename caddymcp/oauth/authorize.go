@@ -21,28 +21,6 @@ type authzRequest struct {
 	scope       string // granted scope, space-separated
 }
 
-// authzError is a refused authorization request. If redirect is false the
-// client or redirect URI could not be trusted, and the browser is shown a
-// page instead of being sent anywhere.
-type authzError struct {
-	redirect    bool
-	code        string
-	description string
-	// status overrides the status of the error page; 0 means 400, or
-	// 503 for temporarily_unavailable.
-	status int
-}
-
-func (e *authzError) Error() string { return e.code + ": " + e.description }
-
-func pageError(description string) *authzError {
-	return &authzError{code: "invalid_request", description: description}
-}
-
-func redirectError(code, description string) *authzError {
-	return &authzError{redirect: true, code: code, description: description}
-}
-
 // serveAuthorize validates an authorization request, then either shows the
 // consent page or, for a client this browser already approved, sends the
 // browser on to GitHub.
@@ -59,10 +37,11 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		// this server an open redirector (RFC 9700 section 4.11.2).
 		// Errors are redirected only to where this browser's user
 		// already consented to be sent.
+		to := req
 		if !s.approvedTarget(r, req) {
-			aerr.redirect = false
+			to = nil
 		}
-		s.refuseAuthz(w, r, req, aerr)
+		s.refuseAuthz(w, r, to, aerr)
 		return
 	}
 	browser := s.browserID(w, r)
@@ -75,39 +54,42 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseAuthzRequest validates the parameters of an authorization request.
-// It returns a partially filled request with the error once the redirect
-// URI is trusted, so the error can be sent there.
-func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest, *authzError) {
+// It returns a partially filled request with the error once the client
+// and redirect URI are known, so the error can be sent there; before
+// that, the request is nil and the error is for a page.
+func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest, *Error) {
 	for _, name := range []string{"client_id", "redirect_uri"} {
 		if _, dup := single(q, name); dup {
-			return nil, pageError("the parameter " + name + " was sent more than once")
+			return nil, newError(ErrInvalidRequest, "the parameter "+name+" was sent more than once")
 		}
 	}
 	clientID := q.Get("client_id")
 	if clientID == "" {
-		return nil, pageError("the request has no client_id")
+		return nil, newError(ErrInvalidRequest, "the request has no client_id")
 	}
 	if len(clientID) > maxParamLen {
-		return nil, pageError("the client_id is too long")
+		return nil, newError(ErrInvalidRequest, "the client_id is too long")
 	}
 	client, err := s.lookupClient(r, clientID)
 	if msg, status, _, ok := clientRefusal(err); ok {
-		e := pageError(msg)
-		e.status = status
+		e := newError(ErrInvalidRequest, msg)
+		if status != 0 {
+			e.Status = status
+		}
 		return nil, e
 	}
 	if err != nil {
 		s.log.Error("looking up a client", zapErr(err))
-		return nil, &authzError{code: "temporarily_unavailable", description: "the server could not look up the client; try again"}
+		return nil, newError(ErrTemporarilyUnavailable, "the server could not look up the client; try again")
 	}
 	redirectURI := q.Get("redirect_uri")
 	switch {
 	case redirectURI == "" && len(client.RedirectURIs) == 1:
 		redirectURI = client.RedirectURIs[0]
 	case redirectURI == "":
-		return nil, pageError("the request has no redirect_uri and the client registered several")
+		return nil, newError(ErrInvalidRequest, "the request has no redirect_uri and the client registered several")
 	case !matchRedirectURI(client.RedirectURIs, redirectURI):
-		return nil, pageError("the redirect_uri is not one the client registered")
+		return nil, newError(ErrInvalidRequest, "the redirect_uri is not one the client registered")
 	}
 	req := &authzRequest{client: client, redirectURI: redirectURI}
 
@@ -119,24 +101,24 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 	}
 	for _, name := range []string{"state", "response_type", "code_challenge", "code_challenge_method", "scope", "resource"} {
 		if _, dup := single(q, name); dup {
-			return req, redirectError("invalid_request", "the parameter "+name+" was sent more than once")
+			return req, newError(ErrInvalidRequest, "the parameter "+name+" was sent more than once")
 		}
 	}
 	if len(state) > maxParamLen {
-		return req, redirectError("invalid_request", "the state is too long")
+		return req, newError(ErrInvalidRequest, "the state is too long")
 	}
 	if rt := q.Get("response_type"); rt != "code" {
-		return req, redirectError("unsupported_response_type", "only response_type=code is supported")
+		return req, newError(ErrUnsupportedResponseType, "only response_type=code is supported")
 	}
 	req.challenge = q.Get("code_challenge")
 	if req.challenge == "" {
-		return req, redirectError("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+		return req, newError(ErrInvalidRequest, "PKCE is required: send code_challenge with code_challenge_method=S256")
 	}
 	if m := q.Get("code_challenge_method"); m != "S256" {
-		return req, redirectError("invalid_request", "code_challenge_method must be S256")
+		return req, newError(ErrInvalidRequest, "code_challenge_method must be S256")
 	}
 	if !validChallenge(req.challenge) {
-		return req, redirectError("invalid_request", "code_challenge must be the 43-character base64url SHA-256 of the verifier")
+		return req, newError(ErrInvalidRequest, "code_challenge must be the 43-character base64url SHA-256 of the verifier")
 	}
 	res, aerr := s.requestedResource(r, q.Get("resource"), q.Has("resource"))
 	if aerr != nil {
@@ -154,16 +136,16 @@ func (s *Server) parseAuthzRequest(r *http.Request, q url.Values) (*authzRequest
 // the issuer itself, means the whole site: such tokens carry the issuer as
 // their audience and work on every protected path of this site (and no
 // other site, even one sharing the store). Either way the result is nil.
-func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*Resource, *authzError) {
+func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*Resource, *Error) {
 	if !present {
 		return nil, nil
 	}
 	if raw == "" || len(raw) > maxParamLen {
-		return nil, redirectError("invalid_target", "the resource parameter is empty or too long")
+		return nil, newError(ErrInvalidTarget, "the resource parameter is empty or too long")
 	}
 	res, ok := s.resourceByURL(r, raw)
 	if !ok {
-		return nil, redirectError("invalid_target", "this server protects no resource "+quote(raw))
+		return nil, newError(ErrInvalidTarget, "this server protects no resource "+quote(raw))
 	}
 	return res, nil
 }
@@ -173,9 +155,9 @@ func (s *Server) requestedResource(r *http.Request, raw string, present bool) (*
 // allows), or, when none of those were requested, those the resource
 // requires. The consent form posts the granted scope back through here, so
 // granting must be idempotent: an empty grant must mean the default.
-func (s *Server) grantScope(requested string, res *Resource) (string, *authzError) {
+func (s *Server) grantScope(requested string, res *Resource) (string, *Error) {
 	if len(requested) > maxScopeLen {
-		return "", redirectError("invalid_scope", "the scope parameter is too long")
+		return "", newError(ErrInvalidScope, "the scope parameter is too long")
 	}
 	var granted []string
 	for _, sc := range strings.Fields(requested) {
@@ -196,30 +178,21 @@ func (s *Server) grantScope(requested string, res *Resource) (string, *authzErro
 	return strings.Join(slices.Compact(granted), " "), nil
 }
 
-// refuseAuthz reports an authorization error: by redirect when the redirect
-// URI is trusted, else on a page.
-func (s *Server) refuseAuthz(w http.ResponseWriter, r *http.Request, req *authzRequest, e *authzError) {
-	if req == nil || !e.redirect {
-		status := http.StatusBadRequest
-		switch {
-		case e.status != 0:
-			status = e.status
-		case e.code == "temporarily_unavailable":
-			status = http.StatusServiceUnavailable
-		}
-		if status == http.StatusTooManyRequests {
+// refuseAuthz reports an authorization error: by redirect to the client
+// of to, or, if to is nil (the client or redirect URI is not to be
+// trusted), on a page.
+func (s *Server) refuseAuthz(w http.ResponseWriter, r *http.Request, to *authzRequest, e *Error) {
+	if to == nil {
+		if e.Status == http.StatusTooManyRequests {
 			// Over the document fetch budget, as the page says: "try
 			// again in a minute". A 503 gets writeErrorPage's, like
 			// every other 503 of the server.
 			w.Header().Set("Retry-After", "60")
 		}
-		writeErrorPage(w, status, "This sign-in request cannot be used", capitalize(e.description)+".")
+		writeErrorPage(w, e.Status, "This sign-in request cannot be used", capitalize(e.Description)+".")
 		return
 	}
-	s.redirectToClient(w, r, req.redirectURI, url.Values{
-		"error":             {e.code},
-		"error_description": {e.description},
-	}, req.state)
+	s.redirectToClient(w, r, to.redirectURI, e.query(), to.state)
 }
 
 // redirectToClient sends the browser back to the client with params, the
@@ -277,7 +250,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	ok, wait, err := s.leaveBehind(r, store.LeftoverSignIn, key, p.ExpiresAt, s.pendingLimits)
 	if err != nil {
 		s.log.Error("counting a pending authorization", zapErr(err))
-		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
+		s.refuseAuthz(w, r, req, newError(ErrTemporarilyUnavailable, "the server could not start the login; try again"))
 		return
 	}
 	if !ok {
@@ -290,7 +263,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	if err := s.store.PutPending(r.Context(), p); err != nil {
 		s.forgetLeftover(r, store.LeftoverSignIn, key)
 		s.log.Error("storing a pending authorization", zapErr(err))
-		s.refuseAuthz(w, r, req, redirectError("temporarily_unavailable", "the server could not start the login; try again"))
+		s.refuseAuthz(w, r, req, newError(ErrTemporarilyUnavailable, "the server could not start the login; try again"))
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

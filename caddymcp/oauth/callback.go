@@ -50,19 +50,19 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeErrorPage(w, http.StatusForbidden, "Sign-in failed", "This sign-in was started in another browser. Start again from your MCP client in this browser.")
 		return
 	}
-	fail := func(code, description string) {
-		s.redirectToClient(w, r, p.RedirectURI, url.Values{"error": {code}, "error_description": {description}}, p.ClientState)
+	fail := func(code ErrorCode, description string) {
+		s.redirectToClient(w, r, p.RedirectURI, newError(code, description).query(), p.ClientState)
 	}
 	if e := q.Get("error"); e != "" {
 		// GitHub's access_denied is the user pressing Cancel.
 		s.log.Debug("GitHub login not completed", zap.String("client_id", p.ClientID), zap.String("github_error", cleanText(e, 64)))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonLoginCancelled, ClientID: p.ClientID, Resource: p.Resource})
-		fail("access_denied", "the GitHub login was not completed")
+		fail(ErrAccessDenied, "the GitHub login was not completed")
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxSecretLen {
-		fail("access_denied", "GitHub returned no code")
+		fail(ErrAccessDenied, "GitHub returned no code")
 		return
 	}
 	// One deadline for all this callback asks GitHub, so a slow GitHub
@@ -77,7 +77,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Warn("GitHub code exchange failed", zap.String("client_id", p.ClientID), zapErr(err))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
-		fail("access_denied", "GitHub did not complete the login")
+		fail(ErrAccessDenied, "GitHub did not complete the login")
 		return
 	}
 	who, withheld, err := s.idp.Admit(ctx, ghTok)
@@ -91,12 +91,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonNotAllowed, ClientID: p.ClientID, User: who, Resource: p.Resource})
 			// The login goes to the audit log only: the client, which
 			// may be anyone's, learns that someone was refused, not who.
-			fail("access_denied", "this GitHub account is not allowed to use this server")
+			fail(ErrAccessDenied, "this GitHub account is not allowed to use this server")
 			return
 		}
 		s.log.Warn("GitHub user lookup failed", zap.String("client_id", p.ClientID), zapErr(err))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
-		fail("temporarily_unavailable", "GitHub could not be asked who you are; try again")
+		fail(ErrTemporarilyUnavailable, "GitHub could not be asked who you are; try again")
 		return
 	}
 	if p.ApprovedBy != 0 && p.ApprovedBy != who.ID {
@@ -107,7 +107,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			zap.Int64("user_id", who.ID), zap.Int64("approved_by", p.ApprovedBy))
 		s.forgetApproval(w, r, p)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonOtherUser, ClientID: p.ClientID, User: who, Resource: p.Resource})
-		fail("access_denied", "another GitHub user approved this client in this browser; start again to approve it yourself")
+		fail(ErrAccessDenied, "another GitHub user approved this client in this browser; start again to approve it yourself")
 		return
 	}
 	// Scopes the operator restricted to others are left out, not
@@ -129,7 +129,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.log.Error("storing an authorization code", zapErr(err))
-		fail("temporarily_unavailable", "the login could not be recorded; try again")
+		fail(ErrTemporarilyUnavailable, "the login could not be recorded; try again")
 		return
 	}
 	s.recordConsent(w, r, p, who.ID)

@@ -376,8 +376,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		// We built this form from a valid request: if it no longer is
 		// one, it was edited, and nothing it names is to be trusted.
-		aerr.redirect = false
-		s.refuseAuthz(w, r, req, aerr)
+		s.refuseAuthz(w, r, nil, aerr)
 		return
 	}
 	browser, ok := browserCookie(r)
@@ -394,10 +393,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 	case "deny":
 		s.log.Debug("consent denied", clientFields(req.client)...)
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonConsentDenied, ClientID: req.client.ID, ClientName: req.client.Name, Resource: req.resource})
-		s.redirectToClient(w, r, req.redirectURI, url.Values{
-			"error":             {"access_denied"},
-			"error_description": {"the user denied the request"},
-		}, req.state)
+		s.redirectToClient(w, r, req.redirectURI, newError(ErrAccessDenied, "the user denied the request").query(), req.state)
 	default:
 		writeErrorPage(w, http.StatusBadRequest, "This consent form cannot be used", "It did not say whether to approve or deny.")
 	}
