@@ -313,9 +313,9 @@ func redirectHost(redirectURI string) string {
 func (s *Server) describeClient(req *authzRequest) (identity string, warnings []string) {
 	var docHost string
 	switch s.clientKind(req.client) {
-	case "static":
+	case clientConfigured:
 		identity = "This client was registered by the operator of this server."
-	case "document":
+	case clientDocument:
 		u, _ := url.Parse(req.client.ID)
 		docHost = u.Hostname()
 		identity = "This client is described by a document published at " + req.client.ID +

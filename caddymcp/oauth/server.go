@@ -391,15 +391,26 @@ func (s *Server) ownClient(r *http.Request, c *store.Client) bool {
 	return c.Issuer == s.issuer(r)
 }
 
-// clientKind says how a client came to be known, for the consent page.
-func (s *Server) clientKind(c *store.Client) string {
+// clientKind is how a client came to be known. Its value is the Origin
+// of the client's stored stand-in (see store.Client.Origin): a client
+// that registered itself is stored as itself, with none.
+type clientKind string
+
+const (
+	clientRegistered clientKind = ""                     // RFC 7591 dynamic registration
+	clientConfigured clientKind = store.OriginConfigured // the server's configuration
+	clientDocument   clientKind = store.OriginDocument   // a client ID metadata document
+)
+
+// clientKind says how a client came to be known.
+func (s *Server) clientKind(c *store.Client) clientKind {
 	switch {
 	case s.clients[c.ID] != nil:
-		return "static"
+		return clientConfigured
 	case isClientIDURL(c.ID):
-		return "document"
+		return clientDocument
 	}
-	return "registered"
+	return clientRegistered
 }
 
 // SetClock replaces the clock; for tests.

@@ -191,7 +191,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		// ten minutes.
 		CheckedAt: now,
 	}
-	if kind := s.clientKind(client); kind != "registered" {
+	if kind := s.clientKind(client); kind != clientRegistered {
 		// Pre-registered clients and those with a metadata document
 		// live outside the store; grants hang off a stored client, so
 		// that deleting a client takes its grants with it. The stand-in
@@ -199,10 +199,7 @@ func (s *Server) exchangeCode(r *http.Request, form url.Values, client *store.Cl
 		// itself (see lookupClient).
 		anchor := *client
 		anchor.SecretHash = nil
-		anchor.Origin = store.OriginConfigured
-		if kind == "document" {
-			anchor.Origin = store.OriginDocument
-		}
+		anchor.Origin = string(kind)
 		anchor.CreatedAt = now.UTC().Truncate(time.Second)
 		if err := s.store.PutClient(ctx, &anchor); err != nil && !errors.Is(err, store.ErrExists) {
 			s.log.Error("storing a client", zapErr(err))
