@@ -315,7 +315,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 // paths, and passes everything else on.
 func (m *MCPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h := m.server.Endpoint(r.URL.Path); h != nil {
-		if r.URL.Path == "/token" {
+		if r.URL.Path == oauth.PathToken {
 			timeTokenRequest(w, r, h)
 		} else {
 			h(w, r)

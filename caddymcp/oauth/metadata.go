@@ -46,7 +46,7 @@ func (s *Server) serveASMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, authServerMetadata{
 		Issuer:                                     iss,
 		AuthorizationEndpoint:                      iss + pathAuthorize,
-		TokenEndpoint:                              iss + pathToken,
+		TokenEndpoint:                              iss + PathToken,
 		RegistrationEndpoint:                       registration,
 		RevocationEndpoint:                         iss + pathRevoke,
 		ScopesSupported:                            listed(s.scopes),

@@ -430,7 +430,7 @@ func (s *Server) Endpoint(path string) http.HandlerFunc {
 		return s.serveConsent
 	case pathCallback:
 		return s.serveCallback
-	case pathToken:
+	case PathToken:
 		return s.serveToken
 	case pathRevoke:
 		return s.serveRevoke
@@ -450,9 +450,12 @@ const (
 	pathAuthorizeAlias = "/auth"
 	pathConsent        = "/consent"
 	pathCallback       = "/callback"
-	pathToken          = "/token"
 	pathRevoke         = "/revoke"
 )
+
+// PathToken is the token endpoint's path, exported for the glue, which
+// times the requests to it.
+const PathToken = "/token"
 
 // issuer is the configured issuer or, by default, the scheme and host the
 // request came in on.
@@ -573,7 +576,7 @@ func checkResourcePath(p string) error {
 // which no other use of the site's paths may take.
 func ReservedPath(p string) bool {
 	switch p {
-	case pathRegister, pathToken, pathRevoke, pathCallback, pathAuthorize, pathAuthorizeAlias, pathConsent:
+	case pathRegister, PathToken, pathRevoke, pathCallback, pathAuthorize, pathAuthorizeAlias, pathConsent:
 		return true
 	}
 	return strings.HasPrefix(p, "/.well-known/")
