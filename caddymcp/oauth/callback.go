@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -192,16 +191,6 @@ func retryQuery(p *store.Pending) url.Values {
 	}
 	return q
 }
-
-var githubDownPage = template.Must(template.New("github-down").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>GitHub is not answering</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head><body><h1>GitHub is not answering</h1>
-<p>GitHub is not answering right now; try signing in again in a minute.</p>
-<p><a href="{{.}}">Sign in again</a>, or start again from your MCP client.</p>
-</body></html>
-`))
 
 // githubTokenAD binds a sealed GitHub token to the user it belongs to, so
 // a ciphertext copied onto another user's record does not open.

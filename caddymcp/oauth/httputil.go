@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"encoding/json"
-	"html/template"
 	"mime"
 	"net/http"
 	"net/url"
@@ -89,38 +88,4 @@ func single(v url.Values, name string) (val string, dup bool) {
 		return vs[0], false
 	}
 	return "", true
-}
-
-// pageData fills the plain HTML page used for errors a browser sees that
-// must not be redirected to a client (RFC 6749 section 4.1.2.1).
-type pageData struct {
-	Title   string
-	Message string
-}
-
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
-`))
-
-// writeErrorPage shows a browser an error it cannot be redirected with.
-func writeErrorPage(w http.ResponseWriter, status int, title, message string) {
-	retryAfter503(w, status)
-	setPageHeaders(w)
-	w.WriteHeader(status)
-	_ = errorPage.Execute(w, pageData{Title: title, Message: message})
-}
-
-// setPageHeaders makes an HTML page of ours uncacheable, unframeable and
-// unable to load anything but its own inline style.
-func setPageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
 }
