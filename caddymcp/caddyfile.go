@@ -248,36 +248,6 @@ func (g *GitHubConfig) unmarshal(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// UnmarshalCaddyfile sets up the bbolt storage. Syntax:
-//
-//	storage bbolt [<path>] [{
-//		lock_timeout <duration>
-//	}]
-func (b *BboltStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the backend name
-	if d.NextArg() {
-		b.Path = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "lock_timeout" {
-			return d.Errf("unrecognized bbolt option %q", d.Val())
-		}
-		var s string
-		if err := oneArg(d, &s); err != nil {
-			return err
-		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur <= 0 {
-			return d.Errf("lock_timeout: %q is not a positive duration", s)
-		}
-		b.LockTimeout = caddy.Duration(dur)
-	}
-	return nil
-}
-
 // oneArg reads exactly one argument into dst; giving an option twice is an
 // error rather than a silent override.
 func oneArg(d *caddyfile.Dispenser, dst *string) error {
@@ -364,6 +334,5 @@ func (s *MCPServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*MCPAuth)(nil)
-	_ caddyfile.Unmarshaler = (*BboltStorage)(nil)
 	_ caddyfile.Unmarshaler = (*MCPServer)(nil)
 )

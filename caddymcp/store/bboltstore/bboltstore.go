@@ -64,10 +64,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
@@ -120,20 +123,32 @@ func (e *lockedError) Error() string {
 
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
-// Options tune Open.
+// Options tune Open and New.
 type Options struct {
 	// LockTimeout is how long Open waits for the file lock when another
 	// process (or another handle in this process) has the file open.
 	// Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
+
+	// Logger, if set, is told when the file is opened. Default: nothing
+	// is logged.
+	Logger *zap.Logger
 }
 
 // Store is a store.Store in a bbolt file. It is safe for concurrent use.
 type Store struct {
+	path string
+	opts Options
+
+	// db and commits are set once, when the file is opened, before
+	// ready; they are read only after ready.
 	db      *bolt.DB
-	path    string
 	commits *groupCommit
-	tokens  store.TokenCache
+	ready   atomic.Bool
+	mu      sync.Mutex // serializes opening and closing
+	closed  bool
+
+	tokens store.TokenCache
 	// clients keeps the clients read: the token endpoint reads its
 	// client on every request. Invalidated with the tokens (update,
 	// Sweep); PutClient only adds clients, which are never cached absent.
@@ -143,24 +158,64 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// ErrClosed is returned by the calls of a store closed before its file
+// was opened.
+var ErrClosed = errors.New("bboltstore: the store is closed")
+
 // Open opens or creates the store file at path. The parent directory is
 // created (mode 0700) if missing and a new file gets mode 0600, because the
 // file holds token digests and sealed GitHub tokens. Open fails with an error
 // matching ErrLocked if the file stays locked for opts.LockTimeout, and
 // refuses files written by a newer schema version or by something else.
 func Open(path string, opts Options) (*Store, error) {
+	s, err := New(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.OpenFile(0); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns the store of the file at path without opening the file. It
+// is opened, as Open opens it, by OpenFile or by the first call that needs
+// it, which waits up to opts.LockTimeout for another process to release
+// it; a failed open is retried by the next call. A store closed before its
+// file was opened never opens it: its calls fail with ErrClosed.
+func New(path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bboltstore: open: empty path")
 	}
-	timeout := opts.LockTimeout
-	if timeout <= 0 {
-		timeout = DefaultLockTimeout
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
 	}
+	return &Store{path: path, opts: opts}, nil
+}
+
+// OpenFile opens the file if it is not open yet, waiting up to lockTimeout
+// (0: Options.LockTimeout) for another process to release it.
+func (s *Store) OpenFile(lockTimeout time.Duration) error {
+	if s.ready.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready.Load() {
+		return nil
+	}
+	if s.closed {
+		return ErrClosed
+	}
+	if lockTimeout <= 0 {
+		lockTimeout = s.opts.LockTimeout
+	}
+	path := s.path
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("bboltstore: open %s: create directory: %w", path, err)
+		return fmt.Errorf("bboltstore: open %s: create directory: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: timeout,
+		Timeout: lockTimeout,
 		// The hashmap freelist stays fast as the file grows and fragments.
 		// The freelist is synced: without it, opening a file with 100,000
 		// grants rebuilt the freelist by walking every page (130 ms
@@ -170,15 +225,28 @@ func Open(path string, opts Options) (*Store, error) {
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, &lockedError{path: path}
+			return &lockedError{path: path}
 		}
-		return nil, fmt.Errorf("bboltstore: open %s: %w", path, err)
+		return fmt.Errorf("bboltstore: open %s: %w", path, err)
 	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("bboltstore: open %s: %w", path, err)
+		return fmt.Errorf("bboltstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, commits: &groupCommit{db: db}}, nil
+	s.db, s.commits = db, &groupCommit{db: db}
+	s.ready.Store(true)
+	if s.opts.Logger != nil {
+		s.opts.Logger.Info("opened state file", zap.String("path", path))
+	}
+	return nil
+}
+
+// opened opens the file if it is not open yet.
+func (s *Store) opened() error {
+	if s.ready.Load() {
+		return nil
+	}
+	return s.OpenFile(0)
 }
 
 // initSchema checks the schema version of an existing file, or stamps a new
@@ -241,8 +309,17 @@ func initSchema(tx *bolt.Tx) error {
 func (s *Store) Path() string { return s.path }
 
 // Close closes the file. It waits for running transactions; calling it
-// again is a no-op.
-func (s *Store) Close() error { return s.db.Close() }
+// again is a no-op. A store whose file is not open yet is closed without
+// opening it.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if !s.ready.Load() {
+		return nil
+	}
+	return s.db.Close()
+}
 
 // --- encoding --------------------------------------------------------------
 
@@ -356,6 +433,9 @@ func (s *Store) updateKeep(ctx context.Context, fn func(tx *bolt.Tx) error) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.opened(); err != nil {
+		return err
+	}
 	if err := s.commits.update(fn); err != nil {
 		return fmt.Errorf("bboltstore: %w", err)
 	}
@@ -365,6 +445,9 @@ func (s *Store) updateKeep(ctx context.Context, fn func(tx *bolt.Tx) error) erro
 // view runs fn in a read-only transaction.
 func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.opened(); err != nil {
 		return err
 	}
 	if err := s.db.View(fn); err != nil {
