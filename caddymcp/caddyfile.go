@@ -162,19 +162,13 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			m.StorageRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
-		case "access_token_ttl", "refresh_token_ttl":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+		case "access_token_ttl":
+			if err := positiveDuration(d, &m.AccessTokenTTL); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: %q is not a positive duration", opt, s)
-			}
-			if opt == "access_token_ttl" {
-				m.AccessTokenTTL = caddy.Duration(dur)
-			} else {
-				m.RefreshTokenTTL = caddy.Duration(dur)
+		case "refresh_token_ttl":
+			if err := positiveDuration(d, &m.RefreshTokenTTL); err != nil {
+				return err
 			}
 		case "secret_key":
 			var keys []string
@@ -265,6 +259,23 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// positiveDuration reads exactly one argument, a duration greater than
+// zero, into dst. Like the other options that take one value, giving it
+// again replaces the value.
+func positiveDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: %q is not a positive duration", opt, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
 // someArgs appends one or more arguments to dst.
 func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
 	args := d.RemainingArgs()
@@ -315,15 +326,9 @@ func (s *MCPServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.MaxRequestBody = int64(size)
 		case "session_idle_timeout":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+			if err := positiveDuration(d, &s.SessionIdleTimeout); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("session_idle_timeout: %q is not a positive duration", v)
-			}
-			s.SessionIdleTimeout = caddy.Duration(dur)
 		default:
 			return d.Errf("unrecognized mcp_server option %q", opt)
 		}

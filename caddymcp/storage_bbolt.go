@@ -126,15 +126,9 @@ func (b *BboltStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.Val() != "lock_timeout" {
 			return d.Errf("unrecognized bbolt option %q", d.Val())
 		}
-		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := positiveDuration(d, &b.LockTimeout); err != nil {
 			return err
 		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur <= 0 {
-			return d.Errf("lock_timeout: %q is not a positive duration", s)
-		}
-		b.LockTimeout = caddy.Duration(dur)
 	}
 	return nil
 }

@@ -157,15 +157,9 @@ func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.Val() != "connect_timeout" {
 			return d.Errf("unrecognized postgres option %q", d.Val())
 		}
-		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := positiveDuration(d, &p.ConnectTimeout); err != nil {
 			return err
 		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur <= 0 {
-			return d.Errf("connect_timeout: %q is not a positive duration", s)
-		}
-		p.ConnectTimeout = caddy.Duration(dur)
 	}
 	return nil
 }
