@@ -73,18 +73,6 @@ func (a *AdminAPI) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// runningStores are the state files in this process's pool, by path.
-func runningStores() []namedStore {
-	var out []namedStore
-	storePool.Range(func(key, val any) bool {
-		out = append(out, namedStore{path: key.(string), st: val.(*sharedStore)})
-		return true
-	})
-	out = append(out, runningPostgresStores()...)
-	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
-	return out
-}
-
 // Routes returns the routes under /mcp_auth/.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}

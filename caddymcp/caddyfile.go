@@ -162,19 +162,13 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			m.StorageRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
-		case "access_token_ttl", "refresh_token_ttl":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+		case "access_token_ttl":
+			if err := positiveDuration(d, &m.AccessTokenTTL); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: %q is not a positive duration", opt, s)
-			}
-			if opt == "access_token_ttl" {
-				m.AccessTokenTTL = caddy.Duration(dur)
-			} else {
-				m.RefreshTokenTTL = caddy.Duration(dur)
+		case "refresh_token_ttl":
+			if err := positiveDuration(d, &m.RefreshTokenTTL); err != nil {
+				return err
 			}
 		case "secret_key":
 			var keys []string
@@ -248,36 +242,6 @@ func (g *GitHubConfig) unmarshal(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// UnmarshalCaddyfile sets up the bbolt storage. Syntax:
-//
-//	storage bbolt [<path>] [{
-//		lock_timeout <duration>
-//	}]
-func (b *BboltStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the backend name
-	if d.NextArg() {
-		b.Path = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "lock_timeout" {
-			return d.Errf("unrecognized bbolt option %q", d.Val())
-		}
-		var s string
-		if err := oneArg(d, &s); err != nil {
-			return err
-		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur <= 0 {
-			return d.Errf("lock_timeout: %q is not a positive duration", s)
-		}
-		b.LockTimeout = caddy.Duration(dur)
-	}
-	return nil
-}
-
 // oneArg reads exactly one argument into dst; giving an option twice is an
 // error rather than a silent override.
 func oneArg(d *caddyfile.Dispenser, dst *string) error {
@@ -292,6 +256,23 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	return nil
+}
+
+// positiveDuration reads exactly one argument, a duration greater than
+// zero, into dst. Like the other options that take one value, giving it
+// again replaces the value.
+func positiveDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: %q is not a positive duration", opt, s)
+	}
+	*dst = caddy.Duration(dur)
 	return nil
 }
 
@@ -345,15 +326,9 @@ func (s *MCPServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.MaxRequestBody = int64(size)
 		case "session_idle_timeout":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+			if err := positiveDuration(d, &s.SessionIdleTimeout); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("session_idle_timeout: %q is not a positive duration", v)
-			}
-			s.SessionIdleTimeout = caddy.Duration(dur)
 		default:
 			return d.Errf("unrecognized mcp_server option %q", opt)
 		}
@@ -364,6 +339,5 @@ func (s *MCPServer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*MCPAuth)(nil)
-	_ caddyfile.Unmarshaler = (*BboltStorage)(nil)
 	_ caddyfile.Unmarshaler = (*MCPServer)(nil)
 )

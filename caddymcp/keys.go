@@ -1,6 +1,7 @@
 package caddymcp
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -9,12 +10,43 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
+
+// keySharer is a storage backend that several instances share, and that
+// therefore keeps the secret key for all of them: it checks a configured
+// key against the other instances', or hands out the key generated once.
+type keySharer interface {
+	SharedKey(ctx context.Context, configured []byte, previous [][]byte) ([]byte, error)
+}
+
+// sharedKeyTimeout bounds the key exchange with a shared backend.
+const sharedKeyTimeout = 10 * time.Second
+
+// secretKeyFor returns the master key for a config: through the storage
+// backend when it is shared by several instances, else as masterKey does
+// (configured, or generated into Caddy's data directory).
+func secretKeyFor(storage StorageBackend, configured string, previous [][]byte, log *zap.Logger) ([]byte, error) {
+	ks, ok := storage.(keySharer)
+	if !ok {
+		return masterKey(configured, log)
+	}
+	var key []byte
+	if configured != "" {
+		var err error
+		if key, err = configuredKey(configured); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedKeyTimeout)
+	defer cancel()
+	return ks.SharedKey(ctx, key, previous)
+}
 
 // masterKey returns the 32-byte key that seals GitHub tokens and signs
 // cookies: the configured one, or the one generated into Caddy's data

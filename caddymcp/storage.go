@@ -2,179 +2,106 @@ package caddymcp
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
-	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
 )
 
 func init() {
-	caddy.RegisterModule(BboltStorage{})
+	caddy.RegisterModule(App{})
 }
 
 // StorageBackend is a module in the mcp_auth.storage namespace: it provides
 // the store that holds clients, grants and tokens.
+//
+// A backend keeps its store in the registry (shareStore), so that every
+// config and every site of the process that names the same file or
+// database shares one store, across config reloads: a reload provisions
+// the new config before cleaning up the old one, so the store stays open.
+// The registry sweeps each store and lists them for the admin API.
 type StorageBackend interface {
 	// Store returns the provisioned store.
 	Store() store.Store
 }
 
-// BboltStorage keeps the authorization server's state in one bbolt file.
-//
-// The file is opened once per process and shared by every config and
-// every site that names it: a config reload provisions the new handler
-// before cleaning up the old one, so the file stays open (and its lock
-// held) across reloads.
-//
-// Provisioning opens the file only if it is free at once. If another
-// process holds it, the mcp_auth app waits for it when the config starts
-// (up to lock_timeout, then fails with a clear "locked by another process"
-// error). So `caddy validate` of a running server's config answers at once
-// without touching its state file, and a second `caddy run` on the same
-// file still fails at startup.
-type BboltStorage struct {
-	// Path of the bbolt file. Default: `mcp_auth/state.db` in Caddy's data
-	// directory. Placeholders such as {env.*} are replaced.
-	Path string `json:"path,omitempty"`
+// registry holds the stores open in this process, by backend and
+// identity (the bbolt file's absolute path, the digest of the PostgreSQL
+// DSN).
+var registry = caddy.NewUsagePool()
 
-	// LockTimeout is how long to wait for the file if another process
-	// holds it before failing with a clear error. Default: 2s.
-	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
-
-	key    string
-	shared *sharedStore
-}
-
-// CaddyModule returns the Caddy module information.
-func (BboltStorage) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{
-		ID:  "mcp_auth.storage.bbolt",
-		New: func() caddy.Module { return new(BboltStorage) },
-	}
-}
-
-// storePool holds the state files of this process, by absolute path. The
-// admin API finds the running stores here.
-var storePool = caddy.NewUsagePool()
-
-// sweepInterval is how often expired records are collected.
-const sweepInterval = 10 * time.Minute
-
-// Provision joins (or creates) the pool entry of the file, without opening
-// it, and has the mcp_auth app open it when the config starts.
-func (b *BboltStorage) Provision(ctx caddy.Context) error {
-	path := caddy.NewReplacer().ReplaceKnown(b.Path, "")
-	if path == "" {
-		path = filepath.Join(caddy.AppDataDir(), "mcp_auth", "state.db")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return fmt.Errorf("storage bbolt: %w", err)
-	}
-	timeout := time.Duration(b.LockTimeout)
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
-	log := ctx.Logger()
-	val, _, err := storePool.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		return &sharedStore{path: abs, timeout: timeout, log: log}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("storage bbolt: %w", err)
-	}
-	b.key, b.shared = abs, val.(*sharedStore)
-	if _, err := b.shared.open(time.Millisecond); err != nil {
-		if !errors.Is(err, bboltstore.ErrLocked) {
-			_, _ = storePool.Delete(abs)
-			b.shared = nil
-			return err
-		}
-		log.Debug("the state file is locked by another process; waiting for it when the config starts", zap.String("path", abs))
-	}
-	app, err := ctx.App(appModuleID)
-	if err != nil {
-		return err
-	}
-	app.(*App).addStore(b.shared)
-	return nil
-}
-
-// Store returns the shared store.
-func (b *BboltStorage) Store() store.Store { return b.shared }
-
-// Cleanup releases this config's use of the file.
-func (b *BboltStorage) Cleanup() error {
-	if b.shared == nil {
-		return nil
-	}
-	_, err := storePool.Delete(b.key)
-	return err
-}
-
-// sharedStore is one state file of this process, opened on first use, and
-// the sweeper that collects its expired records. It implements store.Store
-// by passing each call to the open file.
+// sharedStore is a store in the registry and the sweeper that collects
+// its expired records. It is the backend's own store: every call goes to
+// it, but Close, which only the registry does.
 type sharedStore struct {
-	path    string
-	timeout time.Duration
-	log     *zap.Logger
-
-	db      atomic.Pointer[bboltstore.Store] // set once opened
-	mu      sync.Mutex                       // serializes opening and closing
-	closed  bool
+	store.Store
+	// name identifies the store in the admin API: the bbolt file's path,
+	// or postgres://user@host:port/database (never the password).
+	name string
+	// sweep collects expired records. Default: the store's Sweep.
+	sweep   func(context.Context, time.Time) (int, error)
 	sweeper *sweeper
 }
 
-var errStoreClosed = errors.New("storage bbolt: the state file was closed by a config change")
+// Close does nothing: the store is closed by Destruct when the last config
+// using it is cleaned up, never by one of its users.
+func (s *sharedStore) Close() error { return nil }
 
-// open returns the open file, opening it on first use and waiting up to
-// lockTimeout (0: the configured lock_timeout) for another process to
-// release it. A failed open is retried by the next call.
-func (s *sharedStore) open(lockTimeout time.Duration) (*bboltstore.Store, error) {
-	if db := s.db.Load(); db != nil {
-		return db, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db := s.db.Load(); db != nil {
-		return db, nil
-	}
-	if s.closed {
-		return nil, errStoreClosed
-	}
-	if lockTimeout <= 0 {
-		lockTimeout = s.timeout
-	}
-	db, err := bboltstore.Open(s.path, bboltstore.Options{LockTimeout: lockTimeout})
-	if err != nil {
-		return nil, fmt.Errorf("storage bbolt: %w", err)
-	}
-	s.sweeper = startSweeper(s.log.Named("sweeper"), db.Sweep)
-	s.log.Info("opened state file", zap.String("path", s.path))
-	s.db.Store(db)
-	return db, nil
-}
-
-// Destruct closes the file when the last config using it is gone.
+// Destruct stops the sweeper and closes the store when the last config
+// using it is gone.
 func (s *sharedStore) Destruct() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	db := s.db.Swap(nil)
-	if db == nil {
-		return nil
-	}
 	s.sweeper.halt()
-	return db.Close()
+	return s.Store.Close()
 }
+
+// shareStore returns the store in the registry under key, creating it with
+// create if this process has none, and starts its sweeper. Every
+// successful call is released by releaseStore.
+func shareStore(key string, log *zap.Logger, create func() (*sharedStore, error)) (*sharedStore, error) {
+	val, _, err := registry.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s, err := create()
+		if err != nil {
+			return nil, err
+		}
+		sweep := s.sweep
+		if sweep == nil {
+			sweep = s.Store.Sweep
+		}
+		s.sweeper = startSweeper(log.Named("sweeper"), sweep)
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*sharedStore), nil
+}
+
+// releaseStore releases one use of the store under key.
+func releaseStore(key string) error {
+	_, err := registry.Delete(key)
+	return err
+}
+
+// runningStores are the stores in this process's registry, for the admin
+// API, by name.
+func runningStores() []namedStore {
+	var out []namedStore
+	registry.Range(func(_, val any) bool {
+		s := val.(*sharedStore)
+		out = append(out, namedStore{path: s.name, st: s})
+		return true
+	})
+	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
+	return out
+}
+
+// sweepInterval is how often expired records are collected.
+const sweepInterval = 10 * time.Minute
 
 // sweeper collects a store's expired records in the background, every
 // sweepInterval, for as long as the store is open.
@@ -215,11 +142,60 @@ func (s *sweeper) halt() {
 	<-s.done
 }
 
+const appModuleID = "mcp_auth"
+
+// App is the mcp_auth app. It needs no configuration: a storage backend
+// that defers work to the config's start (bbolt waiting for a file another
+// process holds) loads it and registers that work. A config that is only
+// validated (`caddy validate`) is never started, so it never waits for,
+// or fails on, a state file that a running server holds.
+type App struct {
+	mu     *sync.Mutex
+	starts []func() error
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  appModuleID,
+		New: func() caddy.Module { return &App{mu: new(sync.Mutex)} },
+	}
+}
+
+// onStart has the app call start when the config starts.
+func onStart(ctx caddy.Context, start func() error) error {
+	app, err := ctx.App(appModuleID)
+	if err != nil {
+		return err
+	}
+	a := app.(*App)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.starts = append(a.starts, start)
+	return nil
+}
+
+// Start does the backends' work, so that a state file another process
+// holds fails the config at startup with a clear error rather than its
+// first request.
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, start := range a.starts {
+		if err := start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop does nothing: stores stay open across reloads and are closed when
+// the last config using them is cleaned up.
+func (a *App) Stop() error { return nil }
+
 // Interface guards
 var (
-	_ caddy.Provisioner  = (*BboltStorage)(nil)
-	_ caddy.CleanerUpper = (*BboltStorage)(nil)
-	_ StorageBackend     = (*BboltStorage)(nil)
-	_ store.Store        = (*sharedStore)(nil)
-	_ caddy.Destructor   = (*sharedStore)(nil)
+	_ caddy.App        = (*App)(nil)
+	_ store.Store      = (*sharedStore)(nil)
+	_ caddy.Destructor = (*sharedStore)(nil)
 )

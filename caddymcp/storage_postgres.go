@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +53,8 @@ type PostgresStorage struct {
 
 	key    string
 	secret string // the DSN's password, scrubbed from errors
-	shared *sharedPostgres
+	shared *sharedStore
+	db     *pgstore.Store // shared's store
 }
 
 // CaddyModule returns the Caddy module information.
@@ -63,38 +63,6 @@ func (PostgresStorage) CaddyModule() caddy.ModuleInfo {
 		ID:  "mcp_auth.storage.postgres",
 		New: func() caddy.Module { return new(PostgresStorage) },
 	}
-}
-
-// postgresPool holds the open databases of this process, keyed by the
-// digest of their DSN.
-var postgresPool = caddy.NewUsagePool()
-
-// sharedPostgres is one open database and its sweeper.
-type sharedPostgres struct {
-	*pgstore.Store
-	// name identifies the database in the admin API, without the
-	// password: postgres://user@host:port/database.
-	name    string
-	sweeper *sweeper
-}
-
-// runningPostgresStores are the databases in this process's pool, for the
-// admin API, by name.
-func runningPostgresStores() []namedStore {
-	var out []namedStore
-	postgresPool.Range(func(_, val any) bool {
-		s := val.(*sharedPostgres)
-		out = append(out, namedStore{path: s.name, st: s})
-		return true
-	})
-	slices.SortFunc(out, func(a, b namedStore) int { return strings.Compare(a.path, b.path) })
-	return out
-}
-
-// Destruct closes the pool when the last config using it is gone.
-func (s *sharedPostgres) Destruct() error {
-	s.sweeper.halt()
-	return s.Store.Close()
 }
 
 // Provision connects to the database (or joins the pool already open for
@@ -112,10 +80,10 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	}
 	p.secret = cfg.ConnConfig.Password
 	sum := sha256.Sum256([]byte(dsn))
-	p.key = hex.EncodeToString(sum[:])
+	p.key = "postgres " + hex.EncodeToString(sum[:])
 	timeout := time.Duration(p.ConnectTimeout)
 	log := ctx.Logger()
-	val, _, err := postgresPool.LoadOrNew(p.key, func() (caddy.Destructor, error) {
+	shared, err := shareStore(p.key, log, func() (*sharedStore, error) {
 		st, err := pgstore.OpenConfig(context.Background(), cfg, pgstore.Options{ConnectTimeout: timeout, Logger: log.Named("revocations")})
 		if err != nil {
 			return nil, err
@@ -127,17 +95,16 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 			n, err := st.Sweep(ctx, now)
 			return n, p.scrub(err)
 		}
-		s := &sharedPostgres{Store: st, name: name, sweeper: startSweeper(log.Named("sweeper"), sweep)}
 		log.Info("connected to PostgreSQL", zap.String("host", cfg.ConnConfig.Host),
 			zap.Uint16("port", cfg.ConnConfig.Port), zap.String("database", cfg.ConnConfig.Database),
 			zap.String("user", cfg.ConnConfig.User))
-		return s, nil
+		return &sharedStore{Store: st, name: name, sweep: sweep}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage postgres: connecting to %s:%d, database %q: %w", cfg.ConnConfig.Host,
 			cfg.ConnConfig.Port, cfg.ConnConfig.Database, p.scrub(err))
 	}
-	p.shared = val.(*sharedPostgres)
+	p.shared, p.db = shared, shared.Store.(*pgstore.Store)
 	return nil
 }
 
@@ -157,7 +124,7 @@ func (p *PostgresStorage) Store() store.Store { return p.shared }
 // configured (checked against the others') or generated once and kept in
 // the database.
 func (p *PostgresStorage) SharedKey(ctx context.Context, configured []byte, previous [][]byte) ([]byte, error) {
-	key, err := p.shared.SecretKey(ctx, configured, oauth.KeySize, previous...)
+	key, err := p.db.SecretKey(ctx, configured, oauth.KeySize, previous...)
 	if err != nil {
 		return nil, fmt.Errorf("storage postgres: %w", p.scrub(err))
 	}
@@ -169,8 +136,7 @@ func (p *PostgresStorage) Cleanup() error {
 	if p.shared == nil {
 		return nil
 	}
-	_, err := postgresPool.Delete(p.key)
-	return err
+	return releaseStore(p.key)
 }
 
 // UnmarshalCaddyfile sets up the PostgreSQL storage. Syntax:
@@ -191,15 +157,9 @@ func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.Val() != "connect_timeout" {
 			return d.Errf("unrecognized postgres option %q", d.Val())
 		}
-		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := positiveDuration(d, &p.ConnectTimeout); err != nil {
 			return err
 		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur <= 0 {
-			return d.Errf("connect_timeout: %q is not a positive duration", s)
-		}
-		p.ConnectTimeout = caddy.Duration(dur)
 	}
 	return nil
 }
@@ -211,5 +171,4 @@ var (
 	_ caddyfile.Unmarshaler = (*PostgresStorage)(nil)
 	_ StorageBackend        = (*PostgresStorage)(nil)
 	_ keySharer             = (*PostgresStorage)(nil)
-	_ caddy.Destructor      = (*sharedPostgres)(nil)
 )
