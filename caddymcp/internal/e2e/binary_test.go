@@ -159,15 +159,26 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// TestDemoCommand runs the README's first command as a user would (the
-// built binary's `mcp-auth demo`): it serves its metadata over TLS from
+// demoBinary builds the README's first command, cmd/caddymcp-demo, into
+// dir and returns its path.
+func demoBinary(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "caddymcp-demo")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddymcp-demo").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/caddymcp-demo: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDemoCommand runs the README's first command as a user would (`go run
+// ./cmd/caddymcp-demo`, built): it serves its metadata over TLS from
 // Caddy's local CA, says loudly that its GitHub is a stand-in, completes a
 // sign-in against that stand-in, and stops cleanly on Ctrl+C.
 func TestDemoCommand(t *testing.T) {
 	dir := t.TempDir()
-	bin := caddyBinary(t)
+	bin := demoBinary(t, dir)
 	listen := fmt.Sprintf("localhost:%d", freePort(t))
-	demo := exec.Command(bin, "mcp-auth", "demo", "--listen", listen)
+	demo := exec.Command(bin, "-listen", listen)
 	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	var out lockedBuffer
 	demo.Stdout, demo.Stderr = &out, &out

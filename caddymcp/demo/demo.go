@@ -1,23 +1,34 @@
-package caddymcp
+// Package demo runs caddymcp on this machine with no GitHub OAuth app:
+// Caddy in this process, with mcp_auth and the built-in MCP tools on a
+// loopback https site (Caddy's local CA), and a local stand-in for GitHub
+// on a loopback port, which is NOT GitHub. It is what cmd/caddymcp-demo
+// runs. It is no part of the plugin: neither the plugin package nor
+// cmd/caddy imports it, so no production build links the stand-in
+// (TestImportGraphHasNoStandIn in the plugin package checks that).
+//
+// It lives here, inside the caddymcp directory, rather than in
+// cmd/caddymcp-demo because the stand-in is caddymcp/internal/fakegithub,
+// which Go lets only packages under caddymcp/ import.
+package demo
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	_ "github.com/caddyserver/caddy/v2/modules/standard" // the Caddyfile adapter, tls internal, handle
 
+	_ "github.com/caddymcp/caddymcp/caddymcp" // mcp_auth, mcp_server
 	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
@@ -71,14 +82,24 @@ https://{{listen}} {
 }
 `
 
-func cmdDemo(fl caddycmd.Flags) (int, error) {
-	listen := fl.String("listen")
+// Options are what the demo command takes.
+type Options struct {
+	// Listen is the loopback host:port of the demo site.
+	Listen string
+	// Out receives the banner.
+	Out io.Writer
+}
+
+// Run runs the demo until ctx is done, then stops Caddy and the stand-in
+// and removes the demo's state.
+func Run(ctx context.Context, opt Options) error {
+	listen := opt.Listen
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("--listen %q: %v", listen, err)
+		return fmt.Errorf("--listen %q: %v", listen, err)
 	}
 	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("--listen %q: the demo only listens on a loopback address", listen)
+		return fmt.Errorf("--listen %q: the demo only listens on a loopback address", listen)
 	}
 	bind := host
 	if host == "localhost" {
@@ -87,7 +108,7 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 
 	dir, err := os.MkdirTemp("", "caddymcp-demo-")
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	defer os.RemoveAll(dir)
 
@@ -98,7 +119,7 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 	})
 	ghURL, err := gh.Start("127.0.0.1:0")
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	defer gh.Close()
 
@@ -108,16 +129,16 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 	).Replace(demoCaddyfile)
 	json, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("adapting the demo config: %v", err)
+		return fmt.Errorf("adapting the demo config: %v", err)
 	}
 	if err := caddy.Load(json, true); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("starting the demo: %v", err)
+		return fmt.Errorf("starting the demo: %v", err)
 	}
 	defer caddy.Stop()
 
 	site := "https://" + listen
 	root := filepath.Join(caddy.AppDataDir(), "pki", "authorities", "local", "root.crt")
-	fmt.Printf(`
+	fmt.Fprintf(opt.Out, `
 caddymcp demo is running.
 
   MCP server   %[1]s/mcp   (Streamable HTTP; legacy SSE at %[1]s/sse)
@@ -140,11 +161,9 @@ Connect the MCP Inspector:
 Press Ctrl+C to stop.
 `, site, ghURL, root)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
-	fmt.Println("\nStopping the demo.")
-	return caddy.ExitCodeSuccess, nil
+	fmt.Fprintln(opt.Out, "\nStopping the demo.")
+	return nil
 }
 
 func randomB64(n int) string {
