@@ -14,10 +14,13 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -51,11 +54,21 @@ func demoUsers() []fakegithub.User {
 	return []fakegithub.User{octocat, hubot}
 }
 
+// demoCaddyfile is the demo's configuration. The admin endpoint listens on
+// a loopback port so that "caddy trust --address" can fetch the local CA's
+// root, and the mcp-auth commands can list and revoke grants; the config
+// is not persisted, since it holds the demo's secrets.
 const demoCaddyfile = `{
-	admin off
+	admin {{admin}}
+	persist_config off
 	auto_https disable_redirects
 	skip_install_trust
 	default_bind {{host}}
+	log {
+		output stderr
+		format {{log_format}}
+		level {{log_level}}
+	}
 }
 
 https://{{listen}} {
@@ -66,9 +79,13 @@ https://{{listen}} {
 			client_secret {{client_secret}}
 			enterprise_url {{github}}
 		}
+		allow_users octocat hubot
 		storage bbolt {{state}}
 		secret_key {{key}}
 	}
+	# The Inspector 2.x calls from its backend, with no Origin. These let a
+	# page served where the Inspector serves its own (older Inspectors'
+	# direct connection) call the server from the browser.
 	handle /mcp* {
 		mcp_server {
 			allowed_origins http://localhost:6274 http://127.0.0.1:6274
@@ -86,24 +103,40 @@ https://{{listen}} {
 type Options struct {
 	// Listen is the loopback host:port of the demo site.
 	Listen string
+	// Admin is the loopback host:port of Caddy's admin endpoint; empty
+	// picks a free port.
+	Admin string
+	// Verbose logs at INFO, as JSON; otherwise only warnings and errors
+	// are logged, so that the banner is what a newcomer sees.
+	Verbose bool
 	// Out receives the banner.
 	Out io.Writer
 }
 
 // Run runs the demo until ctx is done, then stops Caddy and the stand-in
-// and removes the demo's state.
+// and removes the demo's state. It prints the banner once the site answers
+// over TLS with a certificate from the local CA.
 func Run(ctx context.Context, opt Options) error {
 	listen := opt.Listen
-	host, _, err := net.SplitHostPort(listen)
+	host, err := loopback("-listen", listen)
 	if err != nil {
-		return fmt.Errorf("--listen %q: %v", listen, err)
-	}
-	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--listen %q: the demo only listens on a loopback address", listen)
+		return err
 	}
 	bind := host
 	if host == "localhost" {
 		bind = "127.0.0.1 [::1]"
+	}
+	admin := opt.Admin
+	if admin == "" {
+		if admin, err = freeLoopbackAddr(); err != nil {
+			return err
+		}
+	} else if _, err := loopback("-admin", admin); err != nil {
+		return err
+	}
+	logFormat, logLevel := "console", "WARN"
+	if opt.Verbose {
+		logFormat, logLevel = "json", "INFO"
 	}
 
 	dir, err := os.MkdirTemp("", "caddymcp-demo-")
@@ -124,8 +157,8 @@ func Run(ctx context.Context, opt Options) error {
 	defer gh.Close()
 
 	cfg := strings.NewReplacer(
-		"{{host}}", bind, "{{listen}}", listen, "{{client_secret}}", secret, "{{github}}", ghURL,
-		"{{state}}", filepath.Join(dir, "state.db"), "{{key}}", key,
+		"{{admin}}", admin, "{{host}}", bind, "{{listen}}", listen, "{{client_secret}}", secret, "{{github}}", ghURL,
+		"{{state}}", filepath.Join(dir, "state.db"), "{{key}}", key, "{{log_format}}", logFormat, "{{log_level}}", logLevel,
 	).Replace(demoCaddyfile)
 	json, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -138,31 +171,126 @@ func Run(ctx context.Context, opt Options) error {
 
 	site := "https://" + listen
 	root := filepath.Join(caddy.AppDataDir(), "pki", "authorities", "local", "root.crt")
-	fmt.Fprintf(opt.Out, `
+	if err := waitForSite(ctx, site, root); err != nil {
+		return fmt.Errorf("the demo site %s does not answer: %v", site, err)
+	}
+	fmt.Fprintf(opt.Out, banner, site, ghURL, root, admin)
+
+	<-ctx.Done()
+	fmt.Fprintln(opt.Out, "\nStopping the demo.")
+	return nil
+}
+
+// banner is what the demo prints once it serves: %[1]s the site, %[2]s the
+// stand-in, %[3]s the local CA's root certificate, %[4]s the admin
+// endpoint. TestDemoCommand runs the commands it gives.
+const banner = `
 caddymcp demo is running.
 
   MCP server   %[1]s/mcp   (Streamable HTTP; legacy SSE at %[1]s/sse)
   Metadata     %[1]s/.well-known/oauth-authorization-server
+  Admin API    %[4]s (loopback)
 
   Sign-in goes to a LOCAL STAND-IN FOR GITHUB at %[2]s.
   It is NOT GitHub: it asks no password and only knows the demo users
   octocat and hubot. Nothing here talks to the real GitHub.
 
-  The certificate comes from Caddy's local CA (%[3]s).
-  Trust it with "caddy trust", or for Node.js tools set NODE_EXTRA_CA_CERTS.
+Trust the certificate. It comes from Caddy's local CA, whose root is
 
-Connect the MCP Inspector:
+  %[3]s
+
+  Browsers: from the repository, in another terminal (asks for sudo; on
+  Linux, Chromium and Firefox also need certutil, from libnss3-tools):
+
+    go run ./cmd/caddy trust --address %[4]s
+
+  Undo it later with: go run ./cmd/caddy untrust --cert %[3]s
+  Node.js tools need no installation: NODE_EXTRA_CA_CERTS (below).
+
+Connect the MCP Inspector (Node.js 22.19 or newer):
 
   NODE_EXTRA_CA_CERTS=%[3]s npx @modelcontextprotocol/inspector
 
-  Transport "Streamable HTTP", URL %[1]s/mcp, then "Open Auth Settings" >
-  "Quick OAuth Flow": approve the client, pick a demo user, list and call tools.
+  On its page: Add Servers > Add manually, transport streamable-http,
+  URL %[1]s/mcp, then turn on the server card's switch.
+  Approve the client on the consent page, pick octocat or hubot, and the
+  tools are listed.
+
+See who is connected, and revoke them:
+
+  go run ./cmd/caddy mcp-auth grants --address %[4]s
+  go run ./cmd/caddy mcp-auth revoke --user octocat --address %[4]s
 
 Press Ctrl+C to stop.
-`, site, ghURL, root)
+`
 
-	<-ctx.Done()
-	fmt.Fprintln(opt.Out, "\nStopping the demo.")
+// loopback checks that addr is a host:port on a loopback address and
+// returns its host.
+func loopback(flag, addr string) (string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s %q: %v", flag, addr, err)
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return "", fmt.Errorf("%s %q: the demo only listens on a loopback address", flag, addr)
+	}
+	return host, nil
+}
+
+// freeLoopbackAddr returns a 127.0.0.1 port that is free now, for Caddy's
+// admin endpoint, which takes an address and says nothing of the port it
+// bound.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitForSite waits until the site serves its metadata with a certificate
+// that the local CA's root verifies: then the root file exists, the
+// certificate is issued (and logged about), and the banner is true.
+func waitForSite(ctx context.Context, site, rootFile string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := getWithRoot(ctx, site+"/.well-known/oauth-authorization-server", rootFile)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func getWithRoot(ctx context.Context, url, rootFile string) error {
+	pem, err := os.ReadFile(rootFile)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("no certificate in %s", rootFile)
+	}
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
 	return nil
 }
 

@@ -4,7 +4,7 @@
 // GitHub on a loopback port, which is NOT GitHub. It prints the MCP URL and
 // how to connect the MCP Inspector; Ctrl+C stops it and removes its state.
 //
-//	go run ./cmd/caddymcp-demo [-listen localhost:8443]
+//	go run ./cmd/caddymcp-demo [-listen localhost:8443] [-admin 127.0.0.1:2019] [-v]
 //
 // It is a command of its own, not a subcommand of cmd/caddy, so that Caddy
 // built with the plugin (go build ./cmd/caddy, or xcaddy --with the plugin)
@@ -25,6 +25,8 @@ import (
 func main() {
 	opt := demo.Options{Out: os.Stdout}
 	flag.StringVar(&opt.Listen, "listen", "localhost:8443", "loopback `host:port` of the demo site")
+	flag.StringVar(&opt.Admin, "admin", "", "loopback `host:port` of Caddy's admin endpoint (default a free port)")
+	flag.BoolVar(&opt.Verbose, "v", false, "log at INFO, as JSON (default: warnings and errors only)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: caddymcp-demo [flags]\n\n"+
 			"Runs mcp_auth and mcp_server locally against a stand-in for GitHub (NOT GitHub).\n\n")
