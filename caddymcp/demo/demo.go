@@ -126,6 +126,9 @@ func Run(ctx context.Context, opt Options) error {
 	if host == "localhost" {
 		bind = "127.0.0.1 [::1]"
 	}
+	if err := portFree(listen); err != nil {
+		return err
+	}
 	admin := opt.Admin
 	if admin == "" {
 		if admin, err = freeLoopbackAddr(); err != nil {
@@ -235,6 +238,18 @@ func loopback(flag, addr string) (string, error) {
 		return "", fmt.Errorf("%s %q: the demo only listens on a loopback address", flag, addr)
 	}
 	return host, nil
+}
+
+// portFree fails if something listens on addr already. Caddy binds its
+// listeners with SO_REUSEPORT, so without this a second demo would share
+// the port with the first, and each request would reach either one at
+// random: a sign-in started at one fails at the other.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is in use (is another demo running?): %v", addr, err)
+	}
+	return l.Close()
 }
 
 // freeLoopbackAddr returns a 127.0.0.1 port that is free now, for Caddy's

@@ -329,6 +329,14 @@ func TestDemoCommand(t *testing.T) {
 		t.Errorf("octocat's grant is listed after the revocation:\n%s", got)
 	}
 
+	// A second demo on the same address is refused: Caddy's listeners
+	// share ports (SO_REUSEPORT), and two demos would split the requests.
+	second := exec.Command(bin, "-listen", listen)
+	second.Env = demo.Env
+	if got, err := second.CombinedOutput(); err == nil || !strings.Contains(string(got), "is in use (is another demo running?)") {
+		t.Errorf("a second demo on %s: %v\n%s", listen, err, got)
+	}
+
 	demo.Process.Signal(syscall.SIGINT)
 	select {
 	case err := <-exited:
