@@ -19,28 +19,18 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-auth",
-		Usage: "demo | clients | grants | revoke | delete-client",
+		Usage: "clients | grants | revoke | delete-client",
 		Short: "Commands of the caddymcp plugin",
 		Long: `Commands of the caddymcp plugin (mcp_auth, mcp_server).
-
-"demo" runs the whole thing on this machine with no GitHub OAuth app: Caddy
-with mcp_auth and mcp_server on https://localhost (Caddy's local CA), and a
-local stand-in for GitHub on a loopback port, which is NOT GitHub. Point the
-MCP Inspector or any MCP client at the printed URL.
 
 "clients", "grants", "revoke" and "delete-client" operate a running server
 through its admin API (admin.api.mcp_auth); they never open its state file.
 The admin address is --address, else the admin address of --config, else
-localhost:2019, as for "caddy reload" and "caddy stop".`,
-		CobraFunc: func(cmd *cobra.Command) {
-			demo := &cobra.Command{
-				Use:   "demo [--listen <host:port>]",
-				Short: "Run mcp_auth and mcp_server locally against a stand-in for GitHub",
-				RunE:  caddycmd.WrapCommandFuncForCobra(cmdDemo),
-			}
-			demo.Flags().String("listen", "localhost:8443", "loopback address of the demo site")
-			cmd.AddCommand(demo)
+localhost:2019, as for "caddy reload" and "caddy stop".
 
+To try the plugin with no GitHub OAuth app, run the demo from the
+repository: go run ./cmd/caddymcp-demo`,
+		CobraFunc: func(cmd *cobra.Command) {
 			clients := adminCommand(&cobra.Command{
 				Use:   "clients [--after <id>] [--limit <n>]",
 				Short: "List the registered OAuth clients",

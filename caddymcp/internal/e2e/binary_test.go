@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -159,15 +160,36 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// TestDemoCommand runs the README's first command as a user would (the
-// built binary's `mcp-auth demo`): it serves its metadata over TLS from
-// Caddy's local CA, says loudly that its GitHub is a stand-in, completes a
-// sign-in against that stand-in, and stops cleanly on Ctrl+C.
+// demoBinary builds the README's first command, cmd/caddymcp-demo, into
+// dir and returns its path.
+func demoBinary(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "caddymcp-demo")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddymcp-demo").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/caddymcp-demo: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDemoCommand runs the README's first command as a user would (`go run
+// ./cmd/caddymcp-demo`, built): it prints its banner and nothing else, the
+// banner last; it serves its metadata over TLS from Caddy's local CA, says
+// loudly that its GitHub is a stand-in, completes a sign-in against that
+// stand-in, and stops cleanly on Ctrl+C. Every command the banner advises
+// is run against it, or, for those that would change this machine's trust
+// store, what they ask of the demo is.
 func TestDemoCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, first, _ := strings.Cut(string(readme), "```sh\n"); !strings.HasPrefix(first, "go run ./cmd/caddymcp-demo\n```") {
+		t.Errorf("the README's first command is not go run ./cmd/caddymcp-demo, which this test runs")
+	}
 	dir := t.TempDir()
-	bin := caddyBinary(t)
+	bin := demoBinary(t, dir)
 	listen := fmt.Sprintf("localhost:%d", freePort(t))
-	demo := exec.Command(bin, "mcp-auth", "demo", "--listen", listen)
+	demo := exec.Command(bin, "-listen", listen)
 	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	var out lockedBuffer
 	demo.Stdout, demo.Stderr = &out, &out
@@ -178,42 +200,112 @@ func TestDemoCommand(t *testing.T) {
 	go func() { exited <- demo.Wait() }()
 	defer demo.Process.Kill()
 
-	site := "https://" + listen
-	root := filepath.Join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt")
-	var meta struct {
-		Issuer string `json:"issuer"`
-	}
-	var err error
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		if err = getJSONWithLocalCA(root, site+"/.well-known/oauth-authorization-server", &meta); err == nil {
-			break
-		}
+	const last = "Press Ctrl+C to stop.\n"
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), last); {
 		select {
 		case err := <-exited:
 			t.Fatalf("the demo exited: %v\n%s", err, out.String())
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner after 60s:\n%s", out.String())
 		}
 	}
-	if err != nil || meta.Issuer != site {
-		t.Fatalf("demo metadata: %v, issuer %q\n%s", err, meta.Issuer, out.String())
+	// Anything logged late would land after the banner: give it a moment.
+	time.Sleep(time.Second)
+	screen := out.String()
+	if !strings.HasPrefix(screen, "\ncaddymcp demo is running.\n") || !strings.HasSuffix(screen, last) {
+		t.Errorf("the demo prints more than its banner, or the banner is not last:\n%s", screen)
 	}
-	for _, want := range []string{site + "/mcp", "NOT GitHub", "npx @modelcontextprotocol/inspector"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("the demo's banner does not say %q:\n%s", want, out.String())
+	site := "https://" + listen
+	for _, want := range []string{site + "/mcp", "NOT GitHub", "npx @modelcontextprotocol/inspector",
+		"Node.js 22.19 or newer", "Add Servers > Add manually, transport streamable-http"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the demo's banner does not say %q:\n%s", want, screen)
+		}
+	}
+	banner := func(re string) string {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(screen)
+		if m == nil {
+			t.Fatalf("the banner has no %s:\n%s", re, screen)
+		}
+		return m[1]
+	}
+
+	// NODE_EXTRA_CA_CERTS=<root>: the file is the local CA's root, and it
+	// verifies the demo's certificate, for Go and for Node.js.
+	root := banner(`NODE_EXTRA_CA_CERTS=(\S+) npx @modelcontextprotocol/inspector`)
+	if want := filepath.Join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt"); root != want {
+		t.Errorf("the banner's root certificate is %s, want %s", root, want)
+	}
+	var meta struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := getJSONWithLocalCA(root, site+"/.well-known/oauth-authorization-server", &meta); err != nil || meta.Issuer != site {
+		t.Fatalf("demo metadata with the banner's root: %v, issuer %q", err, meta.Issuer)
+	}
+	if node, err := exec.LookPath("node"); err != nil {
+		t.Logf("no node: NODE_EXTRA_CA_CERTS checked with Go only")
+	} else {
+		fetch := exec.Command(node, "-e", `fetch(process.argv[1]).then(r => r.json()).then(m => console.log(m.issuer), e => { console.error(e.cause || e); process.exit(1) })`,
+			site+"/.well-known/oauth-authorization-server")
+		fetch.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+root)
+		if got, err := fetch.CombinedOutput(); err != nil || strings.TrimSpace(string(got)) != site {
+			t.Errorf("Node.js with NODE_EXTRA_CA_CERTS=%s: %v\n%s", root, err, got)
 		}
 	}
 
-	// Sign in as the demo's octocat through its stand-in, with the SDK.
-	standIn := regexp.MustCompile(`STAND-IN FOR GITHUB at (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())
-	if standIn == nil {
-		t.Fatalf("the banner does not name the stand-in's address:\n%s", out.String())
+	// The banner's caddy commands, in order.
+	var commands [][]string
+	for _, m := range regexp.MustCompile(`go run \./cmd/caddy ([^\n]+)`).FindAllStringSubmatch(screen, -1) {
+		commands = append(commands, strings.Fields(m[1]))
 	}
-	pem, err := os.ReadFile(root)
+	admin := banner(`trust --address (\S+)`)
+	wantCommands := [][]string{
+		{"trust", "--address", admin},
+		{"untrust", "--cert", root},
+		{"mcp-auth", "grants", "--address", admin},
+		{"mcp-auth", "revoke", "--user", "octocat", "--address", admin},
+	}
+	if !slices.EqualFunc(commands, wantCommands, slices.Equal) {
+		t.Fatalf("the banner's commands are %q, want %q (a new one needs a check here)", commands, wantCommands)
+	}
+	caddyBin := caddyBinary(t)
+	runCaddy := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(caddyBin, args...)
+		cmd.Env, cmd.Dir = demo.Env, dir
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("caddy %s: %v\n%s", strings.Join(args, " "), err, got)
+		}
+		return string(got)
+	}
+
+	// caddy trust --address <admin>: it would install into this machine's
+	// trust store, so ask the demo what it asks (the local CA from the
+	// admin API, as caddypki's rootCertFromAdmin does), and check that it
+	// is the root that verified the site.
+	resp, err := caddycmd.AdminAPIRequest(admin, http.MethodGet, "/pki/ca/local", make(http.Header), nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("caddy trust's request to the demo: %v", err)
 	}
-	e := &env{t: t, site: site, ghURL: standIn[1], roots: x509.NewCertPool()}
-	e.roots.AppendCertsFromPEM(pem)
+	var ca struct {
+		RootCert string `json:"root_certificate"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&ca)
+	resp.Body.Close()
+	rootPEM, rerr := os.ReadFile(root)
+	if err != nil || rerr != nil || strings.TrimSpace(ca.RootCert) != strings.TrimSpace(string(rootPEM)) {
+		t.Errorf("the admin API's local CA (%v) is not the root file (%v):\n%s", err, rerr, ca.RootCert)
+	}
+	// caddy untrust --cert <root> removes from the trust store what trust
+	// installed: it needs the file, which the demo leaves where it is.
+
+	// Sign in as the demo's octocat through its stand-in, with the SDK.
+	e := &env{t: t, site: site, ghURL: banner(`STAND-IN FOR GITHUB at (http://127\.0\.0\.1:\d+)`), roots: x509.NewCertPool()}
+	e.roots.AppendCertsFromPEM(rootPEM)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	session, err := e.connect(ctx, t, "/mcp", e.sdkHandler(t, e.browser("octocat")))
@@ -226,6 +318,25 @@ func TestDemoCommand(t *testing.T) {
 	}
 	session.Close()
 
+	// The mcp-auth commands, run as printed.
+	if got := runCaddy(commands[2]...); !strings.Contains(got, "octocat (583231)") {
+		t.Errorf("caddy %s does not list octocat's grant:\n%s", strings.Join(commands[2], " "), got)
+	}
+	if got := runCaddy(commands[3]...); !strings.Contains(got, "revoked 1 grant(s)") {
+		t.Errorf("caddy %s: %s", strings.Join(commands[3], " "), got)
+	}
+	if got := runCaddy(commands[2]...); strings.Contains(got, "octocat") {
+		t.Errorf("octocat's grant is listed after the revocation:\n%s", got)
+	}
+
+	// A second demo on the same address is refused: Caddy's listeners
+	// share ports (SO_REUSEPORT), and two demos would split the requests.
+	second := exec.Command(bin, "-listen", listen)
+	second.Env = demo.Env
+	if got, err := second.CombinedOutput(); err == nil || !strings.Contains(string(got), "is in use (is another demo running?)") {
+		t.Errorf("a second demo on %s: %v\n%s", listen, err, got)
+	}
+
 	demo.Process.Signal(syscall.SIGINT)
 	select {
 	case err := <-exited:
@@ -234,5 +345,8 @@ func TestDemoCommand(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the demo did not stop on Ctrl+C")
+	}
+	if rest := strings.TrimPrefix(out.String(), screen); rest != "\nStopping the demo.\n" {
+		t.Errorf("after Ctrl+C the demo printed %q, want only that it stops", rest)
 	}
 }
