@@ -57,11 +57,15 @@ func TestBuildManifestAgrees(t *testing.T) {
 	if !strings.Contains(readme, cmd) {
 		t.Errorf("the README does not show the build command the manifest gives: %s", cmd)
 	}
-	const testCmd = "go test -race -count=1 ./..."
+	const testCmd = "go run ./cmd/caddymcp-test"
 	if !strings.Contains(readme, "```sh\n"+testCmd+"\n```") {
 		t.Errorf("the README's test command is not %q", testCmd)
 	}
 	if !strings.Contains(read(".ci/run"), "\n"+testCmd+"\n") {
 		t.Errorf(".ci/run does not run the README's test command %q", testCmd)
+	}
+	// And that command runs exactly the whole suite.
+	if !strings.Contains(read("cmd/caddymcp-test/main.go"), `"test", "-race", "-count=1", "./..."`) {
+		t.Errorf("cmd/caddymcp-test does not run go test -race -count=1 ./...")
 	}
 }
