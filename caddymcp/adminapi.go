@@ -260,41 +260,14 @@ func (a *AdminAPI) deleteClient(w http.ResponseWriter, r *http.Request, id strin
 // audit log and for withdrawing consents, in pages of auditPage
 // (variables for tests). What is revoked is never bounded.
 var (
-	maxAuditedGrants = 100_000
+	maxAuditedGrants = oauth.DefaultMaxListed
 	auditPage        = store.MaxListLimit
 )
 
-// grantsToAudit lists, page by page, up to maxAuditedGrants live grants
-// matching f (its After and Limit are set here), and says whether there
-// were more.
-func (a *AdminAPI) grantsToAudit(r *http.Request, st store.Store, f store.GrantFilter) ([]*store.Grant, bool, error) {
-	var out []*store.Grant
-	f.Limit = auditPage
-	for len(out) <= maxAuditedGrants {
-		page, err := st.ListGrants(r.Context(), f, a.now())
-		if err != nil {
-			return nil, false, storeError(err)
-		}
-		out = append(out, page...)
-		if len(page) < f.Limit {
-			break
-		}
-		f.After = page[len(page)-1].ID
-	}
-	if len(out) > maxAuditedGrants {
-		return out[:maxAuditedGrants], true, nil
-	}
-	return out, false, nil
-}
-
-// auditUnlisted says in the audit log how many revoked grants it did not
-// list one by one: past maxAuditedGrants, or issued, lapsed or revoked
-// between the listing and the revocation.
-func (a *AdminAPI) auditUnlisted(revoked, listed int, more bool) {
-	if more || revoked != listed {
-		a.audit.Warn("grants revoked without a line each", zap.String("event", "grants_revoked_unlisted"),
-			zap.Int("revoked", revoked), zap.Int("listed", listed), zap.Bool("over_listing_bound", more))
-	}
+// revoker revokes grants in st as an operator does, auditing each.
+func (a *AdminAPI) revoker(st store.Store) oauth.Revoker {
+	return oauth.Revoker{Store: st, Observer: observer(a.audit), Reason: oauth.ReasonAdmin,
+		MaxListed: maxAuditedGrants, ListPage: auditPage}
 }
 
 func (a *AdminAPI) revokeGrant(w http.ResponseWriter, r *http.Request, id string) error {
@@ -302,19 +275,10 @@ func (a *AdminAPI) revokeGrant(w http.ResponseWriter, r *http.Request, id string
 	if err != nil {
 		return err
 	}
-	g, err := ns.st.GetGrant(r.Context(), id, a.now())
-	if errors.Is(err, store.ErrNotFound) {
+	if err := a.revoker(ns.st).RevokeGrant(r.Context(), id, a.now()); errors.Is(err, store.ErrNotFound) {
 		return apiError(http.StatusNotFound, "no live grant %s", quoteID(id))
-	}
-	if err != nil {
+	} else if err != nil {
 		return storeError(err)
-	}
-	if err := ns.st.RevokeGrant(r.Context(), id); err != nil {
-		return storeError(err)
-	}
-	a.revoked(oauth.Event{ClientID: g.ClientID, User: g.User, GrantID: g.ID, Resource: g.Resource})
-	if err := withdrawConsents(r, ns.st, []*store.Grant{g}, 0, g.ClientID); err != nil {
-		return err
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"revoked": 1})
 }
@@ -358,52 +322,20 @@ func (a *AdminAPI) revokeGrants(w http.ResponseWriter, r *http.Request, _ string
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"revoked": n})
 }
 
-// revokeAudited revokes every grant f selects (in one transaction), audits
-// each, and withdraws the consents of their users (and of f.UserID) for
-// f.ClientID or, if empty, every client. The grants are listed first only
-// for the audit log and the consents. clientName, if known, goes into the
-// audit lines. It returns how many grants were revoked.
+// revokeAudited revokes every grant f selects, audits each (and, in one
+// line, those it did not list), and withdraws the consents of their
+// users, as oauth.Revoker.RevokeGrants does. clientName, if known, goes
+// into the audit lines. It returns how many grants were revoked.
 func (a *AdminAPI) revokeAudited(r *http.Request, st store.Store, f store.GrantFilter, clientName string) (int, error) {
-	grants, more, err := a.grantsToAudit(r, st, f)
-	if err != nil {
-		return 0, err
-	}
-	n, err := st.RevokeGrants(r.Context(), f)
+	done, err := a.revoker(st).RevokeGrants(r.Context(), f, clientName, a.now())
 	if err != nil {
 		return 0, storeError(err)
 	}
-	for _, g := range grants {
-		a.revoked(oauth.Event{ClientID: g.ClientID, ClientName: clientName, User: g.User, GrantID: g.ID, Resource: g.Resource})
+	if done.Truncated || done.Count != done.Listed {
+		a.audit.Warn("grants revoked without a line each", zap.String("event", "grants_revoked_unlisted"),
+			zap.Int("revoked", done.Count), zap.Int("listed", done.Listed), zap.Bool("over_listing_bound", done.Truncated))
 	}
-	a.auditUnlisted(n, len(grants), more)
-	return n, withdrawConsents(r, st, grants, f.UserID, f.ClientID)
-}
-
-// withdrawConsents withdraws the remembered consents of the users whose
-// grants an operator revoked (and of userID, if set), for clientID or, if
-// empty, every client: a user cut off sees the consent page again rather
-// than being signed straight back in by a remembered approval.
-func withdrawConsents(r *http.Request, st store.Store, grants []*store.Grant, userID int64, clientID string) error {
-	users := map[int64]bool{}
-	if userID != 0 {
-		users[userID] = true
-	}
-	for _, g := range grants {
-		users[g.User.ID] = true
-	}
-	for u := range users {
-		if _, err := st.WithdrawConsents(r.Context(), u, clientID); err != nil {
-			return storeError(err)
-		}
-	}
-	return nil
-}
-
-// revoked counts and audits a grant an operator revoked.
-func (a *AdminAPI) revoked(e oauth.Event) {
-	e.Kind, e.Reason = oauth.EventGrantRevoked, oauth.ReasonAdmin
-	countEvent(e)
-	auditEvent(a.audit, e)
+	return done.Count, nil
 }
 
 // --- input -----------------------------------------------------------------

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddymcp/caddymcp/caddymcp/githubidp"
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
 )
 
@@ -104,16 +105,8 @@ func (m *MCPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := m.GitHub.unmarshal(d); err != nil {
 				return err
 			}
-		case "allow_users":
-			if err := someArgs(d, &m.AllowUsers); err != nil {
-				return err
-			}
-		case "allow_orgs":
-			if err := someArgs(d, &m.AllowOrgs); err != nil {
-				return err
-			}
-		case "allow_teams":
-			if err := someArgs(d, &m.AllowTeams); err != nil {
+		case "allow_users", "allow_orgs", "allow_teams":
+			if _, err := unmarshalAudienceOption(d, &m.Audience); err != nil {
 				return err
 			}
 		case "protect":
@@ -274,6 +267,28 @@ func positiveDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	}
 	*dst = caddy.Duration(dur)
 	return nil
+}
+
+// unmarshalAudienceOption parses the option d is on into a, if it is one
+// of an audience's, reporting false otherwise: mcp_auth's allow-lists
+// and restrict_scope's share them.
+//
+//	allow_users <login|id:n...>
+//	allow_orgs  <org...>
+//	allow_teams <org/team-slug...>
+func unmarshalAudienceOption(d *caddyfile.Dispenser, a *githubidp.Audience) (bool, error) {
+	var dst *[]string
+	switch d.Val() {
+	case "allow_users":
+		dst = &a.Users
+	case "allow_orgs":
+		dst = &a.Orgs
+	case "allow_teams":
+		dst = &a.Teams
+	default:
+		return false, nil
+	}
+	return true, someArgs(d, dst)
 }
 
 // someArgs appends one or more arguments to dst.

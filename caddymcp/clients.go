@@ -62,13 +62,10 @@ type StaticClient struct {
 type ScopeRestriction struct {
 	// Scope is the restricted scope. Required.
 	Scope string `json:"scope"`
-	// AllowUsers are GitHub logins that may be granted the scope.
-	AllowUsers []string `json:"allow_users,omitempty"`
-	// AllowOrgs are organizations whose members may be granted it.
-	AllowOrgs []string `json:"allow_orgs,omitempty"`
-	// AllowTeams are teams, written org/team-slug, whose members may be
-	// granted it.
-	AllowTeams []string `json:"allow_teams,omitempty"`
+	// Audience's allow_users, allow_orgs and allow_teams name the GitHub
+	// users, organizations and teams (org/team-slug) whose members may
+	// be granted the scope. At least one is required.
+	githubidp.Audience
 }
 
 // clientsConfig fills the parts of the oauth configuration about clients.
@@ -126,7 +123,7 @@ func (m *MCPAuth) clientsConfig(cfg *oauth.Config, repl *caddy.Replacer) error {
 func (m *MCPAuth) scopeRules() []githubidp.ScopeRule {
 	rules := make([]githubidp.ScopeRule, len(m.RestrictScopes))
 	for i, r := range m.RestrictScopes {
-		rules[i] = githubidp.ScopeRule{Scope: r.Scope, Users: r.AllowUsers, Orgs: r.AllowOrgs, Teams: r.AllowTeams}
+		rules[i] = githubidp.ScopeRule{Scope: r.Scope, Allow: r.Audience}
 	}
 	return rules
 }
@@ -241,22 +238,13 @@ func (m *MCPAuth) unmarshalClientsOption(d *caddyfile.Dispenser, opt string) (bo
 			return true, d.ArgErr()
 		}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			var err error
-			switch d.Val() {
-			case "allow_users":
-				err = someArgs(d, &r.AllowUsers)
-			case "allow_orgs":
-				err = someArgs(d, &r.AllowOrgs)
-			case "allow_teams":
-				err = someArgs(d, &r.AllowTeams)
-			default:
-				err = d.Errf("unrecognized restrict_scope option %q", d.Val())
-			}
-			if err != nil {
+			if ok, err := unmarshalAudienceOption(d, &r.Audience); err != nil {
 				return true, err
+			} else if !ok {
+				return true, d.Errf("unrecognized restrict_scope option %q", d.Val())
 			}
 		}
-		if len(r.AllowUsers)+len(r.AllowOrgs)+len(r.AllowTeams) == 0 {
+		if r.Empty() {
 			return true, d.Errf("restrict_scope %s needs allow_users, allow_orgs or allow_teams", r.Scope)
 		}
 		m.RestrictScopes = append(m.RestrictScopes, r)

@@ -51,15 +51,12 @@ type MCPAuth struct {
 	// GitHub configures login with GitHub. Required.
 	GitHub *GitHubConfig `json:"github,omitempty"`
 
-	// AllowUsers admits these GitHub logins. Default: empty.
-	AllowUsers []string `json:"allow_users,omitempty"`
-	// AllowOrgs admits members of these GitHub organizations. Default:
-	// empty.
-	AllowOrgs []string `json:"allow_orgs,omitempty"`
-	// AllowTeams admits members of these teams, written org/team-slug.
-	// Default: empty. When all three lists are empty, any GitHub user is
-	// admitted. The lists are re-checked at every refresh.
-	AllowTeams []string `json:"allow_teams,omitempty"`
+	// Audience's allow_users, allow_orgs and allow_teams admit the GitHub
+	// users they name (logins, or id:<n>), the members of those
+	// organizations and of those teams (written org/team-slug). Default:
+	// empty. When all three lists are empty, any GitHub user is admitted.
+	// The lists are re-checked at every refresh.
+	githubidp.Audience
 
 	// Protect lists the protected resources, each a path prefix with its
 	// own RFC 9728 document. A request belongs to the resource with the
@@ -255,9 +252,7 @@ func (m *MCPAuth) Provision(ctx caddy.Context) error {
 		ClientSecret:  repl.ReplaceKnown(m.GitHub.ClientSecret, ""),
 		EnterpriseURL: repl.ReplaceKnown(m.GitHub.EnterpriseURL, ""),
 		Scopes:        m.GitHub.Scopes,
-		AllowUsers:    m.AllowUsers,
-		AllowOrgs:     m.AllowOrgs,
-		AllowTeams:    m.AllowTeams,
+		Allow:         m.Audience,
 		ScopeRules:    m.scopeRules(),
 		HTTPClient:    &http.Client{Timeout: 15 * time.Second, Transport: githubTimer{base: githubTransport()}},
 	})

@@ -95,8 +95,8 @@ func TestFaultsAtSignIn(t *testing.T) {
 	ctx := context.Background()
 	p, _ := provider(t, base, func(c *githubidp.Config) {
 		c.Timeout = shortTimeout
-		c.AllowTeams = []string{"acme/platform"} // read after /user/orgs finds nothing
-		c.AllowOrgs = []string{"nobody-is-in-this-org"}
+		c.Allow.Teams = []string{"acme/platform"} // read after /user/orgs finds nothing
+		c.Allow.Orgs = []string{"nobody-is-in-this-org"}
 	})
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestFaultsAtRecheck(t *testing.T) {
 	ctx := context.Background()
 	p, _ := provider(t, base, func(c *githubidp.Config) {
 		c.Timeout = shortTimeout
-		c.AllowOrgs = []string{"acme"}
+		c.Allow.Orgs = []string{"acme"}
 	})
 	want := store.Identity{ID: alice.ID, Login: alice.Login}
 	for _, f := range faults {
@@ -159,7 +159,7 @@ func TestFaultsAtRecheck(t *testing.T) {
 // the deadline signs the user in as usual.
 func TestSlowGitHubWithinTheDeadline(t *testing.T) {
 	gh, base := fake(t)
-	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowTeams = []string{"acme/platform"} })
+	p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Teams = []string{"acme/platform"} })
 	gh.SetFault(fakegithub.Fault{Delay: 50 * time.Millisecond})
 	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
 	tok, err := p.Exchange(context.Background(), code, callbackURL, testVerifier)

@@ -46,11 +46,8 @@ type Config struct {
 	// Scopes are requested from GitHub; DefaultScopes if empty.
 	Scopes []string
 
-	// AllowUsers, AllowOrgs and AllowTeams ("org/team-slug") admit a user
-	// when any of them matches. All empty admits every GitHub user.
-	AllowUsers []string
-	AllowOrgs  []string
-	AllowTeams []string
+	// Allow admits the users it names. Empty admits every GitHub user.
+	Allow Audience
 
 	// ScopeRules restrict scopes of the authorization server to some
 	// users, organizations or teams.
@@ -76,9 +73,7 @@ type Provider struct {
 	client  *http.Client
 	timeout time.Duration
 
-	users map[string]bool // lower-cased logins
-	orgs  map[string]bool // lower-cased org logins
-	teams map[string]bool // lower-cased "org/slug"
+	allow audience
 
 	scopeRules []scopeRule
 }
@@ -91,9 +86,6 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{
 		client:  cfg.HTTPClient,
 		timeout: cfg.Timeout,
-		users:   lowerSet(cfg.AllowUsers),
-		orgs:    lowerSet(cfg.AllowOrgs),
-		teams:   lowerSet(cfg.AllowTeams),
 	}
 	if p.client == nil {
 		p.client = http.DefaultClient
@@ -101,13 +93,10 @@ func New(cfg Config) (*Provider, error) {
 	if p.timeout <= 0 {
 		p.timeout = DefaultTimeout
 	}
-	if err := checkTeams(p.teams); err != nil {
-		return nil, err
-	}
-	if err := checkUsers(p.users); err != nil {
-		return nil, err
-	}
 	var err error
+	if p.allow, err = cfg.Allow.compile(); err != nil {
+		return nil, err
+	}
 	if p.scopeRules, err = compileScopeRules(cfg.ScopeRules); err != nil {
 		return nil, err
 	}
@@ -159,7 +148,7 @@ func ParseEnterpriseURL(raw string) (string, error) {
 // HasAllowLists reports whether any allow-list is configured, that is
 // whether admission needs more than a valid GitHub login.
 func (p *Provider) HasAllowLists() bool {
-	return len(p.users)+len(p.orgs)+len(p.teams) > 0
+	return !p.allow.empty()
 }
 
 // AuthCodeURL is GitHub's authorization URL for our state and callback,
@@ -206,7 +195,7 @@ func (p *Provider) Admit(ctx context.Context, tok *oauth2.Token) (store.Identity
 	}
 	m := newMember(gh, id)
 	if p.HasAllowLists() {
-		ok, err := m.in(ctx, p.users, p.orgs, p.teams)
+		ok, err := m.in(ctx, p.allow)
 		if err != nil {
 			return id, nil, err
 		}

@@ -154,14 +154,14 @@ func TestNew(t *testing.T) {
 	for name, cfg := range map[string]githubidp.Config{
 		"no client id":           {ClientSecret: "s"},
 		"no client secret":       {ClientID: "i"},
-		"team without slug":      {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme"}},
-		"team with empty slug":   {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme/"}},
-		"team with empty org":    {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"/platform"}},
-		"team with two slashes":  {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme/a/b"}},
-		"one bad team of two":    {ClientID: "i", ClientSecret: "s", AllowTeams: []string{"acme/platform", "bad"}},
-		"scope rule, bad team":   {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "admin", Teams: []string{"acme"}}}},
+		"team without slug":      {ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Teams: []string{"acme"}}},
+		"team with empty slug":   {ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Teams: []string{"acme/"}}},
+		"team with empty org":    {ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Teams: []string{"/platform"}}},
+		"team with two slashes":  {ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Teams: []string{"acme/a/b"}}},
+		"one bad team of two":    {ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Teams: []string{"acme/platform", "bad"}}},
+		"scope rule, bad team":   {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "admin", Allow: githubidp.Audience{Teams: []string{"acme"}}}}},
 		"scope rule for nobody":  {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "admin"}}},
-		"scope rule given twice": {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "a", Users: []string{"x"}}, {Scope: "a", Users: []string{"y"}}}},
+		"scope rule given twice": {ClientID: "i", ClientSecret: "s", ScopeRules: []githubidp.ScopeRule{{Scope: "a", Allow: githubidp.Audience{Users: []string{"x"}}}, {Scope: "a", Allow: githubidp.Audience{Users: []string{"y"}}}}},
 		"enterprise URL http":    {ClientID: "i", ClientSecret: "s", EnterpriseURL: "http://ghe.example.com"},
 		"enterprise URL garbage": {ClientID: "i", ClientSecret: "s", EnterpriseURL: "::not a url"},
 	} {
@@ -175,14 +175,14 @@ func TestNew(t *testing.T) {
 		}
 	}
 	p, err := githubidp.New(githubidp.Config{ClientID: "i", ClientSecret: "s",
-		AllowTeams: []string{" Acme/Platform "}, AllowUsers: []string{"", "  "}})
+		Allow: githubidp.Audience{Teams: []string{" Acme/Platform "}, Users: []string{"", "  "}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !p.HasAllowLists() {
 		t.Error("HasAllowLists false with a team")
 	}
-	p, err = githubidp.New(githubidp.Config{ClientID: "i", ClientSecret: "s", AllowUsers: []string{"", " "}})
+	p, err = githubidp.New(githubidp.Config{ClientID: "i", ClientSecret: "s", Allow: githubidp.Audience{Users: []string{"", " "}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestAuthCodeURL(t *testing.T) {
 // stand-in: web endpoints at the root, the API under /api/v3.
 func TestExchangeAndAdmitGHES(t *testing.T) {
 	gh, base := fake(t)
-	p, rec := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
+	p, rec := provider(t, base, func(c *githubidp.Config) { c.Allow.Orgs = []string{"acme"} })
 	ctx := context.Background()
 	code := githubCode(t, p.AuthCodeURL("the-state", callbackURL, testVerifier), "alice")
 	tok, err := p.Exchange(ctx, code, callbackURL, testVerifier)
@@ -424,7 +424,7 @@ func TestAdmitAllowLists(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _ := provider(t, base, func(c *githubidp.Config) {
-				c.AllowUsers, c.AllowOrgs, c.AllowTeams = tc.users, tc.orgs, tc.team
+				c.Allow.Users, c.Allow.Orgs, c.Allow.Teams = tc.users, tc.orgs, tc.team
 			})
 			for login, ok := range tc.admitted {
 				tok := token(t, gh, login)
@@ -455,7 +455,7 @@ func TestAdmitAllowLists(t *testing.T) {
 func TestAdmitUserListNeedsNoAPI(t *testing.T) {
 	gh, base := fake(t)
 	p, rec := provider(t, base, func(c *githubidp.Config) {
-		c.AllowUsers, c.AllowOrgs, c.AllowTeams = []string{"alice"}, []string{"acme"}, []string{"acme/platform"}
+		c.Allow.Users, c.Allow.Orgs, c.Allow.Teams = []string{"alice"}, []string{"acme"}, []string{"acme/platform"}
 	})
 	if _, _, err := p.Admit(context.Background(), token(t, gh, "alice")); err != nil {
 		t.Fatal(err)
@@ -496,7 +496,7 @@ func TestAdmitPagination(t *testing.T) {
 		{"org missing, team found", []string{"nope"}, []string{"big/team-120"}, true, 2, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs, c.AllowTeams = tc.orgs, tc.team })
+			p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Orgs, c.Allow.Teams = tc.orgs, tc.team })
 			o0, t0 := gh.Calls("/user/orgs"), gh.Calls("/user/teams")
 			_, _, err := p.Admit(ctx, tok)
 			if tc.ok && err != nil {
@@ -520,7 +520,7 @@ func TestAdmitPagination(t *testing.T) {
 			many[i] = fmt.Sprintf("m-%04d", i)
 		}
 		gh.SetUserOrgs("dave", many)
-		p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"m-1400"} })
+		p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Orgs = []string{"m-1400"} })
 		o0 := gh.Calls("/user/orgs")
 		_, _, err := p.Admit(ctx, tok)
 		if !errors.Is(err, oauth.ErrNotAllowed) {
@@ -552,7 +552,7 @@ func TestRecheck(t *testing.T) {
 		}
 	})
 
-	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
+	p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Orgs = []string{"acme"} })
 	t.Run("still admitted", func(t *testing.T) {
 		before := gh.Calls("/user")
 		if _, _, err := p.Recheck(ctx, token(t, gh, "alice"), aliceID); err != nil {
@@ -595,7 +595,7 @@ func TestRecheck(t *testing.T) {
 func TestAdmitErrors(t *testing.T) {
 	gh, base := fake(t)
 	ctx := context.Background()
-	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowOrgs = []string{"acme"} })
+	p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Orgs = []string{"acme"} })
 
 	t.Run("revoked token", func(t *testing.T) {
 		tok := token(t, gh, "alice")
@@ -670,7 +670,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			p, err := githubidp.New(githubidp.Config{
 				ClientID: ghClientID, ClientSecret: ghClientSecret,
 				EnterpriseURL: "https://ghe.example.com",
-				AllowOrgs:     []string{"acme"},
+				Allow:         githubidp.Audience{Orgs: []string{"acme"}},
 				HTTPClient:    &http.Client{Transport: h},
 			})
 			if err != nil {
@@ -705,8 +705,7 @@ func TestGitHubComShape(t *testing.T) {
 	p, err := githubidp.New(githubidp.Config{
 		ClientID:     ghClientID,
 		ClientSecret: ghClientSecret,
-		AllowOrgs:    []string{"acme"},
-		AllowTeams:   []string{"acme/platform"},
+		Allow:        githubidp.Audience{Orgs: []string{"acme"}, Teams: []string{"acme/platform"}},
 		HTTPClient:   &http.Client{Transport: rec, Timeout: 10 * time.Second},
 	})
 	if err != nil {
@@ -755,7 +754,7 @@ func TestGitHubComShape(t *testing.T) {
 // refused at configuration.
 func TestAllowUsersByID(t *testing.T) {
 	gh, base := fake(t)
-	p, _ := provider(t, base, func(c *githubidp.Config) { c.AllowUsers = []string{"id:1002", "alice"} })
+	p, _ := provider(t, base, func(c *githubidp.Config) { c.Allow.Users = []string{"id:1002", "alice"} })
 	ctx := context.Background()
 	if _, _, err := p.Admit(ctx, token(t, gh, "bob")); err != nil {
 		t.Errorf("bob, listed by ID: %v", err)
@@ -770,7 +769,7 @@ func TestAllowUsersByID(t *testing.T) {
 		t.Errorf("alice renamed to a login no list names: %+v, %v; want not allowed", who, err)
 	}
 	for _, bad := range []string{"id:", "id:abc", "id:-4", "id:007"} {
-		if _, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", AllowUsers: []string{bad}}); err == nil {
+		if _, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", Allow: githubidp.Audience{Users: []string{bad}}}); err == nil {
 			t.Errorf("allow_users %q accepted", bad)
 		}
 	}

@@ -68,17 +68,17 @@ func newMember(gh *github.Client, who store.Identity) *member {
 	return m
 }
 
-// in reports whether the user is one of users (by current login, or by
-// numeric ID written id:<n>), or belongs to one of orgs or teams (all
-// lower-cased sets).
-func (m *member) in(ctx context.Context, users, orgs, teams map[string]bool) (bool, error) {
-	if users[m.login] || users[m.id] {
+// in reports whether the user is in a: one of its users (by current
+// login, or by numeric ID written id:<n>), or a member of one of its
+// organizations or teams.
+func (m *member) in(ctx context.Context, a audience) (bool, error) {
+	if a.users[m.login] || a.users[m.id] {
 		return true, nil
 	}
-	if ok, err := m.orgs.find(ctx, orgs); ok || err != nil {
+	if ok, err := m.orgs.find(ctx, a.orgs); ok || err != nil {
 		return ok, err
 	}
-	return m.teams.find(ctx, teams)
+	return m.teams.find(ctx, a.teams)
 }
 
 // pager is one of the user's lists, read lazily up to maxPages pages.

@@ -10,15 +10,13 @@ import (
 // it. Scopes without a rule may be granted to every admitted user.
 type ScopeRule struct {
 	Scope string
-	Users []string
-	Orgs  []string
-	Teams []string // "org/team-slug"
+	Allow Audience
 }
 
-// scopeRule is a ScopeRule with lower-cased sets.
+// scopeRule is a ScopeRule with its audience compiled.
 type scopeRule struct {
-	scope              string
-	users, orgs, teams map[string]bool
+	scope string
+	allow audience
 }
 
 func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
@@ -29,17 +27,14 @@ func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
 			return nil, fmt.Errorf("githubidp: scope rule %q is empty or given twice", r.Scope)
 		}
 		seen[r.Scope] = true
-		cr := scopeRule{scope: r.Scope, users: lowerSet(r.Users), orgs: lowerSet(r.Orgs), teams: lowerSet(r.Teams)}
-		if len(cr.users)+len(cr.orgs)+len(cr.teams) == 0 {
+		allow, err := r.Allow.compile()
+		if err != nil {
+			return nil, err
+		}
+		if allow.empty() {
 			return nil, fmt.Errorf("githubidp: scope %q is restricted to nobody; name users, orgs or teams", r.Scope)
 		}
-		if err := checkTeams(cr.teams); err != nil {
-			return nil, err
-		}
-		if err := checkUsers(cr.users); err != nil {
-			return nil, err
-		}
-		out = append(out, cr)
+		out = append(out, scopeRule{scope: r.Scope, allow: allow})
 	}
 	return out, nil
 }
@@ -53,7 +48,7 @@ func compileScopeRules(rules []ScopeRule) ([]scopeRule, error) {
 func (p *Provider) withheldScopes(ctx context.Context, m *member) ([]string, error) {
 	var withheld []string
 	for _, r := range p.scopeRules {
-		ok, err := m.in(ctx, r.users, r.orgs, r.teams)
+		ok, err := m.in(ctx, r.allow)
 		if err != nil {
 			return nil, err
 		}

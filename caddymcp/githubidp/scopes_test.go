@@ -17,10 +17,10 @@ func TestWithheldScopes(t *testing.T) {
 	gh, base := fake(t)
 	p, rec := provider(t, base, func(c *githubidp.Config) {
 		c.ScopeRules = []githubidp.ScopeRule{
-			{Scope: "admin", Teams: []string{"Acme/Platform"}},
-			{Scope: "write", Orgs: []string{"ACME"}, Users: []string{"carol"}},
-			{Scope: "billing", Teams: []string{"acme/sales"}},
-			{Scope: "ops", Orgs: []string{"nobody-org"}},
+			{Scope: "admin", Allow: githubidp.Audience{Teams: []string{"Acme/Platform"}}},
+			{Scope: "write", Allow: githubidp.Audience{Orgs: []string{"ACME"}, Users: []string{"carol"}}},
+			{Scope: "billing", Allow: githubidp.Audience{Teams: []string{"acme/sales"}}},
+			{Scope: "ops", Allow: githubidp.Audience{Orgs: []string{"nobody-org"}}},
 		}
 	})
 	ctx := context.Background()
@@ -64,9 +64,9 @@ func TestWithheldScopes(t *testing.T) {
 func TestScopeRulesChecked(t *testing.T) {
 	for name, rules := range map[string][]githubidp.ScopeRule{
 		"nobody":   {{Scope: "admin"}},
-		"twice":    {{Scope: "admin", Users: []string{"a"}}, {Scope: "admin", Users: []string{"b"}}},
-		"no scope": {{Users: []string{"a"}}},
-		"bad team": {{Scope: "admin", Teams: []string{"platform"}}},
+		"twice":    {{Scope: "admin", Allow: githubidp.Audience{Users: []string{"a"}}}, {Scope: "admin", Allow: githubidp.Audience{Users: []string{"b"}}}},
+		"no scope": {{Allow: githubidp.Audience{Users: []string{"a"}}}},
+		"bad team": {{Scope: "admin", Allow: githubidp.Audience{Teams: []string{"platform"}}}},
 	} {
 		_, err := githubidp.New(githubidp.Config{ClientID: "a", ClientSecret: "b", ScopeRules: rules})
 		if err == nil {
@@ -80,7 +80,7 @@ func TestScopeRulesChecked(t *testing.T) {
 func TestWithheldScopesFollowRenames(t *testing.T) {
 	gh, base := fake(t)
 	p, _ := provider(t, base, func(c *githubidp.Config) {
-		c.ScopeRules = []githubidp.ScopeRule{{Scope: "admin", Users: []string{"alice"}}}
+		c.ScopeRules = []githubidp.ScopeRule{{Scope: "admin", Allow: githubidp.Audience{Users: []string{"alice"}}}}
 	})
 	ctx := context.Background()
 	tok := token(t, gh, "alice")
@@ -105,11 +105,11 @@ func TestWithheldScopesFollowRenames(t *testing.T) {
 func TestAllowListsAndScopeRulesShareOneReading(t *testing.T) {
 	gh, base := fake(t)
 	p, rec := provider(t, base, func(c *githubidp.Config) {
-		c.AllowOrgs = []string{"acme"}
-		c.AllowTeams = []string{"acme/sales"}
+		c.Allow.Orgs = []string{"acme"}
+		c.Allow.Teams = []string{"acme/sales"}
 		c.ScopeRules = []githubidp.ScopeRule{
-			{Scope: "admin", Teams: []string{"acme/platform"}},
-			{Scope: "write", Orgs: []string{"acme"}},
+			{Scope: "admin", Allow: githubidp.Audience{Teams: []string{"acme/platform"}}},
+			{Scope: "write", Allow: githubidp.Audience{Orgs: []string{"acme"}}},
 		}
 	})
 	ctx := context.Background()

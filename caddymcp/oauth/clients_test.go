@@ -123,7 +123,7 @@ func TestRegisterAgain(t *testing.T) {
 // its members only; a member who leaves loses it at the next refresh, and
 // the resource that requires it then refuses the token.
 func TestScopeRestricted(t *testing.T) {
-	e := newEnvWith(t, envOptions{scopeRules: []githubidp.ScopeRule{{Scope: "admin", Orgs: []string{"acme"}}}})
+	e := newEnvWith(t, envOptions{scopeRules: []githubidp.ScopeRule{{Scope: "admin", Allow: githubidp.Audience{Orgs: []string{"acme"}}}}})
 	c := e.publicClient()
 	admin := set("resource", e.issuer+"/mcp/admin")
 

@@ -75,16 +75,12 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		}
 		// A client revokes its refresh token when the user disconnects
 		// it: that withdraws the user's consent too, so connecting again
-		// asks again. Withdrawn first: if revoking the grant then fails,
-		// the client's retry still finds the token and finishes.
-		if _, err := s.store.WithdrawConsents(ctx, g.User.ID, client.ID); err != nil {
-			return err
-		}
-		if err := s.store.RevokeGrant(ctx, rt.GrantID); err != nil {
+		// asks again.
+		rv := Revoker{Store: s.store, Observer: s.cfg.Observer, Reason: ReasonClientRequest}
+		if err := rv.revokeGrant(ctx, g, Event{ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID}); err != nil {
 			return err
 		}
 		s.log.Debug("grant revoked", zap.String("grant", rt.GrantID), zap.String("client_id", client.ID))
-		s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonClientRequest, ClientID: client.ID, ClientName: client.Name, User: g.User, GrantID: rt.GrantID})
 		return nil
 	}
 	return nil

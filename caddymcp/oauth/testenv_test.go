@@ -156,9 +156,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		ClientID:      ghClientID,
 		ClientSecret:  ghClientSecret,
 		EnterpriseURL: e.ghURL,
-		AllowUsers:    o.allowUsers,
-		AllowOrgs:     o.allowOrgs,
-		AllowTeams:    o.allowTeams,
+		Allow:         githubidp.Audience{Users: o.allowUsers, Orgs: o.allowOrgs, Teams: o.allowTeams},
 		ScopeRules:    o.scopeRules,
 		HTTPClient:    &http.Client{Transport: &ghTransport{e: e}, Timeout: 10 * time.Second},
 	})
