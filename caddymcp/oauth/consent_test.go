@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 const (
@@ -187,7 +185,7 @@ func TestConsentRefusals(t *testing.T) {
 	t.Run("not a form", func(t *testing.T) {
 		e := e.sub(t)
 		b, form := start(e)
-		resp, err := b.c.Post(e.issuer+"/consent", "application/json", strings.NewReader(form.Encode()))
+		resp, err := b.Client.Post(e.issuer+"/consent", "application/json", strings.NewReader(form.Encode()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,8 +343,7 @@ func TestSharedBrowserAnotherUser(t *testing.T) {
 	b.login(authzQuery(c, newPKCE()))
 	gh := b.toGitHub(authzQuery(c, newPKCE())) // skipped: alice's approval
 
-	gu, _ := url.Parse(e.ghURL)
-	b.jar.SetCookies(gu, []*http.Cookie{{Name: fakegithub.LoginCookie, Value: "bob", Path: "/"}})
+	b.SignIn("bob")
 	back := b.get(b.atGitHub(gh).String())
 	q := e.expectClientRedirect(back, clientRedirect, "access_denied", "client-state-123")
 	if !strings.Contains(q.Get("error_description"), "another GitHub user approved") {
