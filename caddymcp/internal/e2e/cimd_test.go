@@ -172,8 +172,8 @@ func TestCIMDWithSDKClient(t *testing.T) {
 	if user != "alice" || client != d.url("/clients/e2e.json") {
 		t.Errorf("upstream saw user %q client %q, want alice and the document URL", user, client)
 	}
-	if b.pages != 1 {
-		t.Errorf("consent pages: %d, want 1", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Errorf("consent pages: %d, want 1", b.ConsentPages())
 	}
 	if n := d.count("/clients/e2e.json"); n != 1 {
 		t.Errorf("the document was fetched %d times during one sign-in, want 1", n)
@@ -302,7 +302,7 @@ func TestCIMDClientHasNoSecret(t *testing.T) {
 	c := &oauthClient{e: e, http: e.httpClient(nil), id: id, redirect: cimdRedirect}
 
 	verifier := oauth2.GenerateVerifier()
-	final, err := e.browser("alice").authorize(t.Context(), c.config().AuthCodeURL("cimd-state",
+	final, err := e.browser("alice").Authorize(t.Context(), c.config().AuthCodeURL("cimd-state",
 		oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", e.site+"/mcp")))
 	if err != nil {
 		t.Fatal(err)

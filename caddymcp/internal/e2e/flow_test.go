@@ -30,8 +30,8 @@ func TestSDKClientFullFlow(t *testing.T) {
 		t.Fatalf("connecting through the gate: %v", err)
 	}
 	defer session.Close()
-	if b.pages != 1 {
-		t.Errorf("consent pages shown: %d, want 1", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Errorf("consent pages shown: %d, want 1", b.ConsentPages())
 	}
 
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
@@ -138,7 +138,7 @@ func (c *oauthClient) login(t *testing.T, b *browser, resource string) *oauth2.T
 	if resource != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("resource", resource))
 	}
-	final, err := b.authorize(context.Background(), c.config().AuthCodeURL("st-"+resource, opts...))
+	final, err := b.Authorize(context.Background(), c.config().AuthCodeURL("st-"+resource, opts...))
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
@@ -287,8 +287,8 @@ func TestRefreshRotationReuseAndRevocation(t *testing.T) {
 			tok = c.login(t, b, e.site+"/mcp")
 			// A confidential client's approval is remembered; a public
 			// one with a loopback redirect is asked for every time.
-			if want := map[bool]int{true: 1, false: 2}[confidential]; b.pages != want {
-				t.Errorf("consent shown %d times, want %d", b.pages, want)
+			if want := map[bool]int{true: 1, false: 2}[confidential]; b.ConsentPages() != want {
+				t.Errorf("consent shown %d times, want %d", b.ConsentPages(), want)
 			}
 			if status, out := c.form(t, "/revoke", url.Values{"token": {tok.RefreshToken}}); status != http.StatusOK {
 				t.Fatalf("revoke: %d %v", status, out)

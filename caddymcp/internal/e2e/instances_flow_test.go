@@ -132,7 +132,7 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	if st != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
 		t.Fatalf("authorize on A: %d", st)
 	}
-	form := consentForm(body)
+	form := consentForm(t, body)
 	form.Set("action", "approve")
 	st, toGitHub, _ := br.step(t, http.MethodPost, c.site+"/consent", form)
 	if st != http.StatusFound || !strings.HasPrefix(toGitHub, c.ghURL) {
@@ -140,9 +140,9 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	}
 	a.kill()
 	lb.to(b)
-	br.client.CloseIdleConnections()
+	br.Client.CloseIdleConnections()
 	cl3.http.CloseIdleConnections()
-	final, err := br.authorize(t.Context(), toGitHub)
+	final, err := br.Authorize(t.Context(), toGitHub)
 	if err != nil {
 		t.Fatalf("finishing the sign-in on B: %v", err)
 	}
