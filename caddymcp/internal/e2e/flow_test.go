@@ -200,40 +200,6 @@ func (c *oauthClient) refresh(t *testing.T, refreshToken string) (int, map[strin
 	return c.form(t, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
 }
 
-// mcpPost sends an MCP initialize request to path with the given
-// Authorization header value ("" for none) and returns the response.
-func (e *env) mcpPost(t *testing.T, path, authz string) *http.Response {
-	t.Helper()
-	return e.postJSON(t, path, rawInitialize, "Accept", mcpAccept, "Authorization", authz)
-}
-
-// rawInitialize is an MCP initialize request as a client would send it.
-const rawInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
-
-// mcpAccept is the Accept header of a Streamable HTTP client.
-const mcpAccept = "application/json, text/event-stream"
-
-// postJSON posts a JSON body to path with headers (name, value pairs; an
-// empty value is left out) and returns the response, its body drained and
-// closed.
-func (e *env) postJSON(t *testing.T, path, body string, headers ...string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] != "" {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	resp, err := e.httpClient(nil).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
 func TestRefreshRotationReuseAndRevocation(t *testing.T) {
 	e := start(t, options{})
 	for _, confidential := range []bool{false, true} {

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -261,40 +260,6 @@ func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
 	} else {
 		envs[0].tokensIn(out)
 	}
-}
-
-// result is one raw answer.
-type result struct {
-	status     int
-	retryAfter string
-	body       string
-	err        error
-}
-
-// gate sends an MCP initialize request with a bearer token, without
-// failing the test (it runs in load goroutines too).
-func gate(e *env, token string) result {
-	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(rawInitialize))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", mcpAccept)
-	req.Header.Set("Authorization", "Bearer "+token)
-	return do(e, req)
-}
-
-func rawPost(e *env, path, contentType, body string) result {
-	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", contentType)
-	return do(e, req)
-}
-
-func do(e *env, req *http.Request) result {
-	resp, err := e.httpClient(nil).Do(req)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return result{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b)}
 }
 
 // refreshResult is a raw refresh answer with the tokens it issued.
