@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 const (
@@ -379,7 +381,7 @@ func TestApprovalCoversWhatWasShown(t *testing.T) {
 		q := authzQuery(c, newPKCE())
 		mod(q)
 		r := b.authorize(q)
-		if r.Status != http.StatusOK || !strings.Contains(r.Body, `action="/consent"`) {
+		if _, ok := fakegithub.ConsentForm(r.Body); r.Status != http.StatusOK || !ok {
 			t.Errorf("%s: %d, want the consent page", name, r.Status)
 		}
 	}

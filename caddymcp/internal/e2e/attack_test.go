@@ -45,6 +45,30 @@ func consentForm(t *testing.T, body string) url.Values {
 	return form
 }
 
+// isConsentPage reports whether body is the consent page.
+func isConsentPage(body string) bool {
+	_, ok := fakegithub.ConsentForm(body)
+	return ok
+}
+
+// approveToGitHub opens authURL in the browser, approves the consent page
+// it is shown and returns where the approval sends it at the stand-in,
+// failing the test on any other answer.
+func (b *browser) approveToGitHub(t *testing.T, authURL string) string {
+	t.Helper()
+	status, _, body := b.step(t, http.MethodGet, authURL, nil)
+	if status != http.StatusOK || !isConsentPage(body) {
+		t.Fatalf("authorize: %d, want the consent page", status)
+	}
+	form := consentForm(t, body)
+	form.Set("action", fakegithub.Approve)
+	status, toGitHub, _ := b.step(t, http.MethodPost, b.e.site+"/consent", form)
+	if status != http.StatusFound || !strings.HasPrefix(toGitHub, b.e.ghURL) {
+		t.Fatalf("approval: %d to %q, want a redirect to GitHub", status, toGitHub)
+	}
+	return toGitHub
+}
+
 // authURL is an authorization request of client c.
 func (c *oauthClient) authURL(resource string) string {
 	return c.config().AuthCodeURL("attacker-state",
@@ -63,16 +87,7 @@ func TestConfusedDeputy(t *testing.T) {
 	mallory := e.register(t, false)
 	attacker, victim := e.browser("bob"), e.browser("alice")
 
-	status, _, body := attacker.step(t, http.MethodGet, mallory.authURL(e.site+"/mcp"), nil)
-	if status != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
-		t.Fatalf("attacker's consent page: %d", status)
-	}
-	form := consentForm(t, body)
-	form.Set("action", "approve")
-	status, toGitHub, _ := attacker.step(t, http.MethodPost, e.site+"/consent", form)
-	if status != http.StatusFound || !strings.HasPrefix(toGitHub, e.ghURL) {
-		t.Fatalf("attacker's approval: %d %s", status, toGitHub)
-	}
+	toGitHub := attacker.approveToGitHub(t, mallory.authURL(e.site+"/mcp"))
 
 	// The victim opens Mallory's link to GitHub and is signed in there.
 	status, toCallback, _ := victim.step(t, http.MethodGet, toGitHub, nil)

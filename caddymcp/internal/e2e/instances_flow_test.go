@@ -127,16 +127,7 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	br := eLB.browser("alice")
 	verifier = oauth2.GenerateVerifier()
 	authURL := cl3.config().AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", c.site+"/mcp"))
-	st, _, body := br.step(t, http.MethodGet, authURL, nil)
-	if st != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
-		t.Fatalf("authorize on A: %d", st)
-	}
-	form := consentForm(t, body)
-	form.Set("action", "approve")
-	st, toGitHub, _ := br.step(t, http.MethodPost, c.site+"/consent", form)
-	if st != http.StatusFound || !strings.HasPrefix(toGitHub, c.ghURL) {
-		t.Fatalf("consent on A: %d to %q, want a redirect to GitHub", st, toGitHub)
-	}
+	toGitHub := br.approveToGitHub(t, authURL) // on A
 	a.kill()
 	lb.to(b)
 	br.Client.CloseIdleConnections()
