@@ -187,7 +187,7 @@ func TestConsentRefusals(t *testing.T) {
 	t.Run("not a form", func(t *testing.T) {
 		e := e.sub(t)
 		b, form := start(e)
-		resp, err := b.c.Post(e.issuer+"/consent", "application/json", strings.NewReader(form.Encode()))
+		resp, err := b.Client.Post(e.issuer+"/consent", "application/json", strings.NewReader(form.Encode()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,8 +345,7 @@ func TestSharedBrowserAnotherUser(t *testing.T) {
 	b.login(authzQuery(c, newPKCE()))
 	gh := b.toGitHub(authzQuery(c, newPKCE())) // skipped: alice's approval
 
-	gu, _ := url.Parse(e.ghURL)
-	b.jar.SetCookies(gu, []*http.Cookie{{Name: fakegithub.LoginCookie, Value: "bob", Path: "/"}})
+	b.SignIn("bob")
 	back := b.get(b.atGitHub(gh).String())
 	q := e.expectClientRedirect(back, clientRedirect, "access_denied", "client-state-123")
 	if !strings.Contains(q.Get("error_description"), "another GitHub user approved") {
@@ -358,5 +357,66 @@ func TestSharedBrowserAnotherUser(t *testing.T) {
 	u := b.get(b.atGitHub(r.loc(t)).String()).loc(t)
 	if u.Query().Get("code") == "" {
 		t.Fatalf("bob's own consent did not sign him in: %s", u)
+	}
+}
+
+// TestApprovalCoversWhatWasShown: an approval skips consent only for the
+// exact redirect URI, resource and scope the user saw.
+func TestApprovalCoversWhatWasShown(t *testing.T) {
+	e := newEnv(t)
+	const other = "https://evil.example.com/cb"
+	c := e.publicClient(clientRedirect, other)
+	b := e.newBrowser("alice")
+	b.login(authzQuery(c, newPKCE()))
+
+	if r := b.authorize(authzQuery(c, newPKCE())); r.Status != http.StatusFound {
+		t.Fatalf("the approved request again: %d, want straight to GitHub", r.Status)
+	}
+	for name, mod := range map[string]func(map[string][]string){
+		"the client's other redirect URI": func(q map[string][]string) { q["redirect_uri"] = []string{other} },
+		"another resource":                func(q map[string][]string) { q["resource"] = []string{e.issuer + "/sse"} },
+		"one resource of the site":        func(q map[string][]string) { q["resource"] = []string{e.issuer + "/mcp"} },
+		"another scope":                   func(q map[string][]string) { q["scope"] = []string{"read"} },
+	} {
+		q := authzQuery(c, newPKCE())
+		mod(q)
+		r := b.authorize(q)
+		if _, ok := fakegithub.ConsentForm(r.Body); r.Status != http.StatusOK || !ok {
+			t.Errorf("%s: %d, want the consent page", name, r.Status)
+		}
+	}
+	// A confidential client proves itself at the token endpoint, so its
+	// approved loopback redirect URI holds whatever port the app gets.
+	conf := e.confidentialClient("http://127.0.0.1:1234/cb")
+	b.login(authzQuery(conf, newPKCE()))
+	q := authzQuery(conf, newPKCE())
+	q.Set("redirect_uri", "http://127.0.0.1:5678/cb")
+	if r := b.authorize(q); r.Status != http.StatusFound {
+		t.Errorf("approved loopback redirect of a confidential client on another port: %d, want straight to GitHub", r.Status)
+	}
+}
+
+// TestConsentAlwaysForUnverifiableClients: a public client whose redirect
+// goes to a program on this computer (a loopback port, an app scheme) sees
+// the consent page every time, however often it was approved: any local
+// program can pose as it, and its client_id is no secret (RFC 8252
+// section 8.6). A web client's https redirect keeps its remembered
+// approval.
+func TestConsentAlwaysForUnverifiableClients(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBrowser("alice")
+	for _, redirect := range []string{"http://127.0.0.1:1234/cb", "http://localhost:9876/callback", "cursor://anysphere.cursor-retrieval/oauth/callback"} {
+		c := e.publicClient(redirect)
+		for i := range 3 {
+			consentForm(t, b.authorize(authzQuery(c, newPKCE()))) // fails unless the page is shown
+			if i == 0 {
+				b.login(authzQuery(c, newPKCE()))
+			}
+		}
+	}
+	web := e.publicClient(clientRedirect)
+	b.login(authzQuery(web, newPKCE()))
+	if r := b.authorize(authzQuery(web, newPKCE())); r.Status != http.StatusFound {
+		t.Errorf("an approved web client: %d, want straight to GitHub", r.Status)
 	}
 }

@@ -320,3 +320,24 @@ func TestLoopbackAnyPort(t *testing.T) {
 	r := e.exchange(c, code, p.Verifier, set("redirect_uri", "http://127.0.0.1:5555/cb"))
 	e.mustTokens(r)
 }
+
+// TestRegisteredGrantTypesAreKept: a client that registered only the
+// authorization_code grant gets no refresh token and cannot refresh.
+func TestRegisteredGrantTypesAreKept(t *testing.T) {
+	e := newEnv(t)
+	c := e.register(map[string]any{
+		"redirect_uris":              []string{clientRedirect},
+		"token_endpoint_auth_method": "none",
+		"grant_types":                []string{"authorization_code"},
+	})
+	code, p := e.codeFor(c, "alice")
+	r := e.exchange(c, code, p.Verifier)
+	if r.Status != http.StatusOK || r.str("access_token") == "" {
+		t.Fatalf("exchange: %d %s", r.Status, r.Body)
+	}
+	e.remember(r.str("access_token"))
+	if r.str("refresh_token") != "" {
+		t.Error("a refresh token was issued to a client without the refresh_token grant")
+	}
+	expectOAuthError(t, e.refresh(c, "mcp_rt_anything"), http.StatusBadRequest, "unauthorized_client")
+}

@@ -7,14 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -568,29 +565,19 @@ func add(name, value string) func(url.Values) {
 // browser plays a user's browser: it keeps cookies and follows no
 // redirects on its own.
 type browser struct {
-	e   *env
-	jar *cookiejar.Jar
-	c   *http.Client
+	*fakegithub.Browser
+	e *env
 }
 
 // newBrowser returns a browser signed in to the GitHub stand-in as login
 // ("" for nobody).
 func (e *env) newBrowser(login string) *browser {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	b := &browser{e: e, jar: jar, c: e.client(jar)}
-	if login != "" {
-		gh, _ := url.Parse(e.ghURL)
-		jar.SetCookies(gh, []*http.Cookie{{Name: fakegithub.LoginCookie, Value: login, Path: "/"}})
-	}
-	return b
+	return &browser{Browser: fakegithub.NewBrowser(e.ghURL, login, e.client(nil)), e: e}
 }
 
 func (b *browser) get(rawURL string) *response {
 	b.e.t.Helper()
-	resp, err := b.c.Get(rawURL)
+	resp, err := b.Client.Get(rawURL)
 	if err != nil {
 		b.e.t.Fatal(err)
 	}
@@ -599,7 +586,7 @@ func (b *browser) get(rawURL string) *response {
 
 func (b *browser) postForm(path string, form url.Values) *response {
 	b.e.t.Helper()
-	resp, err := b.c.PostForm(b.e.issuer+path, form)
+	resp, err := b.Client.PostForm(b.e.issuer+path, form)
 	if err != nil {
 		b.e.t.Fatal(err)
 	}
@@ -615,7 +602,7 @@ func (b *browser) authorize(q url.Values) *response {
 // cookie returns the value of one of our cookies in this browser's jar.
 func (b *browser) cookie(name string) string {
 	u, _ := url.Parse(b.e.issuer)
-	for _, c := range b.jar.Cookies(u) {
+	for _, c := range b.Jar.Cookies(u) {
 		if c.Name == name {
 			return c.Value
 		}
@@ -626,20 +613,15 @@ func (b *browser) cookie(name string) string {
 // setCookie puts a cookie for the issuer in this browser's jar.
 func (b *browser) setCookie(name, value string) {
 	u, _ := url.Parse(b.e.issuer)
-	b.jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true}})
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true}})
 }
-
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 
 // consentForm returns the hidden fields of a consent page.
 func consentForm(t *testing.T, page *response) url.Values {
 	t.Helper()
-	if page.Status != http.StatusOK || !strings.Contains(page.Body, `action="/consent"`) {
+	form, ok := fakegithub.ConsentForm(page.Body)
+	if page.Status != http.StatusOK || !ok {
 		t.Fatalf("expected the consent page, got %d: %.400s", page.Status, page.Body)
-	}
-	form := url.Values{}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page.Body, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 	}
 	if form.Get("csrf") == "" || form.Get("client_id") == "" {
 		t.Fatalf("consent page without form fields: %s", page.Body)
@@ -655,7 +637,7 @@ func (b *browser) toGitHub(q url.Values) *url.URL {
 	r := b.authorize(q)
 	if r.Status == http.StatusOK {
 		form := consentForm(t, r)
-		form.Set("action", "approve")
+		form.Set("action", fakegithub.Approve)
 		r = b.postForm("/consent", form)
 	}
 	if r.Status != http.StatusFound {
@@ -689,11 +671,10 @@ func (b *browser) atGitHub(gh *url.URL) *url.URL {
 func (b *browser) login(q url.Values) *url.URL {
 	t := b.e.t
 	t.Helper()
-	r := b.get(b.atGitHub(b.toGitHub(q)).String())
-	if r.Status != http.StatusFound {
-		t.Fatalf("callback answered %d: %.400s", r.Status, r.Body)
+	u, err := b.Authorize(t.Context(), b.e.issuer+"/authorize?"+q.Encode())
+	if err != nil {
+		t.Fatal(err)
 	}
-	u := r.loc(t)
 	if u.Query().Get("code") == "" {
 		t.Fatalf("callback redirected without a code: %s", u)
 	}

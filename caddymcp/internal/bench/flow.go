@@ -2,18 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"maps"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -99,8 +97,8 @@ func (c *oauthClient) via(h *http.Client) *oauthClient {
 // browser is a user agent signed in to the GitHub stand-in as one user.
 // It is safe for concurrent use: consent is remembered in its cookie jar.
 type browser struct {
-	c    *oauthClient
-	http *http.Client
+	*fakegithub.Browser
+	c *oauthClient
 }
 
 func (c *oauthClient) browser(login string, conns int) *browser {
@@ -109,12 +107,7 @@ func (c *oauthClient) browser(login string, conns int) *browser {
 
 // browserVia is browser with a cookie jar of its own on h's connections.
 func (c *oauthClient) browserVia(login string, h *http.Client) *browser {
-	jar, _ := cookiejar.New(nil)
-	gh, _ := url.Parse(c.e.ghURL)
-	jar.SetCookies(gh, []*http.Cookie{{Name: fakegithub.LoginCookie, Value: login, Path: "/"}})
-	b := *h
-	b.Jar = jar
-	return &browser{c: c, http: &b}
+	return &browser{Browser: fakegithub.NewBrowser(c.e.ghURL, login, h), c: c}
 }
 
 // authorizeURL is an authorization request of b's client with a fresh
@@ -133,57 +126,21 @@ func (b *browser) authorizeURL() string {
 	return b.c.e.site + "/authorize?" + q.Encode()
 }
 
-// consentApproval is the approving submission of the consent page that
-// an answer with status and body is, or nil if it is none.
-func consentApproval(status int, body []byte) url.Values {
-	if status != http.StatusOK || !bytes.Contains(body, []byte(`action="/consent"`)) {
-		return nil
-	}
-	form := url.Values{}
-	for _, m := range hiddenInput.FindAllSubmatch(body, -1) {
-		form.Set(string(m[1]), html.UnescapeString(string(m[2])))
-	}
-	form.Set("action", "approve")
-	return form
-}
-
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
-
 // code runs one authorization request the way a user's browser does:
 // /authorize, the consent page (only the first time), GitHub's authorize
 // endpoint, /callback, and back to the client with a code.
 func (b *browser) code() (string, error) {
-	next := b.authorizeURL()
-	for hop := 0; hop < 10; hop++ {
-		resp, err := b.http.Get(next)
-		if err != nil {
-			return "", err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if form := consentApproval(resp.StatusCode, body); form != nil {
-			resp, err = b.http.PostForm(b.c.e.site+"/consent", form)
-			if err != nil {
-				return "", err
-			}
-			resp.Body.Close()
-		}
-		if resp.StatusCode != http.StatusFound {
-			return "", fmt.Errorf("GET %s: %s", strings.SplitN(next, "?", 2)[0], resp.Status)
-		}
-		loc, err := resp.Location()
-		if err != nil {
-			return "", err
-		}
-		if strings.HasPrefix(loc.String(), redirectURI) {
-			if c := loc.Query().Get("code"); c != "" {
-				return c, nil
-			}
-			return "", fmt.Errorf("authorization refused: %s", loc.Query().Get("error"))
-		}
-		next = loc.String()
+	loc, err := b.Authorize(context.Background(), b.authorizeURL())
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("too many redirects")
+	if !strings.HasPrefix(loc.String(), redirectURI) {
+		return "", fmt.Errorf("redirected to %s, not to the client", loc.Redacted())
+	}
+	if c := loc.Query().Get("code"); c != "" {
+		return c, nil
+	}
+	return "", fmt.Errorf("authorization refused: %s", loc.Query().Get("error"))
 }
 
 // tokens is a token endpoint answer.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 	"github.com/caddymcp/caddymcp/caddymcp/store/bboltstore"
 )
 
@@ -986,18 +987,19 @@ func (s *soak) pendingSender(ip net.IP, h *http.Client) (floodSender, error) {
 		return nil, err
 	}
 	b := c.browserVia("flooder", h)
-	resp, err := b.http.Get(b.authorizeURL())
+	resp, err := b.Client.Get(b.authorizeURL())
 	if err != nil {
 		return nil, err
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	form := consentApproval(resp.StatusCode, body)
-	if form == nil {
+	form, ok := fakegithub.ConsentForm(string(body))
+	if !ok || resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("no consent page: %s", resp.Status)
 	}
+	form.Set("action", fakegithub.Approve)
 	return func() (int, string, error) {
-		resp, err := b.http.PostForm(s.e.site+"/consent", form)
+		resp, err := b.Client.PostForm(s.e.site+"/consent", form)
 		if err != nil {
 			return 0, "", err
 		}

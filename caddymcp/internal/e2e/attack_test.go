@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 // step makes one request in the browser and returns status, Location and
@@ -17,9 +19,9 @@ func (b *browser) step(t *testing.T, method, target string, form url.Values) (in
 	var resp *http.Response
 	var err error
 	if method == http.MethodPost {
-		resp, err = b.client.PostForm(target, form)
+		resp, err = b.Client.PostForm(target, form)
 	} else {
-		resp, err = b.client.Get(target)
+		resp, err = b.Client.Get(target)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -32,13 +34,39 @@ func (b *browser) step(t *testing.T, method, target string, form url.Values) (in
 	return resp.StatusCode, resp.Header.Get("Location"), string(body)
 }
 
-// consentForm extracts the hidden fields of a consent page.
-func consentForm(body string) url.Values {
-	form := url.Values{}
-	for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
-		form.Set(m[1], htmlUnescape(m[2]))
+// consentForm extracts the hidden fields of a consent page, failing the
+// test if body is none.
+func consentForm(t *testing.T, body string) url.Values {
+	t.Helper()
+	form, ok := fakegithub.ConsentForm(body)
+	if !ok {
+		t.Fatalf("expected the consent page, got %.300s", body)
 	}
 	return form
+}
+
+// isConsentPage reports whether body is the consent page.
+func isConsentPage(body string) bool {
+	_, ok := fakegithub.ConsentForm(body)
+	return ok
+}
+
+// approveToGitHub opens authURL in the browser, approves the consent page
+// it is shown and returns where the approval sends it at the stand-in,
+// failing the test on any other answer.
+func (b *browser) approveToGitHub(t *testing.T, authURL string) string {
+	t.Helper()
+	status, _, body := b.step(t, http.MethodGet, authURL, nil)
+	if status != http.StatusOK || !isConsentPage(body) {
+		t.Fatalf("authorize: %d, want the consent page", status)
+	}
+	form := consentForm(t, body)
+	form.Set("action", fakegithub.Approve)
+	status, toGitHub, _ := b.step(t, http.MethodPost, b.e.site+"/consent", form)
+	if status != http.StatusFound || !strings.HasPrefix(toGitHub, b.e.ghURL) {
+		t.Fatalf("approval: %d to %q, want a redirect to GitHub", status, toGitHub)
+	}
+	return toGitHub
 }
 
 // authURL is an authorization request of client c.
@@ -59,16 +87,7 @@ func TestConfusedDeputy(t *testing.T) {
 	mallory := e.register(t, false)
 	attacker, victim := e.browser("bob"), e.browser("alice")
 
-	status, _, body := attacker.step(t, http.MethodGet, mallory.authURL(e.site+"/mcp"), nil)
-	if status != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
-		t.Fatalf("attacker's consent page: %d", status)
-	}
-	form := consentForm(body)
-	form.Set("action", "approve")
-	status, toGitHub, _ := attacker.step(t, http.MethodPost, e.site+"/consent", form)
-	if status != http.StatusFound || !strings.HasPrefix(toGitHub, e.ghURL) {
-		t.Fatalf("attacker's approval: %d %s", status, toGitHub)
-	}
+	toGitHub := attacker.approveToGitHub(t, mallory.authURL(e.site+"/mcp"))
 
 	// The victim opens Mallory's link to GitHub and is signed in there.
 	status, toCallback, _ := victim.step(t, http.MethodGet, toGitHub, nil)
@@ -98,7 +117,7 @@ func TestConsentCSRF(t *testing.T) {
 	attacker, victim := e.browser("bob"), e.browser("alice")
 
 	_, _, body := attacker.step(t, http.MethodGet, c.authURL(e.site+"/mcp"), nil)
-	form := consentForm(body)
+	form := consentForm(t, body)
 	if form.Get("csrf") == "" {
 		t.Fatal("the consent form has no CSRF token")
 	}
@@ -145,7 +164,7 @@ func TestConsentPageAndDenial(t *testing.T) {
 	b := e.browser("alice")
 
 	req, _ := http.NewRequest(http.MethodGet, c.authURL(e.site+"/mcp"), nil)
-	resp, err = b.client.Do(req)
+	resp, err = b.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +196,7 @@ func TestConsentPageAndDenial(t *testing.T) {
 		t.Errorf("browser cookie attributes: %+v", cookie)
 	}
 
-	form := consentForm(page)
+	form := consentForm(t, page)
 	form.Set("action", "deny")
 	status, loc, _ := b.step(t, http.MethodPost, e.site+"/consent", form)
 	u, _ := url.Parse(loc)
@@ -197,7 +216,7 @@ func TestAllowListsAndRecheck(t *testing.T) {
 	c := e.register(t, false)
 
 	// bob is in no allowed org or team.
-	final, err := e.browser("bob").authorize(t.Context(), c.authURL(e.site+"/mcp"))
+	final, err := e.browser("bob").Authorize(t.Context(), c.authURL(e.site+"/mcp"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -319,16 +319,12 @@ func TestBalancerTwoInstances(t *testing.T) {
 		}
 		var answers []answer
 		for i := range 2 {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.site+endpoint, strings.NewReader(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, 10+i)))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+alice.AccessToken)
-			resp, err := e.httpClient(nil).Do(req)
-			if err != nil {
-				t.Fatalf("message %d: %v", i, err)
+			ping := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, 10+i)
+			r := e.send(newPost(c.site+endpoint, "application/json", ping, "Authorization", "Bearer "+alice.AccessToken).WithContext(ctx))
+			if r.err != nil {
+				t.Fatalf("message %d: %v", i, r.err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			answers = append(answers, answer{resp.StatusCode, resp.Header.Get("X-Served-By"), string(body)})
+			answers = append(answers, answer{r.status, r.resp.Header.Get("X-Served-By"), r.body})
 		}
 		var accepted, misdirected int
 		for _, got := range answers {

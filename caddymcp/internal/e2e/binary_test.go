@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,8 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,23 +59,9 @@ func TestBinaryWithExampleConfig(t *testing.T) {
 		t.Fatalf("validate Caddyfile.example: %v\n%s", err, out)
 	}
 
-	var logs lockedBuffer
-	server := run(context.Background(), "run", "--config", example)
-	server.Stdout, server.Stderr = &logs, &logs
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- server.Wait() }()
-	defer func() {
-		server.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			server.Process.Kill()
-			t.Error("caddy did not stop on SIGINT")
-		}
-	}()
+	server := startProcess(t, run(context.Background(), "run", "--config", example))
+	logs := server.out
+	defer server.interrupt(t, 15*time.Second)
 
 	site := fmt.Sprintf("https://localhost:%d", port)
 	var meta struct {
@@ -92,8 +75,8 @@ func TestBinaryWithExampleConfig(t *testing.T) {
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("caddy run exited: %v\n%s", err, logs.String())
+		case <-server.done:
+			t.Fatalf("caddy run exited: %v\n%s", server.err, logs.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -122,25 +105,6 @@ func TestBinaryWithExampleConfig(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a process's output, which os/exec copies in from
-// another goroutine while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func getJSONWithLocalCA(rootFile, url string, v any) error {
 	pem, err := os.ReadFile(rootFile)
 	if err != nil {
@@ -165,9 +129,7 @@ func getJSONWithLocalCA(rootFile, url string, v any) error {
 func demoBinary(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "caddymcp-demo")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/caddymcp/caddymcp/cmd/caddymcp-demo").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/caddymcp-demo: %v\n%s", err, out)
-	}
+	goBuild(t, "github.com/caddymcp/caddymcp/cmd/caddymcp-demo", bin)
 	return bin
 }
 
@@ -189,22 +151,17 @@ func TestDemoCommand(t *testing.T) {
 	dir := t.TempDir()
 	bin := demoBinary(t, dir)
 	listen := fmt.Sprintf("localhost:%d", freePort(t))
-	demo := exec.Command(bin, "-listen", listen)
-	demo.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	var out lockedBuffer
-	demo.Stdout, demo.Stderr = &out, &out
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- demo.Wait() }()
-	defer demo.Process.Kill()
+	demoCmd := exec.Command(bin, "-listen", listen)
+	demoCmd.Env = processEnv(dir)
+	demo := startProcess(t, demoCmd)
+	out := demo.out
+	defer demo.kill()
 
 	const last = "Press Ctrl+C to stop.\n"
 	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), last); {
 		select {
-		case err := <-exited:
-			t.Fatalf("the demo exited: %v\n%s", err, out.String())
+		case <-demo.done:
+			t.Fatalf("the demo exited: %v\n%s", demo.err, out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -275,7 +232,7 @@ func TestDemoCommand(t *testing.T) {
 	runCaddy := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(caddyBin, args...)
-		cmd.Env, cmd.Dir = demo.Env, dir
+		cmd.Env, cmd.Dir = demoCmd.Env, dir
 		got, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("caddy %s: %v\n%s", strings.Join(args, " "), err, got)
@@ -332,19 +289,13 @@ func TestDemoCommand(t *testing.T) {
 	// A second demo on the same address is refused: Caddy's listeners
 	// share ports (SO_REUSEPORT), and two demos would split the requests.
 	second := exec.Command(bin, "-listen", listen)
-	second.Env = demo.Env
+	second.Env = demoCmd.Env
 	if got, err := second.CombinedOutput(); err == nil || !strings.Contains(string(got), "is in use (is another demo running?)") {
 		t.Errorf("a second demo on %s: %v\n%s", listen, err, got)
 	}
 
-	demo.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("the demo exited with %v after Ctrl+C\n%s", err, out.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the demo did not stop on Ctrl+C")
+	if err := demo.interrupt(t, 20*time.Second); err != nil {
+		t.Errorf("the demo exited with %v after Ctrl+C\n%s", err, out.String())
 	}
 	if rest := strings.TrimPrefix(out.String(), screen); rest != "\nStopping the demo.\n" {
 		t.Errorf("after Ctrl+C the demo printed %q, want only that it stops", rest)

@@ -172,8 +172,8 @@ func TestCIMDWithSDKClient(t *testing.T) {
 	if user != "alice" || client != d.url("/clients/e2e.json") {
 		t.Errorf("upstream saw user %q client %q, want alice and the document URL", user, client)
 	}
-	if b.pages != 1 {
-		t.Errorf("consent pages: %d, want 1", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Errorf("consent pages: %d, want 1", b.ConsentPages())
 	}
 	if n := d.count("/clients/e2e.json"); n != 1 {
 		t.Errorf("the document was fetched %d times during one sign-in, want 1", n)
@@ -286,7 +286,7 @@ func TestCIMDRefusals(t *testing.T) {
 	// The same good document works: the refusals above are about the
 	// documents, not the setup.
 	status, _, body := b.step(t, http.MethodGet, e.rawAuthURL(good, cimdRedirect, "st"), nil)
-	if status != http.StatusOK || !strings.Contains(body, `action="/consent"`) || !strings.Contains(body, "e2e CIMD client") {
+	if status != http.StatusOK || !isConsentPage(body) || !strings.Contains(body, "e2e CIMD client") {
 		t.Errorf("the good document: %d, want the consent page naming the client", status)
 	}
 }
@@ -302,7 +302,7 @@ func TestCIMDClientHasNoSecret(t *testing.T) {
 	c := &oauthClient{e: e, http: e.httpClient(nil), id: id, redirect: cimdRedirect}
 
 	verifier := oauth2.GenerateVerifier()
-	final, err := e.browser("alice").authorize(t.Context(), c.config().AuthCodeURL("cimd-state",
+	final, err := e.browser("alice").Authorize(t.Context(), c.config().AuthCodeURL("cimd-state",
 		oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", e.site+"/mcp")))
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +371,7 @@ func TestCIMDOperatorSwitches(t *testing.T) {
 
 	e.reload(t, options{authExtra: d.option("127.0.0.1")})
 	status, _, body := b.step(t, http.MethodGet, e.rawAuthURL(id, cimdRedirect, "st"), nil)
-	if status != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
+	if status != http.StatusOK || !isConsentPage(body) {
 		t.Errorf("with the host allowed: %d, want the consent page", status)
 	}
 	if n := d.count("/doc.json"); n != 1 {

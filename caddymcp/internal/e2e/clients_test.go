@@ -122,7 +122,7 @@ func TestPreregisteredClientsWithRegistrationClosed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no configured client registration methods are supported") {
 		t.Errorf("SDK client registering dynamically: %v, want a clear refusal", err)
 	}
-	if b.pages != 0 {
+	if b.ConsentPages() != 0 {
 		t.Errorf("a consent page was shown to a client that cannot register")
 	}
 
@@ -247,7 +247,7 @@ func TestSDKClientRegistersOnce(t *testing.T) {
 	if clients[0] == "" || clients[0] != clients[1] {
 		t.Errorf("client ids of two runs: %v, want one client", clients)
 	}
-	if b.pages != 2 {
-		t.Errorf("consent pages: %d, want 2 (a public loopback client is asked for every time)", b.pages)
+	if b.ConsentPages() != 2 {
+		t.Errorf("consent pages: %d, want 2 (a public loopback client is asked for every time)", b.ConsentPages())
 	}
 }

@@ -563,12 +563,12 @@ func TestConsentNoScriptApproves(t *testing.T) {
 	c := browserClient(t, e, cb)
 	b := e.browser("alice")
 	req := c.newRequest()
-	final, err := b.authorize(context.Background(), req.url)
+	final, err := b.Authorize(context.Background(), req.url)
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
-	if b.pages != 1 {
-		t.Fatalf("%d consent pages shown, want the one approved by the plain POST", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Fatalf("%d consent pages shown, want the one approved by the plain POST", b.ConsentPages())
 	}
 	q := final.Query()
 	if q.Get("code") == "" || q.Get("state") != req.state {

@@ -30,8 +30,8 @@ func TestSDKClientFullFlow(t *testing.T) {
 		t.Fatalf("connecting through the gate: %v", err)
 	}
 	defer session.Close()
-	if b.pages != 1 {
-		t.Errorf("consent pages shown: %d, want 1", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Errorf("consent pages shown: %d, want 1", b.ConsentPages())
 	}
 
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
@@ -138,7 +138,7 @@ func (c *oauthClient) login(t *testing.T, b *browser, resource string) *oauth2.T
 	if resource != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("resource", resource))
 	}
-	final, err := b.authorize(context.Background(), c.config().AuthCodeURL("st-"+resource, opts...))
+	final, err := b.Authorize(context.Background(), c.config().AuthCodeURL("st-"+resource, opts...))
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
@@ -200,40 +200,6 @@ func (c *oauthClient) refresh(t *testing.T, refreshToken string) (int, map[strin
 	return c.form(t, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
 }
 
-// mcpPost sends an MCP initialize request to path with the given
-// Authorization header value ("" for none) and returns the response.
-func (e *env) mcpPost(t *testing.T, path, authz string) *http.Response {
-	t.Helper()
-	return e.postJSON(t, path, rawInitialize, "Accept", mcpAccept, "Authorization", authz)
-}
-
-// rawInitialize is an MCP initialize request as a client would send it.
-const rawInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
-
-// mcpAccept is the Accept header of a Streamable HTTP client.
-const mcpAccept = "application/json, text/event-stream"
-
-// postJSON posts a JSON body to path with headers (name, value pairs; an
-// empty value is left out) and returns the response, its body drained and
-// closed.
-func (e *env) postJSON(t *testing.T, path, body string, headers ...string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] != "" {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	resp, err := e.httpClient(nil).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
 func TestRefreshRotationReuseAndRevocation(t *testing.T) {
 	e := start(t, options{})
 	for _, confidential := range []bool{false, true} {
@@ -287,8 +253,8 @@ func TestRefreshRotationReuseAndRevocation(t *testing.T) {
 			tok = c.login(t, b, e.site+"/mcp")
 			// A confidential client's approval is remembered; a public
 			// one with a loopback redirect is asked for every time.
-			if want := map[bool]int{true: 1, false: 2}[confidential]; b.pages != want {
-				t.Errorf("consent shown %d times, want %d", b.pages, want)
+			if want := map[bool]int{true: 1, false: 2}[confidential]; b.ConsentPages() != want {
+				t.Errorf("consent shown %d times, want %d", b.ConsentPages(), want)
 			}
 			if status, out := c.form(t, "/revoke", url.Values{"token": {tok.RefreshToken}}); status != http.StatusOK {
 				t.Fatalf("revoke: %d %v", status, out)

@@ -77,26 +77,6 @@ func startEdges(t *testing.T) (*env, *echoUpstream) {
 	return e, echo
 }
 
-// rawRequest sends a request whose target is sent exactly as written.
-func (e *env) rawRequest(t *testing.T, method, target, body string, header http.Header) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, e.site+"/", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.URL.Opaque = target // the request line carries it verbatim
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := e.httpClient(nil).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp, string(b)
-}
-
 // preflightHeader is what a browser sends before a 2026-07-28 request
 // from the MCP Inspector in direct mode.
 func preflightHeader() http.Header {

@@ -188,7 +188,7 @@ func TestGitHubFaultsAtSignIn(t *testing.T) {
 	for _, f := range ghFaults {
 		t.Run(f.name, func(t *testing.T) {
 			b := e.browser("alice")
-			b.client.Timeout = patient
+			b.Client.Timeout = patient
 			verifier := oauth2.GenerateVerifier()
 			e.logs.addSecret(verifier)
 			authURL := c.config().AuthCodeURL("st-faults", oauth2.S256ChallengeOption(verifier),
@@ -199,7 +199,7 @@ func TestGitHubFaultsAtSignIn(t *testing.T) {
 
 			m0 := e.metrics(t)
 			end := f.inject(t, e.gh)
-			resp, err := b.client.Get(cb.String())
+			resp, err := b.Client.Get(cb.String())
 			end()
 			if err != nil {
 				t.Fatalf("callback: %v", err)
@@ -224,7 +224,7 @@ func TestGitHubFaultsAtSignIn(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if final, err = b.authorize(context.Background(), e.site+link.String()); err != nil {
+				if final, err = b.Authorize(context.Background(), e.site+link.String()); err != nil {
 					t.Fatalf("signing in again: %v", err)
 				}
 			}
@@ -282,34 +282,14 @@ func wantGitHubDownPage(t *testing.T, resp *http.Response, page string, cb *url.
 // returning that URL unvisited.
 func (b *browser) toCallback(t *testing.T, authURL string) *url.URL {
 	t.Helper()
-	next := authURL
-	for hop := 0; hop < 10; hop++ {
-		resp, err := b.client.Get(next)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `action="/consent"`) {
-			form := url.Values{}
-			for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
-				form.Set(m[1], htmlUnescape(m[2]))
-			}
-			form.Set("action", "approve")
-			if resp, err = b.client.PostForm(b.e.site+"/consent", form); err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-		}
-		loc, err := resp.Location()
-		if resp.StatusCode != http.StatusFound || err != nil {
-			t.Fatalf("GET %s: %s: %s", next, resp.Status, body)
-		}
-		if strings.HasPrefix(loc.String(), b.e.site+"/callback?") {
-			return loc
-		}
-		next = loc.String()
+	cb, err := b.Follow(t.Context(), authURL, func(u *url.URL) bool {
+		return strings.HasPrefix(u.String(), b.e.site+"/callback?")
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("too many redirects before the callback")
-	return nil
+	if !strings.HasPrefix(cb.String(), b.e.site+"/callback?") {
+		t.Fatalf("the browser went to %s, not the callback", cb)
+	}
+	return cb
 }

@@ -13,14 +13,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -286,78 +282,21 @@ func (e *env) httpClient(jar http.CookieJar) *http.Client {
 }
 
 // browser is a user agent with cookies, signed in to the stand-in as a
-// given GitHub user.
+// given GitHub user, that plays the user through the authorization flow
+// (Authorize) or one request at a time (step).
 type browser struct {
-	e      *env
-	client *http.Client
-	// consent decides what the user clicks on the consent page.
-	consent string // "approve" (default) or "deny"
-	// pages counts consent pages shown, to check remembered approval.
-	pages int
+	*fakegithub.Browser
+	e *env
 }
 
 func (e *env) browser(login string) *browser {
-	jar, _ := cookiejar.New(nil)
-	gh, _ := url.Parse(e.ghURL)
-	jar.SetCookies(gh, []*http.Cookie{{Name: "fakegithub_login", Value: login, Path: "/"}})
-	return &browser{e: e, client: e.httpClient(jar), consent: "approve"}
-}
-
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
-
-// authorize plays the user in a browser: it follows the authorization URL
-// through the consent page and GitHub back to the client's redirect URI,
-// and returns that final URL.
-func (b *browser) authorize(ctx context.Context, authURL string) (*url.URL, error) {
-	next := authURL
-	for hop := 0; hop < 10; hop++ {
-		resp, err := b.client.Get(next)
-		if err != nil {
-			return nil, err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusFound:
-			loc, err := resp.Location()
-			if err != nil {
-				return nil, err
-			}
-			if !strings.HasPrefix(loc.String(), b.e.site) && !strings.HasPrefix(loc.String(), b.e.ghURL) {
-				return loc, nil // back at the client
-			}
-			next = loc.String()
-		case resp.StatusCode == http.StatusOK && strings.Contains(string(body), `action="/consent"`):
-			b.pages++
-			form := url.Values{}
-			for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
-				form.Set(m[1], htmlUnescape(m[2]))
-			}
-			form.Set("action", b.consent)
-			resp, err := b.client.PostForm(b.e.site+"/consent", form)
-			if err != nil {
-				return nil, err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusFound {
-				return nil, fmt.Errorf("consent POST: %s", resp.Status)
-			}
-			loc, _ := resp.Location()
-			if !strings.HasPrefix(loc.String(), b.e.site) && !strings.HasPrefix(loc.String(), b.e.ghURL) {
-				return loc, nil
-			}
-			next = loc.String()
-		default:
-			return nil, fmt.Errorf("GET %s: %s: %s", next, resp.Status, body)
-		}
-	}
-	return nil, errors.New("too many redirects")
+	return &browser{Browser: fakegithub.NewBrowser(e.ghURL, login, e.httpClient(nil)), e: e}
 }
 
 // fetcher adapts a browser to the SDK's AuthorizationCodeFetcher.
 func (b *browser) fetcher() auth.AuthorizationCodeFetcher {
 	return func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-		final, err := b.authorize(ctx, args.URL)
+		final, err := b.Authorize(ctx, args.URL)
 		if err != nil {
 			return nil, err
 		}
@@ -502,11 +441,6 @@ func (l *logBuffer) assertNoSecretsIn(t *testing.T, path, what string) {
 }
 
 var secretShape = regexp.MustCompile(`(gho_|mcp_at_|mcp_rt_|mcp_ac_|mcp_cs_)[A-Za-z0-9_-]{20,}`)
-
-func htmlUnescape(s string) string {
-	r := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`)
-	return r.Replace(s)
-}
 
 // getJSON fetches url (of this site) and decodes a 200 answer into v. It
 // returns the status.

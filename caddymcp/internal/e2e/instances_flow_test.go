@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -128,21 +127,12 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	br := eLB.browser("alice")
 	verifier = oauth2.GenerateVerifier()
 	authURL := cl3.config().AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", c.site+"/mcp"))
-	st, _, body := br.step(t, http.MethodGet, authURL, nil)
-	if st != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
-		t.Fatalf("authorize on A: %d", st)
-	}
-	form := consentForm(body)
-	form.Set("action", "approve")
-	st, toGitHub, _ := br.step(t, http.MethodPost, c.site+"/consent", form)
-	if st != http.StatusFound || !strings.HasPrefix(toGitHub, c.ghURL) {
-		t.Fatalf("consent on A: %d to %q, want a redirect to GitHub", st, toGitHub)
-	}
+	toGitHub := br.approveToGitHub(t, authURL) // on A
 	a.kill()
 	lb.to(b)
-	br.client.CloseIdleConnections()
+	br.Client.CloseIdleConnections()
 	cl3.http.CloseIdleConnections()
-	final, err := br.authorize(t.Context(), toGitHub)
+	final, err := br.Authorize(t.Context(), toGitHub)
 	if err != nil {
 		t.Fatalf("finishing the sign-in on B: %v", err)
 	}
@@ -261,40 +251,6 @@ func loadRestart(t *testing.T, c *cluster, envs []*env, cl *oauthClient) {
 	} else {
 		envs[0].tokensIn(out)
 	}
-}
-
-// result is one raw answer.
-type result struct {
-	status     int
-	retryAfter string
-	body       string
-	err        error
-}
-
-// gate sends an MCP initialize request with a bearer token, without
-// failing the test (it runs in load goroutines too).
-func gate(e *env, token string) result {
-	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(rawInitialize))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", mcpAccept)
-	req.Header.Set("Authorization", "Bearer "+token)
-	return do(e, req)
-}
-
-func rawPost(e *env, path, contentType, body string) result {
-	req, _ := http.NewRequest(http.MethodPost, e.site+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", contentType)
-	return do(e, req)
-}
-
-func do(e *env, req *http.Request) result {
-	resp, err := e.httpClient(nil).Do(req)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return result{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b)}
 }
 
 // refreshResult is a raw refresh answer with the tokens it issued.

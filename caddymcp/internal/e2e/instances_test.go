@@ -55,9 +55,8 @@ type instance struct {
 	port   int
 	dir    string
 	config string
-	cmd    *exec.Cmd
-	exited chan error
-	out    *lockedBuffer // stdout and stderr, before the log is set up
+	proc   *process      // nil when not running
+	out    *lockedBuffer // the last run's stdout and stderr, before the log is set up
 	// ready, when set, says whether the process serves; by default, its
 	// metadata through the public address, verified against the shared
 	// local CA.
@@ -127,9 +126,7 @@ func (in *instance) logPath() string { return filepath.Join(in.dir, "caddy.log")
 func (in *instance) command(ctx context.Context) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, in.c.bin, "run", "--config", in.config, "--adapter", "caddyfile")
 	cmd.Dir = in.dir
-	cmd.Env = append(os.Environ(), "HOME="+in.dir, "XDG_DATA_HOME="+filepath.Join(in.dir, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(in.dir, "config"), "MCP_AUTH_DATABASE_URL="+in.c.dsn,
-		"GITHUB_CLIENT_SECRET="+ghClientSecret)
+	cmd.Env = processEnv(in.dir, "MCP_AUTH_DATABASE_URL="+in.c.dsn, "GITHUB_CLIENT_SECRET="+ghClientSecret)
 	return cmd
 }
 
@@ -137,14 +134,8 @@ func (in *instance) command(ctx context.Context) *exec.Cmd {
 func (in *instance) start() {
 	t := in.c.t
 	t.Helper()
-	cmd := in.command(context.Background())
-	in.out = &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = in.out, in.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	in.cmd, in.exited = cmd, make(chan error, 1)
-	go func() { in.exited <- cmd.Wait() }()
+	in.proc = startProcess(t, in.command(context.Background()))
+	in.out = in.proc.out
 
 	deadline := time.Now().Add(60 * time.Second)
 	root := filepath.Join(in.c.shared, "pki", "authorities", "local", "root.crt")
@@ -174,7 +165,8 @@ func (in *instance) start() {
 			}
 		}
 		select {
-		case err = <-in.exited:
+		case <-in.proc.done:
+			err = in.proc.err
 			t.Fatalf("instance %s exited at start: %v\n%s", in.name, err, in.out.String())
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -186,12 +178,11 @@ func (in *instance) start() {
 
 // kill ends the process at once, as a crash would.
 func (in *instance) kill() {
-	if in.cmd == nil {
+	if in.proc == nil {
 		return
 	}
-	in.cmd.Process.Kill()
-	<-in.exited
-	in.cmd = nil
+	in.proc.kill()
+	in.proc = nil
 }
 
 // stop ends the process and checks its log for secrets.

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -35,9 +33,7 @@ func caddyBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "caddy")
-		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/caddymcp/caddymcp/cmd/caddy").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-		}
+		binErr = goBuildErr("github.com/caddymcp/caddymcp/cmd/caddy", binPath)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

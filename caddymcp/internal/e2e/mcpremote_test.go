@@ -345,7 +345,7 @@ func (e *env) waitTokenRefused(ctx context.Context, t *testing.T, token string) 
 // the GitHub stand-in, then loads the redirect, mcp-remote's loopback
 // callback, which answers once it has exchanged the code.
 func (e *env) completeBrowserSignIn(ctx context.Context, authURL string) error {
-	final, err := e.browser("alice").authorize(ctx, authURL)
+	final, err := e.browser("alice").Authorize(ctx, authURL)
 	if err != nil {
 		return err
 	}

@@ -185,7 +185,7 @@ func TestOperatorCutsOffAUser(t *testing.T) {
 		t.Errorf("revoke --user alice said %q", out)
 	}
 	// ...which withdraws her consent: signing in again asks again.
-	if status, _, body := aliceBrowser.step(t, http.MethodGet, ca.authURL(e.site+"/mcp"), nil); status != http.StatusOK || !strings.Contains(body, `action="/consent"`) {
+	if status, _, body := aliceBrowser.step(t, http.MethodGet, ca.authURL(e.site+"/mcp"), nil); status != http.StatusOK || !isConsentPage(body) {
 		t.Errorf("alice after being cut off: %d, want the consent page", status)
 	}
 	if resp := e.mcpPost(t, "/mcp", "Bearer "+aliceTok.AccessToken); resp.StatusCode != http.StatusUnauthorized {

@@ -216,8 +216,8 @@ func TestProxyStreamableHTTPFullFlow(t *testing.T) {
 			session.Close()
 		}
 	}()
-	if b.pages != 1 {
-		t.Errorf("consent pages shown: %d, want 1", b.pages)
+	if b.ConsentPages() != 1 {
+		t.Errorf("consent pages shown: %d, want 1", b.ConsentPages())
 	}
 	init := session.InitializeResult()
 	if init.ServerInfo.Name != "stateful-upstream" || init.ProtocolVersion != proxyProtocol {

@@ -42,7 +42,7 @@ func (c *oauthClient) authorizeAs(t *testing.T, b *browser, state string, params
 	for k := range params {
 		opts = append(opts, oauth2.SetAuthURLParam(k, params.Get(k)))
 	}
-	final, err := b.authorize(context.Background(), c.config().AuthCodeURL(state, opts...))
+	final, err := b.Authorize(context.Background(), c.config().AuthCodeURL(state, opts...))
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddymcp/caddymcp/caddymcp/internal/fakegithub"
 )
 
 // The stories of real traffic: hosted clients registering for all their
@@ -84,13 +86,13 @@ func TestFloodsLeaveOtherAddressesServed(t *testing.T) {
 		b := flooder.browser("bob")
 		for range 200 {
 			status, _, body := b.step(t, http.MethodGet, c.authURL(e.site+"/mcp"), nil)
-			if status != http.StatusOK {
-				t.Errorf("authorize: %d", status)
+			form, ok := fakegithub.ConsentForm(body)
+			if status != http.StatusOK || !ok {
+				t.Errorf("authorize: %d, no consent page", status)
 				return
 			}
-			form := consentForm(body)
 			form.Set("action", "approve")
-			resp, err := b.client.PostForm(e.site+"/consent", form)
+			resp, err := b.Client.PostForm(e.site+"/consent", form)
 			if err != nil {
 				t.Error(err)
 				return
@@ -130,7 +132,7 @@ func TestFloodsLeaveOtherAddressesServed(t *testing.T) {
 	// The flooder stays refused while its unfinished sign-ins count.
 	flooder := e.from("127.0.0.6")
 	c := flooder.register(t, true)
-	if _, err := flooder.browser("bob").authorize(t.Context(), c.authURL(e.site+"/mcp")); err == nil || !strings.Contains(err.Error(), "429") {
+	if _, err := flooder.browser("bob").Authorize(t.Context(), c.authURL(e.site+"/mcp")); err == nil || !strings.Contains(err.Error(), "429") {
 		t.Errorf("a sign-in from the address over its bound: %v, want 429", err)
 	}
 }

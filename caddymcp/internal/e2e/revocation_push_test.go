@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -100,21 +99,6 @@ func TestRevocationPushedTwoInstances(t *testing.T) {
 			}
 		})
 	}
-}
-
-// gateVia is gate with a client of the caller's, kept across requests.
-func gateVia(hc *http.Client, e *env, token string) result {
-	req, _ := http.NewRequest(http.MethodPost, e.site+"/mcp", strings.NewReader(rawInitialize))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", mcpAccept)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so that the connection is reused
-	return result{status: resp.StatusCode}
 }
 
 // adminAddress reads an instance's admin endpoint from its Caddyfile.

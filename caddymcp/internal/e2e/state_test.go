@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,23 +89,9 @@ func (e *env) runBinary(t *testing.T, caddyfile string) (stop func()) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(caddyBinary(t), "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "XDG_DATA_HOME="+filepath.Join(e.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"))
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	return func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("caddy did not stop on SIGINT:\n%s", out.String())
-		}
-	}
+	cmd.Env = processEnv(e.dir)
+	p := startProcess(t, cmd)
+	return func() { p.interrupt(t, 15*time.Second) }
 }
 
 // accessLogFilter is the README's recommended access log configuration:

@@ -102,8 +102,8 @@ func TestSDKStepUp(t *testing.T) {
 	if who, _ := whoami(ctx, t, alice.session); who != "alice" {
 		t.Errorf("after step-up the upstream saw %q, want alice", who)
 	}
-	if alice.b.pages != 2 {
-		t.Errorf("alice saw %d consent pages, want 2 (a wider scope needs a new approval)", alice.b.pages)
+	if alice.b.ConsentPages() != 2 {
+		t.Errorf("alice saw %d consent pages, want 2 (a wider scope needs a new approval)", alice.b.ConsentPages())
 	}
 	if got := sdkScope(t, alice.h); !slices.Contains(got, "read") || !slices.Contains(got, "write") {
 		t.Errorf("alice's stepped-up token has scope %v, want read and write", got)
@@ -119,8 +119,8 @@ func TestSDKStepUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), http.StatusText(http.StatusForbidden)) {
 		t.Errorf("bob's call after the step-up: %v, want it refused as Forbidden", err)
 	}
-	if bob.b.pages != 2 {
-		t.Errorf("bob saw %d consent pages, want 2 (he was asked for write too)", bob.b.pages)
+	if bob.b.ConsentPages() != 2 {
+		t.Errorf("bob saw %d consent pages, want 2 (he was asked for write too)", bob.b.ConsentPages())
 	}
 	got := sdkScope(t, bob.h)
 	if slices.Contains(got, "write") || !slices.Contains(got, "read") {
