@@ -3,11 +3,8 @@ package caddymcp
 import (
 	"context"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddymcp/caddymcp/caddymcp/oauth"
@@ -66,49 +63,12 @@ func siteOrigin(r *http.Request) string {
 	if m := siteGateFrom(r); m != nil {
 		return m.siteOrigin(r)
 	}
-	return defaultIssuer(r)
+	return oauth.DefaultIssuer(r)
 }
 
-// siteOrigin is the origin of m's issuer for r: the configured issuer, or
-// the default for r.
-func (m *MCPAuth) siteOrigin(r *http.Request) string {
-	if m.Issuer == "" {
-		return defaultIssuer(r)
-	}
-	raw := m.Issuer
-	if strings.Contains(raw, "{") {
-		raw = caddy.NewReplacer().ReplaceKnown(raw, "")
-	}
-	iss, err := oauth.ParseIssuer(raw)
-	if err != nil {
-		// Provision refused such an issuer; never the request's host.
-		return ""
-	}
-	return iss
-}
-
-// defaultIssuer is the issuer the oauth package uses for r when none is
-// configured (oauth.Server.issuer): https://<host>, or http://<host> for a
-// plain-HTTP request to a loopback host (local development). A plain-HTTP
-// request to any other host most likely came through a proxy terminating
-// TLS, where the browser's origin is https.
-func defaultIssuer(r *http.Request) string {
-	host := strings.ToLower(r.Host)
-	if r.TLS == nil && isLoopbackName((&url.URL{Host: host}).Hostname()) {
-		return "http://" + host
-	}
-	return "https://" + host
-}
-
-// isLoopbackName reports whether host (without port) is localhost or a
-// loopback IP address, as the oauth package decides for default issuers.
-func isLoopbackName(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
-}
+// siteOrigin is the origin of m's issuer for r, the one its metadata
+// advertises.
+func (m *MCPAuth) siteOrigin(r *http.Request) string { return m.server.Issuer(r) }
 
 // originOf returns the scheme://host part of an absolute URL such as a
 // token's audience (https://mcp.example.com/mcp), without allocating.

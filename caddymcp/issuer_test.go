@@ -181,7 +181,7 @@ func TestSiteOriginIsTheIssuer(t *testing.T) {
 				t.Errorf("issuer %q, request %s: site origin %q, the gate's issuer %q", issuer, target, got, meta.Issuer)
 			}
 			if issuer == "" {
-				if got := defaultIssuer(r); got != meta.Issuer {
+				if got := oauth.DefaultIssuer(r); got != meta.Issuer {
 					t.Errorf("request %s: default issuer %q, the gate's %q", target, got, meta.Issuer)
 				}
 			}

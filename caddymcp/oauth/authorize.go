@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/caddymcp/caddymcp/caddymcp/store"
 )
@@ -231,17 +232,21 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, redire
 // page (0 when the user just consented).
 func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authzRequest, browser string, approvedBy int64) {
 	state := store.NewSecret("")
+	verifier := oauth2.GenerateVerifier()
 	p := &store.Pending{
-		StateHash:     store.SecretKey("", state),
-		ClientID:      req.client.ID,
-		RedirectURI:   req.redirectURI,
-		ClientState:   req.state,
-		CodeChallenge: req.challenge,
-		Resource:      req.resource,
-		Scope:         req.scope,
-		BrowserHash:   hashSecret(browser),
-		ApprovedBy:    approvedBy,
-		ExpiresAt:     s.now().Add(pendingTTL),
+		StateHash: store.SecretKey("", state),
+		// Sealed under the key ring, so that a key rotated in while the
+		// user is at GitHub still opens it at the callback.
+		GitHubVerifier: s.keys.Seal([]byte(verifier), []byte("github-pkce")),
+		ClientID:       req.client.ID,
+		RedirectURI:    req.redirectURI,
+		ClientState:    req.state,
+		CodeChallenge:  req.challenge,
+		Resource:       req.resource,
+		Scope:          req.scope,
+		BrowserHash:    hashSecret(browser),
+		ApprovedBy:     approvedBy,
+		ExpiresAt:      s.now().Add(pendingTTL),
 	}
 	// Counted until GitHub's callback brings it back: a caller that
 	// approves and never signs in leaves a record behind, one that
@@ -268,7 +273,7 @@ func (s *Server) sendToGitHub(w http.ResponseWriter, r *http.Request, req *authz
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, s.idp.AuthCodeURL(state, s.issuer(r)+pathCallback, s.githubVerifier(state)), http.StatusFound)
+	http.Redirect(w, r, s.idp.AuthCodeURL(state, s.issuer(r)+pathCallback, verifier), http.StatusFound)
 }
 
 // validChallenge checks the form of an S256 code challenge: the unpadded

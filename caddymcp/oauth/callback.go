@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -68,7 +67,15 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// gets the browser a page rather than a tab that spins.
 	ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)
 	defer cancel()
-	ghTok, err := s.idp.Exchange(ctx, code, s.issuer(r)+pathCallback, s.githubVerifier(state))
+	verifier, err := s.keys.Open(p.GitHubVerifier, []byte("github-pkce"))
+	if err != nil {
+		// Sealed under a key no longer configured, or damaged: this
+		// sign-in cannot be finished, the next one can.
+		s.log.Warn("the PKCE verifier of a sign-in cannot be opened", zap.String("client_id", p.ClientID), zapErr(err))
+		fail(ErrAccessDenied, "the sign-in could not be completed; start again")
+		return
+	}
+	ghTok, err := s.idp.Exchange(ctx, code, s.issuer(r)+pathCallback, string(verifier))
 	if errors.Is(err, ErrUpstreamUnavailable) {
 		s.githubDown(w, p, "GitHub could not exchange the code", err)
 		return
@@ -93,9 +100,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			fail(ErrAccessDenied, "this GitHub account is not allowed to use this server")
 			return
 		}
+		// Outages went to githubDown above: what is left is a refusal
+		// (a token GitHub no longer accepts, a 403 that is no rate
+		// limit, a user without an ID), which trying again will not mend.
 		s.log.Warn("GitHub user lookup failed", zap.String("client_id", p.ClientID), zapErr(err))
 		s.emit(Event{Kind: EventAuthorizationDenied, Reason: ReasonGitHubError, ClientID: p.ClientID, Resource: p.Resource})
-		fail(ErrTemporarilyUnavailable, "GitHub could not be asked who you are; try again")
+		fail(ErrAccessDenied, "GitHub refused to say who signed in")
 		return
 	}
 	if p.ApprovedBy != 0 && p.ApprovedBy != who.ID {
@@ -241,13 +251,4 @@ func (s *Server) UpstreamToken(ctx context.Context, grantID string, userID int64
 		return nil, store.ErrNotFound
 	}
 	return s.GitHubToken(g.GitHubToken, userID)
-}
-
-// githubVerifier is the PKCE verifier (RFC 7636) of the sign-in at GitHub
-// whose state is state: derived from it under the server's key, so that
-// it needs no storage and only this server, holding the state the
-// browser brings back, can present it. 43 base64url characters, the
-// shortest RFC 7636 allows for 256 bits.
-func (s *Server) githubVerifier(state string) string {
-	return base64.RawURLEncoding.EncodeToString(s.keys.mac("github-pkce", state))
 }

@@ -54,21 +54,19 @@ func (s *Server) authenticate(r *http.Request, res *Resource) (*store.AccessToke
 	refuse := func(reason string, e *Error) *Refusal {
 		return &Refusal{Error: s.challenged(r, res, e), Reason: reason}
 	}
-	// No token: no error code (RFC 6750 section 3.1).
-	missing := &Error{Status: http.StatusUnauthorized}
 	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 		return nil, refuse(GateBadRequest, newError(ErrInvalidRequest, "send the access token in the Authorization header, not the URL"))
 	}
 	hdrs := r.Header.Values("Authorization")
 	if len(hdrs) == 0 {
-		return nil, refuse(GateMissing, missing)
+		return nil, refuse(GateMissing, noToken())
 	}
 	if len(hdrs) > 1 {
 		return nil, refuse(GateBadRequest, newError(ErrInvalidRequest, "send one Authorization header"))
 	}
 	scheme, tok, ok := strings.Cut(hdrs[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, refuse(GateMissing, missing)
+		return nil, refuse(GateMissing, noToken())
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" || len(tok) > maxSecretLen {
@@ -117,7 +115,7 @@ func (s *Server) audienceOK(r *http.Request, res *Resource, aud string) bool {
 // issuer, the scheme and lower-cased host of the request.
 func cutRequestIssuer(r *http.Request, aud string) (string, bool) {
 	scheme := "https://"
-	if r.TLS == nil && requestScheme(r) == "http" {
+	if requestScheme(r) == "http" {
 		scheme = "http://"
 	}
 	rest, ok := strings.CutPrefix(aud, scheme)
@@ -207,3 +205,8 @@ func CarriesAccessToken(r *http.Request) bool {
 	}
 	return false
 }
+
+// noToken is the refusal of a request without a bearer token: a challenge
+// with no error code (RFC 6750 section 3.1). Built only when refusing, so
+// an accepted request does not pay for it.
+func noToken() *Error { return &Error{Status: http.StatusUnauthorized} }

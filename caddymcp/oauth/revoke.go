@@ -67,7 +67,12 @@ func (s *Server) revoke(r *http.Request, client *store.Client, tok string) error
 		// 7009 section 2.1). A rotated one of this client's, past the
 		// grace, has revoked its grant already.
 		rt, g, _, err := s.store.GetRefreshToken(ctx, h, s.refreshUse(client, s.now()))
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRefreshReused) {
+		if errors.Is(err, store.ErrRefreshReused) {
+			// Revoked by the store: report it, as the token endpoint does.
+			s.emit(Event{Kind: EventGrantRevoked, Reason: ReasonRefreshReused, ClientID: client.ID, ClientName: client.Name})
+			return nil
+		}
+		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
 		if err != nil {

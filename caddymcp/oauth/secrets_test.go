@@ -180,3 +180,41 @@ func TestOlderTokensStillWork(t *testing.T) {
 	}
 	e.expectRefused("/mcp", access, http.StatusUnauthorized)
 }
+
+// TestSignInAcrossKeyRotation: a key rotated in while the user is at
+// GitHub (the old key kept as a previous one) does not break the sign-in:
+// the PKCE verifier sent to GitHub is sealed under the key ring, so the
+// callback still presents it. With the old key dropped, the sign-in is
+// refused cleanly and the next one works.
+func TestSignInAcrossKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	c := e.publicClient()
+	b := e.newBrowser("alice")
+	callback := func(keys *oauth.Keys) *httptest.ResponseRecorder {
+		t.Helper()
+		srv, err := oauth.New(oauth.Config{Resources: defaultResources, ScopesSupported: []string{"read"}}, e.st, e.idp, keys, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := b.atGitHub(b.toGitHub(authzQuery(c, newPKCE())))
+		req := httptest.NewRequest(http.MethodGet, cb.String(), nil)
+		for _, ck := range b.Jar.Cookies(cb) {
+			req.AddCookie(ck)
+		}
+		rec := httptest.NewRecorder()
+		srv.Endpoint("/callback")(rec, req)
+		return rec
+	}
+	old, neu := bytes.Repeat([]byte{0x42}, oauth.KeySize), bytes.Repeat([]byte{0x44}, oauth.KeySize)
+	rotated, _ := oauth.NewKeys(neu, old)
+	rec := callback(rotated)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusFound || loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("callback after the key was rotated in: %d %s %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	dropped, _ := oauth.NewKeys(neu)
+	rec = callback(dropped)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusFound || loc == nil || loc.Query().Get("error") != "access_denied" {
+		t.Fatalf("callback after the old key was dropped: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+	e.loginTokens(c, "alice")
+}

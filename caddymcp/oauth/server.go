@@ -457,19 +457,28 @@ const (
 // times the requests to it.
 const PathToken = "/token"
 
-// issuer is the configured issuer or, by default, the scheme and host the
-// request came in on.
+// Issuer is the issuer this server serves r under: the configured one, or
+// DefaultIssuer(r). Handlers that judge a request's Origin use it, so that
+// they agree with the metadata this server advertises.
+func (s *Server) Issuer(r *http.Request) string { return s.issuer(r) }
+
 func (s *Server) issuer(r *http.Request) string {
 	if s.cfg.Issuer != "" {
 		return s.cfg.Issuer
 	}
-	scheme := requestScheme(r)
-	if r.TLS == nil && scheme == "https" {
+	iss := DefaultIssuer(r)
+	if r.TLS == nil && strings.HasPrefix(iss, "https:") {
 		s.plainHTTP.Do(func() {
-			s.log.Warn("a plain-HTTP request to a public host: advertising an https issuer; set issuer to the public https URL", zap.String("issuer", scheme+"://"+strings.ToLower(r.Host)))
+			s.log.Warn("a plain-HTTP request to a public host: advertising an https issuer; set issuer to the public https URL", zap.String("issuer", iss))
 		})
 	}
-	return scheme + "://" + strings.ToLower(r.Host)
+	return iss
+}
+
+// DefaultIssuer is the issuer for r when none is configured: the scheme
+// (requestScheme) and the lower-cased host the request came in on.
+func DefaultIssuer(r *http.Request) string {
+	return requestScheme(r) + "://" + strings.ToLower(r.Host)
 }
 
 // requestScheme is the scheme of the default issuer for r: https, except

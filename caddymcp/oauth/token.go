@@ -309,6 +309,9 @@ func (s *Server) refresh(r *http.Request, form url.Values, client *store.Client)
 	g.ExpiresAt = now.Add(s.cfg.RefreshTokenTTL)
 	access, at := s.newAccessToken(g, resource, scope, now)
 	refresh, newRT := s.newRefreshToken(g)
+	// Judged at the time of the write: the re-check with GitHub may have
+	// taken seconds, which must not stretch the grace.
+	use.Now = s.now()
 	verdict, err := s.store.RotateRefresh(r.Context(), oldHash, use, g, at, newRT)
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
@@ -363,7 +366,7 @@ func (s *Server) recheck(r *http.Request, g *store.Grant) *Error {
 	current, withheld, err := s.idp.Recheck(ctx, ghTok, g.User)
 	if err == nil {
 		g.CheckedAt = s.now()
-		if current.ID == g.User.ID && current != g.User {
+		if current != g.User { // Recheck refused another user ID
 			// The grant follows the numeric ID; the tokens issued from
 			// now on, the placeholders and the admin API carry GitHub's
 			// current login, name and email.

@@ -96,3 +96,18 @@ func ApplyRefresh(cur, g *Grant, v RefreshVerdict, next *RefreshToken, now time.
 	}
 	next.Gen = cur.RefreshGen
 }
+
+// JudgeRefresh judges rt, a stored refresh token presented by use, given
+// its grant g (nil if the grant is gone). A token that expired, whose
+// grant is gone or lapsed, or that belongs to another client than use's
+// is ErrNotFound: in particular another client's token is unknown to
+// this one, whatever its state, so that it cannot revoke the owner's
+// grant. Otherwise it returns ClassifyRefresh's verdict. Both backends
+// judge with it, under their own reads and locks.
+func JudgeRefresh(rt *RefreshToken, g *Grant, use RefreshUse) (RefreshVerdict, error) {
+	if rt.ClientID != use.ClientID || Expired(rt.ExpiresAt, use.Now) || g == nil ||
+		Expired(g.ExpiresAt, use.Now) || g.ClientID != rt.ClientID {
+		return 0, ErrNotFound
+	}
+	return ClassifyRefresh(rt, g, use), nil
+}

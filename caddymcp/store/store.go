@@ -288,6 +288,10 @@ type Pending struct {
 	CodeChallenge string `json:"code_challenge"`
 	Resource      string `json:"resource,omitempty"`
 	Scope         string `json:"scope,omitempty"`
+	// GitHubVerifier is the PKCE verifier (RFC 7636) sent to GitHub with
+	// the sign-in, sealed by the caller: the callback presents it with
+	// GitHub's code.
+	GitHubVerifier []byte `json:"github_verifier,omitempty"`
 	// BrowserHash is the digest of the browser-binding cookie of the
 	// browser that started (and consented to) the request; the callback
 	// must come from the same browser.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -57,12 +58,18 @@ func addrPrefix(kind, addr string) []byte {
 
 // PutLeftover implements store.Store.
 func (s *Store) PutLeftover(ctx context.Context, l *store.Leftover, limits store.LeftoverLimits, now time.Time) error {
+	if strings.ContainsRune(l.Kind, 0) || strings.ContainsRune(l.Addr, 0) {
+		return errors.New("bboltstore: a leftover's kind and address must not hold NUL")
+	}
 	lk := []byte(l.LedgerKey())
 	if ok, err := s.exists(ctx, bucketLeftoverKeys, lk); err != nil || ok {
 		return err // recorded already: the same record again
 	}
 	nowN := unixNano(now)
 	var res error
+	// Whether to walk the whole kind is decided once: the function below
+	// may run again in a later group, and due() is not transactional.
+	walkDecided, walk := false, false
 	err := s.updateKeep(ctx, func(tx *bolt.Tx) error {
 		res = nil
 		if tx.Bucket(bucketLeftoverKeys).Get(lk) != nil {
@@ -74,7 +81,10 @@ func (s *Store) PutLeftover(ctx context.Context, l *store.Leftover, limits store
 		}
 		total := leftoverCount(tx, l.Kind)
 		ok, own := store.AdmitLeftover(limits, held, total)
-		if !ok && !own && s.walks.due(l.Kind, now) {
+		if !ok && !own && !walkDecided {
+			walk, walkDecided = s.walks.due(l.Kind, now), true
+		}
+		if !ok && !own && walk {
 			if _, _, err := liveLeftovers(tx, []byte(l.Kind+"\x00"), nowN); err != nil {
 				return err
 			}
@@ -122,12 +132,10 @@ func liveLeftovers(tx *bolt.Tx, prefix []byte, nowN int64) (held int, oldest int
 	}
 	for _, k := range dead {
 		// The ledger key follows the kind and the address.
+		// PutLeftover refuses NUL in kind and address, so it splits
+		// in three.
 		parts := bytes.SplitN(k, []byte{0}, 3)
-		if len(parts) == 3 {
-			if _, err := dropLeftover(tx, string(parts[2])); err != nil {
-				return 0, 0, err
-			}
-		} else if err := tx.Bucket(bucketLeftovers).Delete(k); err != nil {
+		if _, err := dropLeftover(tx, string(parts[len(parts)-1])); err != nil {
 			return 0, 0, err
 		}
 	}

@@ -94,7 +94,7 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, use store.Refr
 }
 
 // judgeRefresh reads the refresh token hash and its grant into rt and g
-// and judges the token (store.ClassifyRefresh). res is ErrNotFound for a
+// and judges the token (store.JudgeRefresh). res is ErrNotFound for a
 // token that is absent, expired, of a revoked grant, or issued to another
 // client than use's; err is a failure to read.
 func judgeRefresh(tx *bolt.Tx, hash []byte, use store.RefreshUse, rt *store.RefreshToken, g *store.Grant) (v store.RefreshVerdict, res, err error) {
@@ -102,19 +102,16 @@ func judgeRefresh(tx *bolt.Tx, hash []byte, use store.RefreshUse, rt *store.Refr
 	if err != nil || !ok {
 		return 0, store.ErrNotFound, err
 	}
-	// Another client's token is unknown to this one, whatever its
-	// state: it must not be able to revoke the owner's grant.
-	if rt.ClientID != use.ClientID || store.Expired(rt.ExpiresAt, use.Now) || !store.ValidID(rt.GrantID) {
-		return 0, store.ErrNotFound, nil
+	grant := g
+	if !store.ValidID(rt.GrantID) {
+		grant = nil
+	} else if ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), g); err != nil {
+		return 0, nil, err
+	} else if !ok {
+		grant = nil
 	}
-	ok, err = get(tx.Bucket(bucketGrants), []byte(rt.GrantID), g)
-	if err != nil || !ok {
-		return 0, store.ErrNotFound, err
-	}
-	if store.Expired(g.ExpiresAt, use.Now) || g.ClientID != rt.ClientID {
-		return 0, store.ErrNotFound, nil
-	}
-	return store.ClassifyRefresh(rt, g, use), nil, nil
+	v, res = store.JudgeRefresh(rt, grant, use)
+	return v, res, nil
 }
 
 // refreshReused revokes the grant of a reused refresh token and returns

@@ -220,7 +220,7 @@ LEFT JOIN mcp_auth_grants g ON g.id = r.grant_id WHERE r.hash = $1`, hash).Scan(
 }
 
 // judgeRefresh decodes a refresh token and its grant (nil if there is
-// none) into rt and g and judges the token (store.ClassifyRefresh). res
+// none) into rt and g and judges the token (store.JudgeRefresh). res
 // is ErrNotFound for a token that is expired, of a revoked grant, or
 // issued to another client than use's; err is a record that cannot be
 // decoded.
@@ -228,18 +228,14 @@ func judgeRefresh(rtRaw, gRaw []byte, use store.RefreshUse, rt *store.RefreshTok
 	if err := decode(rtRaw, rt); err != nil {
 		return 0, nil, err
 	}
-	// Another client's token is unknown to this one, whatever its
-	// state: it must not be able to revoke the owner's grant.
-	if rt.ClientID != use.ClientID || store.Expired(rt.ExpiresAt, use.Now) || gRaw == nil {
-		return 0, store.ErrNotFound, nil
-	}
-	if err := decode(gRaw, g); err != nil {
+	grant := g
+	if gRaw == nil {
+		grant = nil
+	} else if err := decode(gRaw, g); err != nil {
 		return 0, nil, err
 	}
-	if store.Expired(g.ExpiresAt, use.Now) || g.ClientID != rt.ClientID {
-		return 0, store.ErrNotFound, nil
-	}
-	return store.ClassifyRefresh(rt, g, use), nil, nil
+	v, res = store.JudgeRefresh(rt, grant, use)
+	return v, res, nil
 }
 
 // orErr returns err if it is set, else res.

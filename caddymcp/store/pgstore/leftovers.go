@@ -27,7 +27,7 @@ func (s *Store) PutLeftover(ctx context.Context, l *store.Leftover, limits store
 		}
 		var b pgx.Batch
 		exists := false
-		b.Queue(`SELECT 1 FROM mcp_auth_leftovers WHERE key = $1`, l.LedgerKey()).
+		b.Queue(`SELECT 1 FROM mcp_auth_leftovers WHERE key = $1 AND expires_at > $2`, l.LedgerKey(), now).
 			QueryRow(func(row pgx.Row) error { return noRows(row.Scan(new(int)), &exists) })
 		var held, total int
 		var oldest *time.Time
